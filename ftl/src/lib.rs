@@ -1,0 +1,3 @@
+//! Emulated NAND devices and one flash translation layer over all of them.
+
+pub mod nand;

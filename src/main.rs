@@ -1,0 +1,3 @@
+fn main() {
+    println!("ferrite: the CLI lands with the FTL");
+}
