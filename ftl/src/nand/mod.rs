@@ -9,14 +9,18 @@
 mod device;
 mod error;
 mod faults;
+mod file;
 mod geometry;
 mod mem;
 mod power;
 mod store;
+#[cfg(test)]
+mod tests;
 
 pub use device::Device;
 pub use error::NandError;
 pub use faults::{FaultConfig, mix};
+pub use file::{FileHeader, FileLayout, FileNand, FileStore};
 pub use geometry::Geometry;
 pub use mem::{MemNand, MemStore};
 pub use power::PowerRail;
