@@ -261,6 +261,10 @@ impl<S: PageStore> Nand for Device<S> {
         self.geometry.check(block, Some(page))?;
         self.check_buffers(Some(data.len()), oob.len())?;
         let mut die = self.die_of(block).lock();
+        if self.power_is_lost() {
+            // Only the program that loses the power may tear its page; later ones do nothing.
+            return Err(NandError::PowerLost);
+        }
         let state = die.block(block);
         if state.meta.health != BlockHealth::Good {
             return Err(NandError::BadBlock { block });
@@ -359,6 +363,9 @@ impl<S: PageStore> Nand for Device<S> {
     fn erase_block(&self, block: u32) -> Result<(), NandError> {
         self.geometry.check(block, None)?;
         let mut die = self.die_of(block).lock();
+        if self.power_is_lost() {
+            return Err(NandError::PowerLost);
+        }
         let state = die.block(block);
         if state.meta.health != BlockHealth::Good {
             return Err(NandError::BadBlock { block });
