@@ -241,11 +241,7 @@ pub fn encode_meta(m: &BlockMeta) -> [u8; META_ENTRY_LEN] {
 }
 
 /// Decodes and checks the metadata entry of `block`; the error is the reason.
-pub fn decode_meta(
-    block: u32,
-    b: &[u8],
-    pages_per_block: u32,
-) -> Result<BlockMeta, String> {
+pub fn decode_meta(block: u32, b: &[u8], pages_per_block: u32) -> Result<BlockMeta, String> {
     let stored = get32(b, meta::CRC);
     let computed = crc32fast::hash(&b[..meta::CRC]);
     if stored != computed {
@@ -575,7 +571,11 @@ mod tests {
         assert!(FileHeader::decode(&b).expect_err("magic").contains("magic"));
         let mut b = good;
         b[8] = 2;
-        assert!(FileHeader::decode(&b).expect_err("version").contains("version 2"));
+        assert!(
+            FileHeader::decode(&b)
+                .expect_err("version")
+                .contains("version 2")
+        );
         let mut b = good;
         b[100] = 1;
         assert!(FileHeader::decode(&b).expect_err("crc").contains("crc"));
@@ -611,10 +611,21 @@ mod tests {
         assert_eq!(b[12..16], crc32fast::hash(&b[..12]).to_le_bytes());
         assert_eq!(decode_meta(5, &b, 8), Ok(m));
         assert_eq!(encode_meta(&BlockMeta::fresh(BlockHealth::Good))[8], 0);
-        assert_eq!(encode_meta(&BlockMeta::fresh(BlockHealth::FactoryBad))[8], 1);
+        assert_eq!(
+            encode_meta(&BlockMeta::fresh(BlockHealth::FactoryBad))[8],
+            1
+        );
         let mut bad = b;
         bad[0] ^= 1;
-        assert!(decode_meta(5, &bad, 8).expect_err("crc").contains("block 5"));
-        assert!(decode_meta(5, &b, 6).expect_err("pages").contains("programmed"));
+        assert!(
+            decode_meta(5, &bad, 8)
+                .expect_err("crc")
+                .contains("block 5")
+        );
+        assert!(
+            decode_meta(5, &b, 6)
+                .expect_err("pages")
+                .contains("programmed")
+        );
     }
 }
