@@ -403,6 +403,14 @@ impl Device<FileStore> {
             file.sync_all()
         };
         write().map_err(|e| io_error(&name, e))?;
+        // Make the new directory entry durable too.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| io_error(&parent.display().to_string(), e))?;
         let store = FileStore {
             file,
             path: name,
@@ -521,6 +529,19 @@ mod tests {
         for x in [l.meta_offset, l.data_offset, l.oob_offset, l.file_len] {
             assert_eq!(x % 4096, 0);
         }
+    }
+
+    #[test]
+    fn default_geometry_layout_matches_the_docs() {
+        // The worked example in docs/ftl-format.md.
+        let l = FileLayout::of(&Geometry::default());
+        assert_eq!(l.meta_offset, 0x1000);
+        assert_eq!(l.data_offset, 0x3000);
+        assert_eq!(l.oob_offset, 0x2000_3000);
+        assert_eq!(l.file_len, 0x2080_3000);
+        assert_eq!(l.file_len, 545_271_808);
+        // The crc32 the docs name: CRC-32/ISO-HDLC, check value 0xcbf43926.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
     }
 
     #[test]
