@@ -764,13 +764,17 @@ fn power_rail_trips_after_n_ops(bench: &Bench) {
     a.sync().expect("sync");
     b.sync().expect("sync");
 
-    rail.arm(3);
+    // Every mutating operation counts (program, erase, sync, mark_bad), on any device of the rail.
+    rail.arm(5);
     program(a, 0, 1).expect("op 1");
     assert!(holds(a, 0, 0, 0), "reads do not count");
+    info(b, 0);
     program(b, 0, 1).expect("op 2");
     a.erase_block(1).expect("op 3");
+    b.sync().expect("op 4");
+    b.mark_bad(7).expect("op 5");
     let r = program(a, 0, 2);
-    assert!(matches!(r, Err(NandError::PowerLost)), "op 4: {r:?}");
+    assert!(matches!(r, Err(NandError::PowerLost)), "op 6: {r:?}");
     assert!(rail.is_lost());
     assert_eq!(
         info(a, 0).programmed_pages,
