@@ -1,0 +1,451 @@
+//! The write side of the FTL: allocation over every die and stream, host writes, block close with
+//! summary, and the durability barrier. One `Engine` sits behind the FTL's write lock; readers never
+//! take it (they use the atomic map in `Shared`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::blocks::{BlockKind, BlockState, FreePool};
+use crate::config::FtlConfig;
+use crate::error::FtlError;
+use crate::format::oob::{PageKind, PageRecord};
+use crate::format::summary::{self, SummaryEntry};
+use crate::format::trim_log::TrimEntry;
+use crate::gc::GcJob;
+use crate::layout::{Entry, Layout};
+use crate::nand::{Nand, NandError};
+use crate::temperature::Temperature;
+
+/// Write streams. Host writes are split by temperature; relocated data has its own stream.
+pub const STREAM_HOT: u8 = 0;
+pub const STREAM_COLD: u8 = 1;
+pub const STREAM_GC: u8 = 2;
+pub const DATA_STREAMS: usize = 3;
+/// Stream codes recorded in the OOB of non-data pages.
+pub const STREAM_TRIM: u8 = 8;
+pub const STREAM_CHECKPOINT: u8 = 9;
+/// p2l value of a physical page that holds no logical page.
+pub const NO_LPA: u32 = u32::MAX;
+
+/// Free blocks only GC may take: relocation must always find room, or GC could deadlock.
+pub const GC_RESERVE_BLOCKS: u32 = 2;
+/// Below this many free blocks host writes wait while GC runs (foreground GC).
+pub const FREE_BLOCKS_URGENT: u32 = GC_RESERVE_BLOCKS + 2;
+/// Below this many free blocks GC runs paced against host writes (background GC).
+pub const FREE_BLOCKS_BACKGROUND: u32 = FREE_BLOCKS_URGENT + 4;
+
+/// What readers and writers share: the devices and the logical-to-physical map.
+#[derive(Debug)]
+pub struct Shared {
+    pub layout: Layout,
+    pub devices: Vec<Arc<dyn Nand>>,
+    pub map: Vec<AtomicU32>,
+}
+
+impl Shared {
+    pub fn entry(&self, lpa: u32) -> Entry {
+        Entry::decode(self.map[lpa as usize].load(Ordering::Acquire))
+    }
+
+    pub fn set(&self, lpa: u32, raw: u32) {
+        self.map[lpa as usize].store(raw, Ordering::Release);
+    }
+
+    pub fn logical_pages(&self) -> u64 {
+        self.map.len() as u64
+    }
+}
+
+#[derive(Debug)]
+pub struct OpenBlock {
+    pub gblock: u32,
+    /// One entry per programmed data page, for the summary.
+    pub entries: Vec<SummaryEntry>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub host_pages_written: u64,
+    pub nand_pages_written: u64,
+    pub gc_runs: u64,
+    pub gc_pages_moved: u64,
+    pub host_pages_read: u64,
+    pub trims: u64,
+    pub wl_pages_moved: u64,
+    pub wl_runs: u64,
+}
+
+impl Counters {
+    pub fn to_array(self) -> [u64; 8] {
+        [
+            self.host_pages_written,
+            self.nand_pages_written,
+            self.gc_runs,
+            self.gc_pages_moved,
+            self.host_pages_read,
+            self.trims,
+            self.wl_pages_moved,
+            self.wl_runs,
+        ]
+    }
+
+    pub fn from_array(a: [u64; 8]) -> Self {
+        Self {
+            host_pages_written: a[0],
+            nand_pages_written: a[1],
+            gc_runs: a[2],
+            gc_pages_moved: a[3],
+            host_pages_read: a[4],
+            trims: a[5],
+            wl_pages_moved: a[6],
+            wl_runs: a[7],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    pub config: FtlConfig,
+    pub layout: Layout,
+    pub blocks: Vec<BlockState>,
+    /// Physical page -> logical page, for GC (NO_LPA where none).
+    pub p2l: Vec<u32>,
+    pub free: FreePool,
+    /// Open block per data stream and die.
+    pub open: Vec<Vec<Option<OpenBlock>>>,
+    pub cursor: [usize; DATA_STREAMS],
+    /// Open blocks per stream now, and the most a stream may have: every die when the
+    /// over-provisioning can carry it, fewer on small devices (open blocks hold spare space).
+    pub open_count: [u32; DATA_STREAMS],
+    pub max_open_per_stream: u32,
+    pub rotation: Vec<u32>,
+    pub trim_block: Option<u32>,
+    pub trim_buffer: Vec<TrimEntry>,
+    pub next_seq: u64,
+    pub temperature: Temperature,
+    pub gc: Option<GcJob>,
+    pub gc_credit: f64,
+    pub pending_erase: Vec<u32>,
+    pub dirty_devices: Vec<bool>,
+    pub checkpoint_blocks: Vec<u32>,
+    pub spare_blocks: u32,
+    pub factory_bad_blocks: u32,
+    pub grown_bad_blocks: u32,
+    pub read_only: Option<String>,
+    pub counters: Counters,
+    pub erases_since_wl_check: u32,
+    pub data_buf: Vec<u8>,
+    /// Page buffer of relocation, apart from `data_buf` which block close needs meanwhile.
+    pub relocation_buf: Vec<u8>,
+    pub oob_buf: Vec<u8>,
+}
+
+impl Engine {
+    pub fn new(
+        config: FtlConfig,
+        layout: Layout,
+        blocks: Vec<BlockState>,
+        logical_pages: u64,
+    ) -> Self {
+        let mut free = FreePool::new(layout.dies());
+        for (g, b) in blocks.iter().enumerate() {
+            if b.kind == BlockKind::Free {
+                free.insert(&layout, g as u32, b.erase_count);
+            }
+        }
+        let factory_bad = blocks.iter().filter(|b| b.kind == BlockKind::Bad).count() as u32;
+        let good = layout.blocks - factory_bad;
+        let pages = layout.pages_per_block as usize * layout.blocks as usize;
+        Self {
+            open: (0..DATA_STREAMS)
+                .map(|_| (0..layout.dies()).map(|_| None).collect())
+                .collect(),
+            cursor: [0; DATA_STREAMS],
+            open_count: [0; DATA_STREAMS],
+            max_open_per_stream: max_open_per_stream(&layout, good, logical_pages),
+            rotation: layout.die_rotation(),
+            trim_block: None,
+            trim_buffer: Vec::new(),
+            next_seq: 1,
+            temperature: Temperature::new(logical_pages),
+            gc: None,
+            gc_credit: 0.0,
+            pending_erase: Vec::new(),
+            dirty_devices: vec![false; layout.devices as usize],
+            checkpoint_blocks: Vec::new(),
+            spare_blocks: spare_blocks(&config, good),
+            factory_bad_blocks: factory_bad,
+            grown_bad_blocks: 0,
+            read_only: None,
+            counters: Counters::default(),
+            erases_since_wl_check: 0,
+            data_buf: vec![0; layout.page_size],
+            relocation_buf: vec![0; layout.page_size],
+            oob_buf: vec![0; layout.oob_size],
+            p2l: vec![NO_LPA; pages],
+            free,
+            blocks,
+            config,
+            layout,
+        }
+    }
+
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    pub fn check_writable(&self) -> Result<(), FtlError> {
+        match &self.read_only {
+            Some(reason) => Err(FtlError::ReadOnly {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The map entry `old` no longer points where it did: its block loses a valid page.
+    pub fn release(&mut self, old: Entry) {
+        if let Some(ppn) = old.ppn() {
+            let (gblock, _) = self.layout.split_ppn(ppn);
+            let b = &mut self.blocks[gblock as usize];
+            assert!(b.valid > 0, "block {gblock} valid count underflow");
+            b.valid -= 1;
+            if matches!(old, Entry::Data { .. }) {
+                self.p2l[ppn as usize] = NO_LPA;
+            }
+        }
+    }
+
+    /// A host write of one logical page.
+    pub fn write(
+        &mut self,
+        sh: &Shared,
+        lpa: u32,
+        data: &[u8],
+        durable: bool,
+    ) -> Result<(), FtlError> {
+        self.check_writable()?;
+        self.make_room(sh)?;
+        let stream = if self.config.stream_separation {
+            self.temperature.classify(lpa)
+        } else {
+            STREAM_COLD
+        };
+        let ppn = self.program_data(sh, stream, lpa, data, 0, false)?;
+        self.temperature.record_write(lpa);
+        self.counters.host_pages_written += 1;
+        let old = Entry::decode(sh.map[lpa as usize].swap(ppn, Ordering::AcqRel));
+        self.release(old);
+        if durable {
+            let (gblock, _) = self.layout.split_ppn(ppn);
+            let (device, _) = self.layout.split_block(gblock);
+            sh.devices[device].sync()?;
+        }
+        self.pace_gc(sh)
+    }
+
+    /// Programs one data page into `stream` and records it in the block (not in the map).
+    /// `data_seq` is the version the page carries (kept when GC relocates it).
+    pub fn program_data(
+        &mut self,
+        sh: &Shared,
+        stream: u8,
+        lpa: u32,
+        data: &[u8],
+        data_seq: u64,
+        relocation: bool,
+    ) -> Result<u32, FtlError> {
+        loop {
+            let (die, gblock, page) = self.alloc_data_page(sh, stream, relocation)?;
+            let seq = self.take_seq();
+            let data_seq = if relocation { data_seq } else { seq };
+            let record = PageRecord {
+                kind: PageKind::Data,
+                stream,
+                lpa,
+                seq,
+                data_seq,
+                tag: [0; 16],
+            };
+            record.encode(data, &mut self.oob_buf);
+            let (device, block) = self.layout.split_block(gblock);
+            self.dirty_devices[device] = true;
+            match sh.devices[device].program_page(block, page, data, &self.oob_buf) {
+                Ok(()) => {}
+                Err(NandError::ProgramFailed { .. }) => {
+                    self.retire_open(stream, die, seq);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.counters.nand_pages_written += 1;
+            let ppn = self.layout.ppn(gblock, page);
+            self.p2l[ppn as usize] = lpa;
+            let b = &mut self.blocks[gblock as usize];
+            b.valid += 1;
+            b.written += 1;
+            let open = self.open[stream as usize][die as usize]
+                .as_mut()
+                .expect("open block");
+            open.entries.push(SummaryEntry { lpa, data_seq });
+            if open.entries.len() == self.layout.data_pages_per_block() as usize {
+                self.close_with_summary(sh, stream, die)?;
+            }
+            return Ok(ppn);
+        }
+    }
+
+    /// The next page to program for `stream`: rotates over dies so a burst uses all of them.
+    fn alloc_data_page(
+        &mut self,
+        sh: &Shared,
+        stream: u8,
+        relocation: bool,
+    ) -> Result<(u32, u32, u32), FtlError> {
+        let s = stream as usize;
+        let dies = self.rotation.len();
+        for _ in 0..2 {
+            for _ in 0..dies {
+                let die = self.rotation[self.cursor[s]];
+                self.cursor[s] = (self.cursor[s] + 1) % dies;
+                if self.open[s][die as usize].is_none() {
+                    if self.open_count[s] >= self.max_open_per_stream {
+                        continue;
+                    }
+                    let reserve = if relocation { 0 } else { GC_RESERVE_BLOCKS };
+                    if self.free.count() <= reserve {
+                        continue;
+                    }
+                    // Cold data (relocated) goes to worn blocks, hot data to young ones.
+                    let Some(gblock) = self.free.take(die, stream == STREAM_GC) else {
+                        continue;
+                    };
+                    self.open_block(gblock, stream);
+                    self.open[s][die as usize] = Some(OpenBlock {
+                        gblock,
+                        entries: Vec::new(),
+                    });
+                    self.open_count[s] += 1;
+                }
+                let open = self.open[s][die as usize].as_ref().expect("open block");
+                return Ok((die, open.gblock, open.entries.len() as u32));
+            }
+            if relocation {
+                break;
+            }
+            // No die could take a host write: collect until there is room.
+            self.foreground_gc(sh)?;
+        }
+        Err(self.out_of_space("no free block for a write"))
+    }
+
+    pub fn open_block(&mut self, gblock: u32, stream: u8) {
+        let b = &mut self.blocks[gblock as usize];
+        assert_eq!(b.kind, BlockKind::Free);
+        assert_eq!(b.written, 0);
+        b.kind = if stream == STREAM_TRIM {
+            BlockKind::TrimOpen
+        } else {
+            BlockKind::Open
+        };
+        b.stream = stream;
+        b.valid = 0;
+        b.retire = false;
+    }
+
+    fn close_with_summary(&mut self, sh: &Shared, stream: u8, die: u32) -> Result<(), FtlError> {
+        let open = self.open[stream as usize][die as usize]
+            .take()
+            .expect("open block");
+        self.open_count[stream as usize] -= 1;
+        summary::encode(&open.entries, &mut self.data_buf);
+        let seq = self.take_seq();
+        let record = PageRecord {
+            kind: PageKind::Summary,
+            stream,
+            lpa: 0,
+            seq,
+            data_seq: seq,
+            tag: [0; 16],
+        };
+        record.encode(&self.data_buf, &mut self.oob_buf);
+        let (device, block) = self.layout.split_block(open.gblock);
+        let page = self.layout.data_pages_per_block();
+        self.dirty_devices[device] = true;
+        let result = sh.devices[device].program_page(block, page, &self.data_buf, &self.oob_buf);
+        let b = &mut self.blocks[open.gblock as usize];
+        b.kind = BlockKind::Closed;
+        b.close_seq = seq;
+        b.written += 1;
+        match result {
+            Ok(()) => {
+                self.counters.nand_pages_written += 1;
+                Ok(())
+            }
+            // The data pages are fine; recovery scans them without a summary. Retire the block.
+            Err(NandError::ProgramFailed { .. }) => {
+                b.retire = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A program failed in an open block: close it early and retire it once GC has emptied it.
+    fn retire_open(&mut self, stream: u8, die: u32, seq: u64) {
+        let open = self.open[stream as usize][die as usize]
+            .take()
+            .expect("open block");
+        self.open_count[stream as usize] -= 1;
+        let b = &mut self.blocks[open.gblock as usize];
+        b.kind = BlockKind::Closed;
+        b.written += 1;
+        b.close_seq = seq;
+        b.retire = true;
+        tracing::warn!(block = open.gblock, "program failed; block will be retired");
+    }
+
+    pub fn out_of_space(&mut self, what: &str) -> FtlError {
+        let reason = format!("{what}: free blocks exhausted and nothing left to collect");
+        self.read_only = Some(reason.clone());
+        FtlError::ReadOnly { reason }
+    }
+
+    /// Makes everything written so far durable: trim buffer to NAND, then a sync of every device
+    /// that took a program since the last barrier. Must run before any block is erased, so that a
+    /// block is never erased while what replaced its pages could still be lost.
+    pub fn barrier(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        self.flush_trims(sh)?;
+        for (device, dirty) in self.dirty_devices.iter_mut().enumerate() {
+            if *dirty {
+                sh.devices[device].sync()?;
+                *dirty = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Spare blocks kept back from the exported capacity to replace blocks that go bad.
+pub fn spare_blocks(config: &FtlConfig, good_blocks: u32) -> u32 {
+    ((f64::from(good_blocks) * config.spare_ratio).ceil() as u32).max(1)
+}
+
+/// Open blocks a stream may hold at once: all dies if a quarter of the over-provisioned blocks
+/// covers every stream's open blocks, else fewer (at least one).
+pub fn max_open_per_stream(layout: &Layout, good_blocks: u32, logical_pages: u64) -> u32 {
+    let data_pages = u64::from(good_blocks) * u64::from(layout.data_pages_per_block());
+    let op_blocks =
+        data_pages.saturating_sub(logical_pages) / u64::from(layout.data_pages_per_block());
+    ((op_blocks / (4 * DATA_STREAMS as u64)) as u32).clamp(1, layout.dies())
+}
+
+/// Exported logical pages for a set of good blocks, after spares and over-provisioning.
+pub fn logical_pages_for(config: &FtlConfig, layout: &Layout, good_blocks: u32) -> u64 {
+    let spare = spare_blocks(config, good_blocks);
+    let usable = good_blocks.saturating_sub(spare);
+    let physical = u64::from(usable) * u64::from(layout.data_pages_per_block());
+    (physical as f64 / (1.0 + config.op_ratio)).floor() as u64
+}

@@ -1,0 +1,186 @@
+//! The public FTL: one logical block space of 4 KiB pages over many NAND devices.
+//!
+//! Reads take no lock: they load the map entry (an atomic), read and verify the page, and retry if
+//! GC moved the page meanwhile. Writes, trims, flush and GC share one lock (`Engine`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::config::FtlConfig;
+use crate::engine::{Engine, Shared};
+use crate::error::FtlError;
+use crate::io::{ReadFailure, read_verified};
+use crate::layout::{Entry, Layout};
+use crate::nand::{Nand, NandError};
+use crate::recovery::RecoveryReport;
+use crate::stats::FtlStats;
+
+/// How often a read retries when GC moved its page between the map lookup and the NAND read.
+const READ_RACE_RETRIES: u32 = 64;
+
+#[derive(Debug)]
+pub struct Ftl {
+    shared: Shared,
+    engine: Mutex<Engine>,
+    host_pages_read: AtomicU64,
+    page_size: usize,
+}
+
+impl Ftl {
+    /// Formats the devices: erases every good block and writes an empty checkpoint.
+    pub fn format(devices: Vec<Arc<dyn Nand>>, config: FtlConfig) -> Result<Self, FtlError> {
+        let (shared, engine) = crate::recovery::format(devices, config)?;
+        let ftl = Self::assemble(shared, engine);
+        ftl.engine.lock().write_checkpoint(&ftl.shared)?;
+        Ok(ftl)
+    }
+
+    /// Opens formatted devices: from the last checkpoint after a clean close, or by recovery after
+    /// a crash. No acknowledged-and-flushed write is lost.
+    pub fn open(
+        devices: Vec<Arc<dyn Nand>>,
+        config: FtlConfig,
+    ) -> Result<(Self, RecoveryReport), FtlError> {
+        let (shared, engine, report) = crate::recovery::open(devices, config)?;
+        Ok((Self::assemble(shared, engine), report))
+    }
+
+    fn assemble(shared: Shared, engine: Engine) -> Self {
+        let page_size = shared.layout.page_size;
+        let host_pages_read = AtomicU64::new(engine.counters.host_pages_read);
+        Self {
+            shared,
+            engine: Mutex::new(engine),
+            host_pages_read,
+            page_size,
+        }
+    }
+
+    pub fn logical_pages(&self) -> u64 {
+        self.shared.logical_pages()
+    }
+
+    /// Bytes in a logical page (the NAND page size).
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.shared.layout
+    }
+
+    fn check(&self, lpa: u64, count: u64, buf_len: Option<usize>) -> Result<u32, FtlError> {
+        let logical_pages = self.logical_pages();
+        if lpa.checked_add(count).is_none_or(|end| end > logical_pages) {
+            return Err(FtlError::OutOfRange {
+                lpa: lpa.saturating_add(count.saturating_sub(1)),
+                logical_pages,
+            });
+        }
+        if let Some(got) = buf_len
+            && got != self.page_size
+        {
+            return Err(FtlError::BufferSize {
+                expected: self.page_size,
+                got,
+            });
+        }
+        Ok(lpa as u32)
+    }
+
+    /// Reads one logical page. A page never written, trimmed or zeroed reads as zeroes.
+    pub fn read(&self, lpa: u64, buf: &mut [u8]) -> Result<(), FtlError> {
+        let lpa = self.check(lpa, 1, Some(buf.len()))?;
+        self.host_pages_read.fetch_add(1, Ordering::Relaxed);
+        let mut oob = [0u8; 2048];
+        let oob = &mut oob[..self.shared.layout.oob_size];
+        let retries = 3;
+        for _ in 0..READ_RACE_RETRIES {
+            let ppn = match self.shared.entry(lpa) {
+                Entry::Data { ppn } => ppn,
+                Entry::Lost => {
+                    return Err(FtlError::Media {
+                        lpa: lpa.into(),
+                        detail: "data lost in relocation".into(),
+                    });
+                }
+                _ => {
+                    buf.fill(0);
+                    return Ok(());
+                }
+            };
+            let result = read_verified(&self.shared, ppn, buf, oob, retries);
+            let moved = self.shared.entry(lpa) != (Entry::Data { ppn });
+            match result {
+                Ok(record) if record.lpa == lpa => return Ok(()),
+                _ if moved => continue,
+                Ok(record) => {
+                    return Err(FtlError::Media {
+                        lpa: lpa.into(),
+                        detail: format!("page {ppn} holds logical page {} instead", record.lpa),
+                    });
+                }
+                Err(ReadFailure::Corrupt(e)) => {
+                    return Err(FtlError::Media {
+                        lpa: lpa.into(),
+                        detail: format!("page {ppn}: {e}"),
+                    });
+                }
+                Err(ReadFailure::Nand(NandError::Uncorrectable { bits, .. })) => {
+                    return Err(FtlError::Media {
+                        lpa: lpa.into(),
+                        detail: format!(
+                            "uncorrectable after {retries} retries ({bits} bit errors)"
+                        ),
+                    });
+                }
+                Err(ReadFailure::Nand(e)) => return Err(e.into()),
+            }
+        }
+        Err(FtlError::Media {
+            lpa: lpa.into(),
+            detail: "page kept moving under the read".into(),
+        })
+    }
+
+    /// Writes one logical page; `durable` (FUA) makes it durable before returning.
+    pub fn write(&self, lpa: u64, data: &[u8], durable: bool) -> Result<(), FtlError> {
+        let lpa = self.check(lpa, 1, Some(data.len()))?;
+        self.engine.lock().write(&self.shared, lpa, data, durable)
+    }
+
+    /// Deallocates `count` pages from `lpa`: they read as zeroes; durable at the next flush.
+    pub fn trim(&self, lpa: u64, count: u64) -> Result<(), FtlError> {
+        let first = self.check(lpa, count, None)?;
+        let mut engine = self.engine.lock();
+        for lpa in first..first + count as u32 {
+            engine.trim(&self.shared, lpa)?;
+        }
+        Ok(())
+    }
+
+    /// Write-zeroes: same effect as trim here (zero pages are not stored).
+    pub fn write_zeroes(&self, lpa: u64, count: u64) -> Result<(), FtlError> {
+        self.trim(lpa, count)
+    }
+
+    /// Makes every acknowledged write and trim durable.
+    pub fn flush(&self) -> Result<(), FtlError> {
+        self.engine.lock().barrier(&self.shared)
+    }
+
+    /// Clean shutdown: flush, then write a checkpoint so the next open is fast.
+    pub fn close(self) -> Result<(), FtlError> {
+        let mut engine = self.engine.into_inner();
+        engine.counters.host_pages_read = self.host_pages_read.load(Ordering::Relaxed);
+        engine.barrier(&self.shared)?;
+        engine.write_checkpoint(&self.shared)
+    }
+
+    pub fn stats(&self) -> FtlStats {
+        let read = self.host_pages_read.load(Ordering::Relaxed);
+        self.engine.lock().stats(self.logical_pages(), read)
+    }
+}

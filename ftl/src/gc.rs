@@ -1,0 +1,340 @@
+//! Garbage collection: victim choice (cost-benefit or greedy, plus static wear leveling), paced
+//! relocation of valid pages with their OOB facts, and erase behind a durability barrier.
+
+use crate::blocks::BlockKind;
+use crate::config::GcPolicy;
+use crate::engine::{
+    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, GC_RESERVE_BLOCKS, NO_LPA, STREAM_GC,
+    Shared,
+};
+use crate::error::FtlError;
+use crate::format::trim_log::{self, TrimEntry};
+use crate::io::{ReadFailure, read_verified};
+use crate::layout::{Entry, LOST, TRIM_BUFFERED};
+use crate::nand::NandError;
+
+/// Erased blocks are freed in batches, so the barrier before erasing is paid once per batch.
+const ERASE_BATCH: usize = 4;
+/// How many erases pass between two checks of the erase-count spread.
+const WL_CHECK_INTERVAL: u32 = 32;
+
+#[derive(Clone, Copy, Debug)]
+pub struct GcJob {
+    pub victim: u32,
+    pub next_page: u32,
+    pub wear_leveling: bool,
+}
+
+impl Engine {
+    /// Foreground GC: host writes wait while free blocks are below the urgent watermark.
+    pub fn make_room(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        if self.free.count() < FREE_BLOCKS_URGENT {
+            self.foreground_gc(sh)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn foreground_gc(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        let limit = 2 * self.layout.blocks as usize + 16;
+        for _ in 0..limit {
+            if self.free.count() >= FREE_BLOCKS_URGENT {
+                return Ok(());
+            }
+            if !self.pending_erase.is_empty() {
+                self.process_erases(sh)?;
+                continue;
+            }
+            if !self.gc_step(sh, u32::MAX)? {
+                if self.free.count() > GC_RESERVE_BLOCKS {
+                    return Ok(());
+                }
+                return Err(self.out_of_space("garbage collection found nothing to reclaim"));
+            }
+        }
+        Err(self.out_of_space("garbage collection made no progress"))
+    }
+
+    /// Background GC, paced: each host write buys the relocations that keep free space steady.
+    /// The share grows as free blocks fall from the background to the urgent watermark.
+    pub fn pace_gc(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        let free = self.free.count() + self.pending_erase.len() as u32;
+        if free >= FREE_BLOCKS_BACKGROUND {
+            self.gc_credit = 0.0;
+            return Ok(());
+        }
+        if self.gc.is_none() {
+            self.gc = self.pick_victim();
+        }
+        let Some(job) = self.gc else { return Ok(()) };
+        let valid = f64::from(self.blocks[job.victim as usize].valid);
+        let gain = (f64::from(self.layout.data_pages_per_block()) - valid).max(1.0);
+        let span = f64::from(FREE_BLOCKS_BACKGROUND - FREE_BLOCKS_URGENT);
+        let urgency = 1.0 + f64::from(FREE_BLOCKS_BACKGROUND.saturating_sub(free)) / span;
+        self.gc_credit += (valid / gain).min(64.0) * urgency + 0.01;
+        if self.gc_credit >= 1.0 {
+            let budget = self.gc_credit.floor();
+            self.gc_credit -= budget;
+            self.gc_step(sh, budget as u32)?;
+        }
+        Ok(())
+    }
+
+    /// Moves up to `budget` valid pages off the current victim; a finished victim is queued for
+    /// erase. Returns false when there is nothing to collect.
+    pub fn gc_step(&mut self, sh: &Shared, budget: u32) -> Result<bool, FtlError> {
+        if self.gc.is_none() {
+            self.gc = self.pick_victim();
+        }
+        let Some(mut job) = self.gc else {
+            return Ok(false);
+        };
+        let victim = job.victim as usize;
+        let kind = self.blocks[victim].kind;
+        let written = self.blocks[victim].written;
+        let mut moved = 0;
+        while job.next_page < written && moved < budget {
+            let ppn = self.layout.ppn(job.victim, job.next_page);
+            job.next_page += 1;
+            self.gc = Some(job);
+            moved += match kind {
+                BlockKind::TrimClosed => self.relocate_trims(sh, ppn)?,
+                _ => self.relocate_data(sh, ppn, job.wear_leveling)?,
+            };
+        }
+        if job.next_page >= written {
+            assert_eq!(
+                self.blocks[victim].valid, 0,
+                "victim {victim} still holds valid pages"
+            );
+            self.gc = None;
+            self.pending_erase.push(job.victim);
+            self.counters.gc_runs += 1;
+            if job.wear_leveling {
+                self.counters.wl_runs += 1;
+            }
+            if self.pending_erase.len() >= ERASE_BATCH || self.free.count() < FREE_BLOCKS_URGENT {
+                self.process_erases(sh)?;
+            }
+        } else {
+            self.gc = Some(job);
+        }
+        Ok(true)
+    }
+
+    fn relocate_data(
+        &mut self,
+        sh: &Shared,
+        ppn: u32,
+        wear_leveling: bool,
+    ) -> Result<u32, FtlError> {
+        let lpa = self.p2l[ppn as usize];
+        if lpa == NO_LPA || sh.entry(lpa) != (Entry::Data { ppn }) {
+            return Ok(0);
+        }
+        let mut data = std::mem::take(&mut self.relocation_buf);
+        let mut oob = std::mem::take(&mut self.oob_buf);
+        let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
+        self.oob_buf = oob;
+        let result = match read {
+            Ok(record) if record.lpa == lpa => {
+                let new = self.program_data(sh, STREAM_GC, lpa, &data, record.data_seq, true);
+                new.map(|new| {
+                    sh.set(lpa, new);
+                    self.release(Entry::Data { ppn });
+                    if wear_leveling {
+                        self.counters.wl_pages_moved += 1;
+                    } else {
+                        self.counters.gc_pages_moved += 1;
+                    }
+                    1
+                })
+            }
+            Ok(_)
+            | Err(ReadFailure::Corrupt(_))
+            | Err(ReadFailure::Nand(NandError::Uncorrectable { .. })) => {
+                tracing::error!(
+                    lpa,
+                    ppn,
+                    "valid page unreadable during relocation; logical page lost"
+                );
+                sh.set(lpa, LOST);
+                self.release(Entry::Data { ppn });
+                Ok(0)
+            }
+            Err(ReadFailure::Nand(e)) => Err(e.into()),
+        };
+        self.relocation_buf = data;
+        result
+    }
+
+    /// Carries the live entries of one trim-log page into the trim buffer (same sequence numbers).
+    fn relocate_trims(&mut self, sh: &Shared, ppn: u32) -> Result<u32, FtlError> {
+        let mut data = std::mem::take(&mut self.relocation_buf);
+        let mut oob = std::mem::take(&mut self.oob_buf);
+        let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
+        self.oob_buf = oob;
+        let entries = match read {
+            Ok(_) => trim_log::decode(&data).unwrap_or_default(),
+            Err(ReadFailure::Nand(e @ NandError::PowerLost)) => {
+                self.relocation_buf = data;
+                return Err(e.into());
+            }
+            Err(_) => Vec::new(),
+        };
+        self.relocation_buf = data;
+        let mut moved = 0;
+        for TrimEntry { lpa, data_seq } in entries {
+            if u64::from(lpa) < sh.logical_pages() && sh.entry(lpa) == (Entry::Trimmed { ppn }) {
+                self.release(Entry::Trimmed { ppn });
+                sh.set(lpa, TRIM_BUFFERED);
+                self.trim_buffer.push(TrimEntry { lpa, data_seq });
+                moved += 1;
+            }
+        }
+        // An unreadable trim page leaves its entries counted; drop them so the block can go.
+        if self.blocks[self.layout.split_ppn(ppn).0 as usize].valid > 0
+            && self.page_is_last_of_victim(ppn)
+        {
+            self.drop_unreadable_trims(sh, ppn);
+        }
+        Ok(moved)
+    }
+
+    fn page_is_last_of_victim(&self, ppn: u32) -> bool {
+        let (gblock, page) = self.layout.split_ppn(ppn);
+        page + 1 >= self.blocks[gblock as usize].written
+    }
+
+    fn drop_unreadable_trims(&mut self, sh: &Shared, ppn: u32) {
+        let (gblock, _) = self.layout.split_ppn(ppn);
+        let first = self.layout.ppn(gblock, 0);
+        let last = self.layout.ppn(gblock, self.layout.pages_per_block);
+        for lpa in 0..sh.logical_pages() as u32 {
+            if let Entry::Trimmed { ppn } = sh.entry(lpa)
+                && (first..last).contains(&ppn)
+            {
+                tracing::error!(lpa, "trim-log page unreadable; trim re-logged");
+                self.release(Entry::Trimmed { ppn });
+                sh.set(lpa, TRIM_BUFFERED);
+                let data_seq = self.take_seq();
+                self.trim_buffer.push(TrimEntry { lpa, data_seq });
+            }
+        }
+    }
+
+    fn pick_victim(&mut self) -> Option<GcJob> {
+        let job = |victim, wear_leveling| {
+            Some(GcJob {
+                victim,
+                next_page: 0,
+                wear_leveling,
+            })
+        };
+        // Blocks to retire and empty blocks first: they cost nothing to collect.
+        if let Some(g) = self
+            .blocks
+            .iter()
+            .position(|b| b.is_collectable() && (b.retire || b.valid == 0))
+        {
+            return job(g as u32, false);
+        }
+        if self.config.static_wear_leveling && self.erases_since_wl_check >= WL_CHECK_INTERVAL {
+            self.erases_since_wl_check = 0;
+            if let Some(g) = self.wear_leveling_victim() {
+                return job(g, true);
+            }
+        }
+        let capacity = f64::from(self.layout.data_pages_per_block());
+        let now = self.next_seq;
+        let mut best: Option<(f64, u32)> = None;
+        for (g, b) in self.blocks.iter().enumerate() {
+            if !b.is_collectable() || f64::from(b.valid) >= capacity {
+                continue;
+            }
+            let u = f64::from(b.valid) / capacity;
+            let score = match self.config.gc_policy {
+                GcPolicy::Greedy => 1.0 - u,
+                GcPolicy::CostBenefit => {
+                    (1.0 - u) / (1.0 + u) * (now.saturating_sub(b.close_seq) + 1) as f64
+                }
+            };
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, g as u32));
+            }
+        }
+        best.and_then(|(_, g)| job(g, false))
+    }
+
+    /// The youngest block holding data, if the erase-count spread has passed the threshold: its
+    /// cold data moves to a worn block and it goes back to the free pool for hot data.
+    fn wear_leveling_victim(&self) -> Option<u32> {
+        let max = self
+            .blocks
+            .iter()
+            .filter(|b| b.kind != BlockKind::Bad)
+            .map(|b| b.erase_count)
+            .max()?;
+        let (g, young) = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.kind == BlockKind::Closed && b.valid > 0)
+            .min_by_key(|(_, b)| b.erase_count)?;
+        (max - young.erase_count > self.config.wl_threshold_cycles).then_some(g as u32)
+    }
+
+    /// Erases the collected victims after a barrier (what replaced their pages is durable first).
+    pub fn process_erases(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        if self.pending_erase.is_empty() {
+            return Ok(());
+        }
+        self.barrier(sh)?;
+        while let Some(gblock) = self.pending_erase.pop() {
+            let b = self.blocks[gblock as usize];
+            assert_eq!(b.valid, 0);
+            if b.retire {
+                self.retire_block(sh, gblock)?;
+                continue;
+            }
+            let (device, block) = self.layout.split_block(gblock);
+            match sh.devices[device].erase_block(block) {
+                Ok(()) => {
+                    let first = self.layout.ppn(gblock, 0) as usize;
+                    self.p2l[first..first + self.layout.pages_per_block as usize].fill(NO_LPA);
+                    let b = &mut self.blocks[gblock as usize];
+                    b.erase_count += 1;
+                    *b = crate::blocks::BlockState::free(b.erase_count);
+                    self.free.insert(&self.layout, gblock, b.erase_count);
+                    self.erases_since_wl_check += 1;
+                }
+                Err(NandError::EraseFailed { .. }) => self.retire_block(sh, gblock)?,
+                Err(e) => {
+                    self.pending_erase.push(gblock);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn retire_block(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
+        let (device, block) = self.layout.split_block(gblock);
+        sh.devices[device].mark_bad(block)?;
+        let b = &mut self.blocks[gblock as usize];
+        *b = crate::blocks::BlockState::bad(b.erase_count);
+        self.grown_bad_blocks += 1;
+        tracing::warn!(
+            block = gblock,
+            grown_bad = self.grown_bad_blocks,
+            "block retired"
+        );
+        if self.grown_bad_blocks > self.spare_blocks && self.read_only.is_none() {
+            self.read_only = Some(format!(
+                "spare blocks exhausted: {} blocks went bad, {} spares were reserved",
+                self.grown_bad_blocks, self.spare_blocks
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! Physical addressing over all devices, and the packing of map entries.
+//!
+//! A global block number is `device * blocks_per_device + block`; a physical page number (ppn) is
+//! `global_block * pages_per_block + page`. Both fit in 31 bits (checked at construction), which
+//! leaves the top bit of a map entry free to mark trims.
+
+use crate::nand::Geometry;
+
+/// Map entry: never written since format (or nothing survived on flash).
+pub const UNMAPPED: u32 = u32::MAX;
+/// Map entry: trimmed, the trim entry is still in the RAM buffer (reads return zeroes).
+pub const TRIM_BUFFERED: u32 = u32::MAX - 1;
+/// Map entry: the data could not be read during relocation and is lost (reads fail).
+pub const LOST: u32 = u32::MAX - 2;
+/// Map entry flag: trimmed, the durable trim entry is in trim-log page `entry & !TRIM_FLAG`.
+pub const TRIM_FLAG: u32 = 1 << 31;
+/// Largest physical page number + 1 the packing allows.
+pub const MAX_PAGES: u64 = (TRIM_FLAG as u64) - 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Unmapped,
+    TrimBuffered,
+    Lost,
+    Trimmed { ppn: u32 },
+    Data { ppn: u32 },
+}
+
+impl Entry {
+    pub fn decode(raw: u32) -> Self {
+        match raw {
+            UNMAPPED => Entry::Unmapped,
+            TRIM_BUFFERED => Entry::TrimBuffered,
+            LOST => Entry::Lost,
+            r if r & TRIM_FLAG != 0 => Entry::Trimmed {
+                ppn: r & !TRIM_FLAG,
+            },
+            r => Entry::Data { ppn: r },
+        }
+    }
+
+    /// The physical page this entry keeps alive (its block counts it as valid).
+    pub fn ppn(self) -> Option<u32> {
+        match self {
+            Entry::Data { ppn } | Entry::Trimmed { ppn } => Some(ppn),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub geometry: Geometry,
+    pub devices: u32,
+    pub blocks_per_device: u32,
+    pub pages_per_block: u32,
+    pub page_size: usize,
+    pub oob_size: usize,
+    pub dies_per_device: u32,
+    pub blocks: u32,
+}
+
+impl Layout {
+    pub fn new(geometry: Geometry, devices: u32) -> Result<Self, String> {
+        geometry.validate().map_err(|e| e.to_string())?;
+        if devices == 0 || devices > 256 {
+            return Err(format!("{devices} devices; 1 to 256 are supported"));
+        }
+        let pages = geometry.pages() * u64::from(devices);
+        if pages >= MAX_PAGES {
+            return Err(format!("{pages} physical pages do not fit the 31-bit map"));
+        }
+        Ok(Self {
+            geometry,
+            devices,
+            blocks_per_device: geometry.blocks(),
+            pages_per_block: geometry.pages_per_block,
+            page_size: geometry.page_size as usize,
+            oob_size: geometry.oob_size as usize,
+            dies_per_device: geometry.dies(),
+            blocks: geometry.blocks() * devices,
+        })
+    }
+
+    pub fn dies(&self) -> u32 {
+        self.dies_per_device * self.devices
+    }
+
+    /// Pages of a block that hold data: the last one holds the block's summary.
+    pub fn data_pages_per_block(&self) -> u32 {
+        self.pages_per_block - 1
+    }
+
+    pub fn split_block(&self, gblock: u32) -> (usize, u32) {
+        (
+            (gblock / self.blocks_per_device) as usize,
+            gblock % self.blocks_per_device,
+        )
+    }
+
+    pub fn gblock(&self, device: usize, block: u32) -> u32 {
+        device as u32 * self.blocks_per_device + block
+    }
+
+    pub fn ppn(&self, gblock: u32, page: u32) -> u32 {
+        gblock * self.pages_per_block + page
+    }
+
+    /// (global block, page) of a physical page number.
+    pub fn split_ppn(&self, ppn: u32) -> (u32, u32) {
+        (ppn / self.pages_per_block, ppn % self.pages_per_block)
+    }
+
+    /// Global die index (device-major) of a global block.
+    pub fn die_of(&self, gblock: u32) -> u32 {
+        let (device, block) = self.split_block(gblock);
+        device as u32 * self.dies_per_device + self.geometry.die_of_block(block)
+    }
+
+    /// The order in which a stream visits dies: consecutive writes go to different devices first.
+    pub fn die_rotation(&self) -> Vec<u32> {
+        let mut order = Vec::with_capacity(self.dies() as usize);
+        for die in 0..self.dies_per_device {
+            for device in 0..self.devices {
+                order.push(device * self.dies_per_device + die);
+            }
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addressing_round_trips() {
+        let l = Layout::new(Geometry::default(), 8).expect("layout");
+        assert_eq!(l.blocks, 4096);
+        let g = l.gblock(3, 200);
+        assert_eq!(l.split_block(g), (3, 200));
+        assert_eq!(l.die_of(g), 3 * 4 + 1);
+        let p = l.ppn(g, 17);
+        assert_eq!(l.split_ppn(p), (g, 17));
+        let rot = l.die_rotation();
+        assert_eq!(&rot[..3], &[0, 4, 8]);
+        assert_eq!(rot.len(), 32);
+    }
+
+    #[test]
+    fn entries_decode() {
+        assert_eq!(Entry::decode(UNMAPPED), Entry::Unmapped);
+        assert_eq!(Entry::decode(TRIM_BUFFERED), Entry::TrimBuffered);
+        assert_eq!(Entry::decode(LOST), Entry::Lost);
+        assert_eq!(Entry::decode(TRIM_FLAG | 7), Entry::Trimmed { ppn: 7 });
+        assert_eq!(Entry::decode(7), Entry::Data { ppn: 7 });
+    }
+}

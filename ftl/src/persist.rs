@@ -1,0 +1,128 @@
+//! Writing the checkpoint (clean close, and right after format).
+
+use crate::blocks::BlockKind;
+use crate::engine::{Engine, GC_RESERVE_BLOCKS, STREAM_CHECKPOINT, Shared};
+use crate::error::FtlError;
+use crate::format::checkpoint::{Checkpoint, CheckpointBlock};
+use crate::format::oob::{PageKind, PageRecord};
+use crate::nand::NandError;
+
+impl Engine {
+    /// Writes a checkpoint of the map and block table, makes it durable, then releases the previous
+    /// one. If there is no room or a program fails, the checkpoint is skipped: the previous one
+    /// stays valid and recovery folds in what changed since.
+    pub fn write_checkpoint(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        self.barrier(sh)?;
+        self.process_erases(sh)?;
+        let stream_len =
+            crate::format::checkpoint::stream_bytes(sh.logical_pages(), self.layout.blocks);
+        let page_size = self.layout.page_size;
+        let pages = stream_len.div_ceil(page_size) as u32;
+        let blocks_needed = pages.div_ceil(self.layout.pages_per_block);
+        while self.free.count() < blocks_needed + GC_RESERVE_BLOCKS {
+            if !self.gc_step(sh, u32::MAX)? {
+                break;
+            }
+            self.process_erases(sh)?;
+        }
+        self.barrier(sh)?;
+        if self.free.count() < blocks_needed {
+            tracing::warn!(
+                blocks_needed,
+                free = self.free.count(),
+                "no room for a checkpoint; skipped"
+            );
+            return Ok(());
+        }
+        let mut taken = Vec::with_capacity(blocks_needed as usize);
+        for _ in 0..blocks_needed {
+            let g = self.free.take_any().expect("counted free blocks");
+            self.open_block(g, STREAM_CHECKPOINT);
+            self.blocks[g as usize].kind = BlockKind::Checkpoint;
+            taken.push(g);
+        }
+        let bytes = self.snapshot(sh).encode();
+        debug_assert_eq!(bytes.len(), stream_len);
+        let id = self.next_seq;
+        let mut page_buf = vec![0u8; page_size];
+        for index in 0..pages {
+            let at = index as usize * page_size;
+            let chunk = &bytes[at..(at + page_size).min(bytes.len())];
+            page_buf[..chunk.len()].copy_from_slice(chunk);
+            page_buf[chunk.len()..].fill(0);
+            let gblock = taken[(index / self.layout.pages_per_block) as usize];
+            let page = index % self.layout.pages_per_block;
+            let seq = self.take_seq();
+            let record = PageRecord {
+                kind: PageKind::Checkpoint,
+                stream: STREAM_CHECKPOINT,
+                lpa: index,
+                seq,
+                data_seq: id,
+                tag: [0; 16],
+            };
+            record.encode(&page_buf, &mut self.oob_buf);
+            let (device, block) = self.layout.split_block(gblock);
+            self.blocks[gblock as usize].written += 1;
+            match sh.devices[device].program_page(block, page, &page_buf, &self.oob_buf) {
+                Ok(()) => self.counters.nand_pages_written += 1,
+                Err(NandError::ProgramFailed { .. }) => {
+                    tracing::warn!(
+                        block = gblock,
+                        "program failed while writing a checkpoint; skipped"
+                    );
+                    self.abandon_checkpoint(&taken, gblock);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for device in &sh.devices {
+            device.sync()?;
+        }
+        self.dirty_devices.fill(false);
+        // The new checkpoint is durable: the previous one's blocks can go.
+        let old = std::mem::replace(&mut self.checkpoint_blocks, taken);
+        for g in old {
+            self.blocks[g as usize].kind = BlockKind::Closed;
+            self.blocks[g as usize].valid = 0;
+            self.pending_erase.push(g);
+        }
+        self.process_erases(sh)
+    }
+
+    /// Blocks of a checkpoint that failed become empty closed blocks; GC erases (or retires) them.
+    fn abandon_checkpoint(&mut self, taken: &[u32], failed: u32) {
+        for &g in taken {
+            let b = &mut self.blocks[g as usize];
+            b.kind = BlockKind::Closed;
+            b.valid = 0;
+            b.retire = g == failed;
+        }
+    }
+
+    fn snapshot(&self, sh: &Shared) -> Checkpoint {
+        let map = sh
+            .map
+            .iter()
+            .map(|e| e.load(std::sync::atomic::Ordering::Acquire))
+            .collect();
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| CheckpointBlock {
+                close_seq: b.close_seq,
+                state: b.kind.code(),
+                stream: b.stream,
+                written: b.written,
+            })
+            .collect();
+        Checkpoint {
+            id: self.next_seq,
+            pages_per_block: self.layout.pages_per_block,
+            counters: self.counters.to_array(),
+            map,
+            blocks,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Format and open. Opening rebuilds the map from the newest complete checkpoint, then folds in
+//! every block that changed since it was taken, newest sequence number winning.
+//!
+//! Why this is correct after any crash (see docs/ftl-format.md, "Recovery"):
+//! - every version the map points to is durable before the block holding an older copy is erased
+//!   (`Engine::barrier` runs before every erase), and relocation keeps a page's `data_seq`;
+//! - so for every logical page the newest durable version is on flash, and taking the highest
+//!   `data_seq` among the copies recovery sees returns it (copies with equal `data_seq` are equal);
+//! - blocks unchanged since the checkpoint hold nothing newer than what the checkpoint maps, so
+//!   only changed blocks need reading; a checkpoint pointer into a changed block is dropped and
+//!   re-derived from the fold. A relocated copy (data_seq below the checkpoint id) only fills such a
+//!   dropped pointer; it never overrides a pointer that is still good.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::blocks::{BlockKind, BlockState};
+use crate::config::FtlConfig;
+use crate::engine::{Counters, Engine, NO_LPA, Shared, logical_pages_for};
+use crate::error::FtlError;
+use crate::format::checkpoint::Checkpoint;
+use crate::format::oob::{PageKind, PageRecord};
+use crate::format::{summary, trim_log};
+use crate::io::read_verified;
+use crate::layout::{Entry, Layout, TRIM_FLAG, UNMAPPED};
+use crate::nand::{BlockHealth, Nand, NandError};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RecoveryReport {
+    /// No block changed since the checkpoint: the last close was clean.
+    pub clean: bool,
+    pub checkpoint_id: u64,
+    pub blocks_surveyed: u32,
+    /// Blocks read in full because they changed after the checkpoint.
+    pub blocks_folded: u32,
+    pub pages_read: u64,
+    /// Checkpoint pointers into changed blocks for which no copy was found (must be 0).
+    pub pointers_unresolved: u64,
+    pub elapsed_ms: f64,
+}
+
+fn layout_of(devices: &[Arc<dyn Nand>]) -> Result<Layout, FtlError> {
+    let first = devices
+        .first()
+        .ok_or_else(|| FtlError::Devices("no devices".into()))?;
+    let geometry = *first.geometry();
+    if let Some(i) = devices.iter().position(|d| *d.geometry() != geometry) {
+        return Err(FtlError::Devices(format!(
+            "device {i} has a different geometry from device 0"
+        )));
+    }
+    Layout::new(geometry, devices.len() as u32).map_err(FtlError::Devices)
+}
+
+fn new_map(logical_pages: u64) -> Vec<AtomicU32> {
+    (0..logical_pages)
+        .map(|_| AtomicU32::new(UNMAPPED))
+        .collect()
+}
+
+/// Erases every good block and sizes the logical space.
+pub fn format(
+    devices: Vec<Arc<dyn Nand>>,
+    config: FtlConfig,
+) -> Result<(Shared, Engine), FtlError> {
+    config.validate().map_err(FtlError::Config)?;
+    let layout = layout_of(&devices)?;
+    let mut blocks = Vec::with_capacity(layout.blocks as usize);
+    for g in 0..layout.blocks {
+        let (d, b) = layout.split_block(g);
+        let info = devices[d].block_info(b)?;
+        if info.health != BlockHealth::Good {
+            blocks.push(BlockState::bad(info.erase_count));
+            continue;
+        }
+        if info.programmed_pages == 0 {
+            blocks.push(BlockState::free(info.erase_count));
+            continue;
+        }
+        match devices[d].erase_block(b) {
+            Ok(()) => blocks.push(BlockState::free(info.erase_count + 1)),
+            Err(NandError::EraseFailed { .. }) => {
+                devices[d].mark_bad(b)?;
+                blocks.push(BlockState::bad(info.erase_count));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let good = blocks.iter().filter(|b| b.kind != BlockKind::Bad).count() as u32;
+    let logical_pages = logical_pages_for(&config, &layout, good);
+    if logical_pages == 0 {
+        return Err(FtlError::Devices(
+            "too few good blocks for any logical space".into(),
+        ));
+    }
+    let shared = Shared {
+        layout,
+        devices,
+        map: new_map(logical_pages),
+    };
+    let engine = Engine::new(config, layout, blocks, logical_pages);
+    Ok((shared, engine))
+}
+
+/// What one look at a block's first page says.
+#[derive(Clone, Copy, Debug)]
+enum Survey {
+    Bad {
+        erase_count: u32,
+    },
+    Free {
+        erase_count: u32,
+    },
+    /// Programmed; `first` is page 0's record, or None if page 0 is torn or foreign.
+    Used {
+        erase_count: u32,
+        written: u32,
+        first: Option<PageRecord>,
+    },
+}
+
+pub fn open(
+    devices: Vec<Arc<dyn Nand>>,
+    config: FtlConfig,
+) -> Result<(Shared, Engine, RecoveryReport), FtlError> {
+    config.validate().map_err(FtlError::Config)?;
+    let started = Instant::now();
+    let layout = layout_of(&devices)?;
+    let mut report = RecoveryReport {
+        blocks_surveyed: layout.blocks,
+        ..RecoveryReport::default()
+    };
+    let mut oob = vec![0u8; layout.oob_size];
+    let mut surveys = Vec::with_capacity(layout.blocks as usize);
+    for g in 0..layout.blocks {
+        let (d, b) = layout.split_block(g);
+        let info = devices[d].block_info(b)?;
+        surveys.push(if info.health != BlockHealth::Good {
+            Survey::Bad {
+                erase_count: info.erase_count,
+            }
+        } else if info.programmed_pages == 0 {
+            Survey::Free {
+                erase_count: info.erase_count,
+            }
+        } else {
+            devices[d].read_oob(b, 0, &mut oob)?;
+            let first = PageRecord::decode_unverified(&oob).ok();
+            Survey::Used {
+                erase_count: info.erase_count,
+                written: info.programmed_pages,
+                first,
+            }
+        });
+    }
+    let shared_devices = devices;
+    let (checkpoint, checkpoint_blocks, checkpoint_max_seq) =
+        find_checkpoint(&layout, &shared_devices, &surveys, &mut report)?;
+    let Some(checkpoint) = checkpoint else {
+        let all_free = surveys.iter().all(|s| !matches!(s, Survey::Used { .. }));
+        return Err(if all_free {
+            FtlError::NotFormatted
+        } else {
+            FtlError::Recovery("no complete checkpoint on the devices".into())
+        });
+    };
+    if checkpoint.blocks.len() != layout.blocks as usize
+        || checkpoint.pages_per_block != layout.pages_per_block
+    {
+        return Err(FtlError::Recovery(format!(
+            "checkpoint describes {} blocks of {} pages; devices have {} of {}",
+            checkpoint.blocks.len(),
+            checkpoint.pages_per_block,
+            layout.blocks,
+            layout.pages_per_block
+        )));
+    }
+    let id = checkpoint.id;
+    let logical_pages = checkpoint.map.len() as u64;
+
+    // Which blocks changed since the checkpoint, and which can no longer back a checkpoint pointer.
+    let mut changed = vec![false; layout.blocks as usize];
+    let mut pointer_ok = vec![false; layout.blocks as usize];
+    for (g, s) in surveys.iter().enumerate() {
+        if let Survey::Used {
+            written,
+            first: Some(first),
+            ..
+        } = *s
+            && matches!(first.kind, PageKind::Data | PageKind::TrimLog)
+        {
+            changed[g] = first.seq >= id || written != checkpoint.blocks[g].written;
+            pointer_ok[g] = !changed[g];
+        }
+    }
+
+    // Start from the checkpoint's map; drop pointers into blocks that changed.
+    let shared = Shared {
+        layout,
+        devices: shared_devices,
+        map: new_map(logical_pages),
+    };
+    let mut map_seq = vec![0u64; logical_pages as usize];
+    let mut dropped = vec![false; logical_pages as usize];
+    for (lpa, &raw) in checkpoint.map.iter().enumerate() {
+        let entry = Entry::decode(raw);
+        let keep = match entry.ppn() {
+            Some(ppn) => {
+                u64::from(ppn) < u64::from(layout.blocks) * u64::from(layout.pages_per_block)
+                    && pointer_ok[layout.split_ppn(ppn).0 as usize]
+            }
+            None => true,
+        };
+        if keep {
+            shared.set(lpa as u32, raw);
+            map_seq[lpa] = id.saturating_sub(1);
+        } else {
+            dropped[lpa] = true;
+        }
+    }
+
+    // Fold every changed block in.
+    let mut max_seq = checkpoint_max_seq.max(id.saturating_sub(1));
+    let mut close_seq = vec![0u64; layout.blocks as usize];
+    let mut data = vec![0u8; layout.page_size];
+    let mut apply = |lpa: u32, data_seq: u64, raw: u32| {
+        if u64::from(lpa) < logical_pages && data_seq > map_seq[lpa as usize] {
+            map_seq[lpa as usize] = data_seq;
+            shared.set(lpa, raw);
+        }
+    };
+    for g in 0..layout.blocks {
+        if !changed[g as usize] {
+            continue;
+        }
+        let Survey::Used {
+            written,
+            first: Some(first),
+            ..
+        } = surveys[g as usize]
+        else {
+            continue;
+        };
+        report.blocks_folded += 1;
+        let mut block_max = 0;
+        let summary_page = layout.data_pages_per_block();
+        let summary = (first.kind == PageKind::Data && written == layout.pages_per_block)
+            .then(|| {
+                read_verified(
+                    &shared,
+                    layout.ppn(g, summary_page),
+                    &mut data,
+                    &mut oob,
+                    config.read_retries,
+                )
+                .ok()
+            })
+            .flatten()
+            .filter(|r| r.kind == PageKind::Summary)
+            .and_then(|r| {
+                summary::decode(&data, summary_page as usize)
+                    .ok()
+                    .map(|e| (r, e))
+            });
+        if let Some((record, entries)) = summary {
+            report.pages_read += 1;
+            block_max = record.seq;
+            for (page, e) in entries.iter().enumerate() {
+                if e.lpa != summary::NO_LPA {
+                    apply(e.lpa, e.data_seq, layout.ppn(g, page as u32));
+                }
+            }
+        } else {
+            for page in 0..written {
+                report.pages_read += 1;
+                let ppn = layout.ppn(g, page);
+                let Ok(record) =
+                    read_verified(&shared, ppn, &mut data, &mut oob, config.read_retries)
+                else {
+                    continue;
+                };
+                block_max = block_max.max(record.seq);
+                match record.kind {
+                    PageKind::Data => apply(record.lpa, record.data_seq, ppn),
+                    PageKind::TrimLog => {
+                        for e in trim_log::decode(&data).unwrap_or_default() {
+                            apply(e.lpa, e.data_seq, TRIM_FLAG | ppn);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        close_seq[g as usize] = block_max;
+        max_seq = max_seq.max(block_max);
+    }
+    report.pointers_unresolved = dropped
+        .iter()
+        .enumerate()
+        .filter(|&(lpa, &d)| d && shared.entry(lpa as u32) == Entry::Unmapped)
+        .count() as u64;
+    if report.pointers_unresolved > 0 {
+        tracing::error!(
+            count = report.pointers_unresolved,
+            "checkpoint pointers with no surviving copy"
+        );
+    }
+
+    // Block table, valid counts and the reverse map from the final map.
+    let mut blocks = Vec::with_capacity(layout.blocks as usize);
+    let mut held = Vec::new();
+    for (g, s) in surveys.iter().enumerate() {
+        blocks.push(match *s {
+            Survey::Bad { erase_count } => BlockState::bad(erase_count),
+            Survey::Free { erase_count } => BlockState::free(erase_count),
+            Survey::Used {
+                erase_count,
+                written,
+                first,
+            } => {
+                let mut b = BlockState {
+                    written,
+                    ..BlockState::free(erase_count)
+                };
+                b.kind = BlockKind::Closed;
+                match first.map(|f| (f.kind, f.stream)) {
+                    Some((PageKind::Checkpoint, _)) if checkpoint_blocks.contains(&(g as u32)) => {
+                        b.kind = BlockKind::Checkpoint;
+                        held.push(g as u32);
+                    }
+                    Some((PageKind::TrimLog, stream)) => {
+                        b.kind = BlockKind::TrimClosed;
+                        b.stream = stream;
+                    }
+                    Some((PageKind::Data, stream)) => b.stream = stream,
+                    _ => {}
+                }
+                b.close_seq = if changed[g] {
+                    close_seq[g]
+                } else {
+                    checkpoint.blocks[g].close_seq
+                };
+                b
+            }
+        });
+    }
+    let mut engine = Engine::new(config, layout, blocks, logical_pages);
+    for lpa in 0..logical_pages as u32 {
+        let entry = shared.entry(lpa);
+        if let Some(ppn) = entry.ppn() {
+            let (g, _) = layout.split_ppn(ppn);
+            engine.blocks[g as usize].valid += 1;
+            if let Entry::Data { ppn } = entry {
+                engine.p2l[ppn as usize] = lpa;
+            }
+        }
+    }
+    debug_assert!(engine.p2l.iter().filter(|&&l| l != NO_LPA).count() <= logical_pages as usize);
+    engine.next_seq = max_seq + 1;
+    engine.counters = Counters::from_array(checkpoint.counters);
+    engine.checkpoint_blocks = held;
+    report.checkpoint_id = id;
+    report.clean = report.blocks_folded == 0;
+    report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(?report, "opened");
+    Ok((shared, engine, report))
+}
+
+/// Finds the newest checkpoint whose pages are all present and intact. Returns it, the blocks
+/// holding it, and the highest sequence number seen on any checkpoint page.
+fn find_checkpoint(
+    layout: &Layout,
+    devices: &[Arc<dyn Nand>],
+    surveys: &[Survey],
+    report: &mut RecoveryReport,
+) -> Result<(Option<Checkpoint>, Vec<u32>, u64), FtlError> {
+    let mut oob = vec![0u8; layout.oob_size];
+    // checkpoint id -> page index -> physical page
+    let mut found: BTreeMap<u64, BTreeMap<u32, u32>> = BTreeMap::new();
+    let mut max_seq = 0;
+    for (g, s) in surveys.iter().enumerate() {
+        let Survey::Used {
+            written,
+            first: Some(first),
+            ..
+        } = *s
+        else {
+            continue;
+        };
+        if first.kind != PageKind::Checkpoint {
+            continue;
+        }
+        let (d, b) = layout.split_block(g as u32);
+        for page in 0..written {
+            devices[d].read_oob(b, page, &mut oob)?;
+            if let Ok(r) = PageRecord::decode_unverified(&oob)
+                && r.kind == PageKind::Checkpoint
+            {
+                max_seq = max_seq.max(r.seq);
+                found
+                    .entry(r.data_seq)
+                    .or_default()
+                    .insert(r.lpa, layout.ppn(g as u32, page));
+            }
+        }
+    }
+    let shared = Shared {
+        layout: *layout,
+        devices: devices.to_vec(),
+        map: Vec::new(),
+    };
+    let mut data = vec![0u8; layout.page_size];
+    for (id, pages) in found.iter().rev() {
+        let mut stream = Vec::new();
+        let mut expected = usize::MAX;
+        for index in 0.. {
+            if stream.len() >= expected {
+                break;
+            }
+            let Some(&ppn) = pages.get(&index) else { break };
+            report.pages_read += 1;
+            let Ok(r) = read_verified(&shared, ppn, &mut data, &mut oob, 3) else {
+                break;
+            };
+            if r.kind != PageKind::Checkpoint || r.data_seq != *id || r.lpa != index {
+                break;
+            }
+            stream.extend_from_slice(&data);
+            if index == 0 {
+                match Checkpoint::peek_len(&stream) {
+                    Ok(len) => expected = len,
+                    Err(_) => break,
+                }
+            }
+        }
+        if stream.len() < expected {
+            tracing::warn!(id, "checkpoint incomplete; trying an older one");
+            continue;
+        }
+        match Checkpoint::decode(&stream) {
+            Ok(cp) if cp.id == *id => {
+                let blocks = pages
+                    .values()
+                    .map(|&ppn| layout.split_ppn(ppn).0)
+                    .collect::<std::collections::BTreeSet<_>>();
+                return Ok((Some(cp), blocks.into_iter().collect(), max_seq));
+            }
+            Ok(_) => tracing::warn!(id, "checkpoint id mismatch; trying an older one"),
+            Err(e) => tracing::warn!(id, error = %e, "checkpoint unreadable; trying an older one"),
+        }
+    }
+    Ok((None, Vec::new(), max_seq))
+}

@@ -1,0 +1,89 @@
+#![allow(clippy::unwrap_used)]
+//! End-to-end smoke: fill, churn through GC, trim, clean close, reopen, verify every page.
+
+use std::sync::Arc;
+
+use ftl::nand::{FaultConfig, Geometry, MemNand, Nand};
+use ftl::{Ftl, FtlConfig};
+
+fn devices(n: u32) -> Vec<Arc<MemNand>> {
+    let g = Geometry {
+        channels: 1,
+        dies_per_channel: 2,
+        planes_per_die: 1,
+        blocks_per_plane: 16,
+        pages_per_block: 32,
+        page_size: 4096,
+        oob_size: 64,
+    };
+    (0..n)
+        .map(|i| Arc::new(MemNand::new(g, FaultConfig::none().for_device(i), None).unwrap()))
+        .collect()
+}
+
+fn dyn_devs(d: &[Arc<MemNand>]) -> Vec<Arc<dyn Nand>> {
+    d.iter().map(|x| x.clone() as Arc<dyn Nand>).collect()
+}
+
+fn page(lpa: u64, v: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 4096];
+    p[0..8].copy_from_slice(&lpa.to_le_bytes());
+    p[8..12].copy_from_slice(&v.to_le_bytes());
+    p[4000] = v as u8;
+    p
+}
+
+#[test]
+fn smoke() {
+    let devs = devices(4);
+    let ftl = Ftl::format(dyn_devs(&devs), FtlConfig::default()).unwrap();
+    let n = ftl.logical_pages();
+    eprintln!("logical pages {n}");
+    let mut ver = vec![0u32; n as usize];
+    let mut x: u64 = 1;
+    let mut buf = vec![0u8; 4096];
+    for i in 0..n * 8 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let lpa = if i < n { i } else { (x >> 33) % n };
+        ver[lpa as usize] += 1;
+        ftl.write(lpa, &page(lpa, ver[lpa as usize]), false)
+            .unwrap();
+        if i % 97 == 0 {
+            let l = (x >> 20) % n;
+            ftl.read(l, &mut buf).unwrap();
+            assert_eq!(
+                buf,
+                if ver[l as usize] == 0 {
+                    vec![0; 4096]
+                } else {
+                    page(l, ver[l as usize])
+                },
+                "lpa {l}"
+            );
+        }
+    }
+    ftl.trim(3, 10).unwrap();
+    for l in 3..13 {
+        ver[l] = 0;
+    }
+    let s = ftl.stats();
+    eprintln!("{s:?} waf {}", s.waf());
+    ftl.close().unwrap();
+    let (ftl, report) = Ftl::open(dyn_devs(&devs), FtlConfig::default()).unwrap();
+    eprintln!("{report:?}");
+    assert!(report.clean);
+    for l in 0..n {
+        ftl.read(l, &mut buf).unwrap();
+        assert_eq!(
+            buf,
+            if ver[l as usize] == 0 {
+                vec![0; 4096]
+            } else {
+                page(l, ver[l as usize])
+            },
+            "lpa {l}"
+        );
+    }
+}
