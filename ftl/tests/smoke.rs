@@ -65,8 +65,8 @@ fn smoke() {
         }
     }
     ftl.trim(3, 10).unwrap();
-    for l in 3..13 {
-        ver[l] = 0;
+    for v in &mut ver[3..13] {
+        *v = 0;
     }
     let s = ftl.stats();
     eprintln!("{s:?} waf {}", s.waf());
