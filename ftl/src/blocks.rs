@@ -20,6 +20,8 @@ pub enum BlockKind {
     Checkpoint,
     /// Factory or grown bad; never used again.
     Bad,
+    /// Emptied by GC, waiting for the barrier and erase (not a victim again).
+    Collected,
 }
 
 impl BlockKind {
@@ -33,6 +35,7 @@ impl BlockKind {
             BlockKind::TrimClosed => 4,
             BlockKind::Checkpoint => 5,
             BlockKind::Bad => 6,
+            BlockKind::Collected => 7,
         }
     }
 }

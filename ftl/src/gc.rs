@@ -108,6 +108,7 @@ impl Engine {
                 "victim {victim} still holds valid pages"
             );
             self.gc = None;
+            self.blocks[victim].kind = BlockKind::Collected;
             self.pending_erase.push(job.victim);
             self.counters.gc_runs += 1;
             if job.wear_leveling {
@@ -293,6 +294,11 @@ impl Engine {
         while let Some(gblock) = self.pending_erase.pop() {
             let b = self.blocks[gblock as usize];
             assert_eq!(b.valid, 0);
+            assert_eq!(
+                b.kind,
+                BlockKind::Collected,
+                "block {gblock} erased while not collected"
+            );
             if b.retire {
                 self.retire_block(sh, gblock)?;
                 continue;

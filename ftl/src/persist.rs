@@ -84,7 +84,7 @@ impl Engine {
         // The new checkpoint is durable: the previous one's blocks can go.
         let old = std::mem::replace(&mut self.checkpoint_blocks, taken);
         for g in old {
-            self.blocks[g as usize].kind = BlockKind::Closed;
+            self.blocks[g as usize].kind = BlockKind::Collected;
             self.blocks[g as usize].valid = 0;
             self.pending_erase.push(g);
         }
