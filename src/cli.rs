@@ -37,7 +37,7 @@ pub enum Command {
                       A failing seed prints the command that replays it; the exit status is then 1."
     )]
     Sim(SimArgs),
-    /// Benchmarks.
+    /// Benchmarks: `bench ftl` measures write amplification, wear spread and throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
 }

@@ -12,13 +12,13 @@ pub fn geometry_for(devices: u32, blocks: u32, pages_per_block: u32) -> anyhow::
     if devices == 0 {
         bail!("--devices must be at least 1");
     }
-    if blocks == 0 || blocks % devices != 0 {
+    if blocks == 0 || !blocks.is_multiple_of(devices) {
         bail!("--blocks {blocks} must be a positive multiple of --devices {devices}");
     }
     let per_device = blocks / devices;
     let (channels, dies_per_channel) = match per_device {
-        n if n % 4 == 0 => (2, 2),
-        n if n % 2 == 0 => (1, 2),
+        n if n.is_multiple_of(4) => (2, 2),
+        n if n.is_multiple_of(2) => (1, 2),
         _ => (1, 1),
     };
     let geometry = Geometry {

@@ -35,8 +35,8 @@ enum Op {
     WriteZeroes,
     Flush,
     CloseReopen,
-    CrashBetween,
-    CrashMidOp,
+    Crash,
+    ArmPowerCut,
 }
 
 fn op_table(w: &Weights) -> Vec<(Op, u32)> {
@@ -47,8 +47,8 @@ fn op_table(w: &Weights) -> Vec<(Op, u32)> {
         (Op::WriteZeroes, w.write_zeroes),
         (Op::Flush, w.flush),
         (Op::CloseReopen, w.close_reopen),
-        (Op::CrashBetween, w.crash_between),
-        (Op::CrashMidOp, w.crash_mid_op),
+        (Op::Crash, w.crash_between),
+        (Op::ArmPowerCut, w.crash_mid_op),
     ]
 }
 
@@ -184,8 +184,8 @@ impl<F: SimFactory> Run<'_, F> {
                 }
             }
             Op::CloseReopen => self.close_reopen(),
-            Op::CrashBetween => self.crash(),
-            Op::CrashMidOp => {
+            Op::Crash => self.crash(),
+            Op::ArmPowerCut => {
                 let k = self.rng.random_range(0..32);
                 self.log(|| format!("arm power cut at the {k}th NAND mutation from now"));
                 self.env.rail.arm(k);
@@ -257,7 +257,15 @@ impl<F: SimFactory> Run<'_, F> {
         match target.read(lpa, &mut self.buf) {
             Ok(()) => {
                 let got = page::decode(lpa, &self.buf);
-                self.log(|| format!("read lpa {lpa} -> {got}"));
+                // In a full scan only the pages with a choice are worth a line.
+                if !recovered || self.model.allowed(lpa).len() > 1 {
+                    self.log(|| {
+                        format!(
+                            "read lpa {lpa} -> {got} (allowed {:?})",
+                            self.model.allowed(lpa)
+                        )
+                    });
+                }
                 self.report.reads_checked += 1;
                 let checked = if recovered {
                     self.model.check_recovered(lpa, &got)
@@ -280,6 +288,7 @@ impl<F: SimFactory> Run<'_, F> {
         for lpa in 0..self.pages() {
             self.read_checked(lpa, recovered)?;
         }
+        self.log(|| format!("verified all {} pages", self.pages()));
         Ok(())
     }
 
