@@ -154,6 +154,8 @@ pub struct FakeFtl {
     rail: Option<Arc<PowerRail>>,
     flaw: FakeFlaw,
     pages: u64,
+    /// Writes fail with `ReadOnly` once this many host pages were written (spares exhausted).
+    read_only_after: Option<u64>,
 }
 
 impl FakeFtl {
@@ -164,6 +166,7 @@ impl FakeFtl {
             rail: None,
             flaw: FakeFlaw::None,
             pages,
+            read_only_after: None,
         }
     }
 
@@ -224,6 +227,12 @@ impl SimTarget for FakeFtl {
         }
         let data: Data = Some(data.into());
         let mut disk = self.disk.borrow_mut();
+        if self
+            .read_only_after
+            .is_some_and(|n| disk.host_pages_written >= n)
+        {
+            return Err(TargetError::ReadOnly);
+        }
         if !self.tick() {
             disk.maybe(lpa as usize, data);
             return Err(TargetError::PowerLost);
@@ -267,11 +276,22 @@ impl BenchTarget for FakeFtl {
 pub struct FakeFactory {
     flaw: FakeFlaw,
     disk: Option<Rc<RefCell<Disk>>>,
+    read_only_after: Option<u64>,
 }
 
 impl FakeFactory {
     pub fn new(flaw: FakeFlaw) -> Self {
-        Self { flaw, disk: None }
+        Self {
+            flaw,
+            disk: None,
+            read_only_after: None,
+        }
+    }
+
+    /// Targets that go read-only (as if out of spare blocks) after `pages` host writes.
+    pub fn read_only_after(mut self, pages: u64) -> Self {
+        self.read_only_after = Some(pages);
+        self
     }
 
     fn target(&self, env: &SimEnv, disk: Rc<RefCell<Disk>>) -> FakeFtl {
@@ -281,6 +301,7 @@ impl FakeFactory {
             rail: Some(env.rail.clone()),
             flaw: self.flaw,
             pages,
+            read_only_after: self.read_only_after,
         }
     }
 }

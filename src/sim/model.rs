@@ -23,7 +23,7 @@ pub struct Violation {
     pub lpa: u64,
     pub got: Observed,
     pub allowed: Vec<Version>,
-    pub after_crash: bool,
+    pub after_reopen: bool,
 }
 
 impl fmt::Display for Violation {
@@ -35,8 +35,8 @@ impl fmt::Display for Violation {
             self.lpa,
             self.got,
             allowed.join(", "),
-            if self.after_crash {
-                " (recovery after a crash)"
+            if self.after_reopen {
+                " (read back after reopen)"
             } else {
                 ""
             }
@@ -178,7 +178,7 @@ impl Model {
         Ok(())
     }
 
-    fn check(&self, lpa: u64, got: &Observed, after_crash: bool) -> Result<Version, Violation> {
+    fn check(&self, lpa: u64, got: &Observed, after_reopen: bool) -> Result<Version, Violation> {
         let allowed = self.allowed(lpa);
         match got {
             Observed::Version(v) if allowed.contains(v) => Ok(*v),
@@ -186,7 +186,7 @@ impl Model {
                 lpa,
                 got: got.clone(),
                 allowed: allowed.to_vec(),
-                after_crash,
+                after_reopen,
             }),
         }
     }

@@ -67,7 +67,7 @@ impl Mix {
             trim: 20,
             write_zeroes: 10,
             flush: 30,
-            close_reopen: 2,
+            close_reopen: 1,
             crash_between: 2,
             crash_mid_op: 4,
             fua_prob: 0.05,

@@ -1,7 +1,8 @@
 //! The runner against the fakes: a correct fake passes every seed, each broken one is caught.
 
 use super::*;
-use crate::fake::{FakeFactory, FakeFlaw};
+use crate::fake::{FakeFactory, FakeFlaw, FakeFtl};
+use crate::target::{FnFactory, SimTarget};
 
 #[test]
 fn correct_fake_passes_many_seeds() {
@@ -44,4 +45,26 @@ fn catches_resurrected_trims() {
 fn catches_torn_pages() {
     let failure = first_failure(FakeFlaw::TearOnCrash);
     assert!(failure.reason.contains("torn"), "{failure:?}");
+}
+
+#[test]
+fn read_only_ends_the_writes_but_reads_are_still_checked() {
+    let mut factory = FakeFactory::new(FakeFlaw::None).read_only_after(100);
+    let report = run_seed(&mut factory, 5, false).expect("seed 5");
+    assert!(report.read_only);
+    assert!(report.reads_checked > 1000, "{report:?}");
+}
+
+#[test]
+fn fn_factory_drives_a_target_and_a_forgetful_one_is_caught() {
+    // Every open returns a blank target: flushed data is gone after the first reopen.
+    let mut factory = FnFactory::new(
+        |devices: Vec<_>, _: &_| Ok(FakeFtl::standalone(devices.len() as u64 * 100)),
+        |devices: Vec<_>, _: &_| Ok(FakeFtl::standalone(devices.len() as u64 * 100)),
+        |ftl: FakeFtl| ftl.flush(),
+    );
+    let failure = (0..10)
+        .find_map(|seed| run_seed(&mut factory, seed, false).err())
+        .expect("a forgetful target is caught");
+    assert!(failure.contains("after reopen"), "{failure}");
 }
