@@ -11,8 +11,10 @@ pub mod page;
 pub mod plan;
 pub mod runner;
 
+use std::any::Any;
 use std::fmt;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::target::SimFactory;
@@ -84,7 +86,10 @@ pub fn run_seeds<F: SimFactory>(
     let mut summary = SimSummary::default();
     let mut failure = None;
     for seed in seeds {
-        match run_seed(factory, seed, verbose) {
+        // A panicking target must still leave the seed and its replay command on the screen.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_seed(factory, seed, verbose)))
+            .unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&*payload))));
+        match outcome {
             Ok(report) => summary.add(&report),
             Err(reason) => {
                 failure = Some(SeedFailure { seed, reason });
@@ -102,6 +107,14 @@ pub fn run_seeds<F: SimFactory>(
     }
     summary.elapsed = start.elapsed();
     (summary, failure)
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 #[cfg(test)]

@@ -68,3 +68,17 @@ fn fn_factory_drives_a_target_and_a_forgetful_one_is_caught() {
         .expect("a forgetful target is caught");
     assert!(failure.contains("after reopen"), "{failure}");
 }
+
+#[test]
+fn a_panicking_target_fails_its_seed_instead_of_the_run() {
+    let mut factory = FnFactory::new(
+        |_: Vec<_>, _: &_| -> Result<FakeFtl, _> { panic!("format exploded") },
+        |_: Vec<_>, _: &_| Ok(FakeFtl::standalone(1)),
+        |_: FakeFtl| Ok(()),
+    );
+    let (summary, failure) = run_seeds(&mut factory, 3..5, false, false);
+    assert_eq!(summary.seeds, 0);
+    let failure = failure.expect("failure");
+    assert_eq!(failure.seed, 3);
+    assert!(failure.reason.contains("format exploded"), "{failure:?}");
+}
