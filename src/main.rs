@@ -1,3 +1,111 @@
-fn main() {
-    println!("ferrite: the CLI lands with the FTL");
+//! `ferrite`: the command line of the Ferrite storage engine.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use ferrite::bench_ftl::{self, BenchParams, devices};
+use ferrite::cli::{BenchCommand, BenchFtlArgs, Cli, Command, SimArgs, TargetKind};
+use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
+use ferrite::target::FtlOptions;
+use ferrite::{glue, sim};
+
+fn main() -> anyhow::Result<ExitCode> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Sim(args) => sim(&args),
+        Command::Bench(BenchCommand::Ftl(args)) => bench_ftl(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn replay_command(args: &SimArgs, seed: u64) -> String {
+    let mut cmd = format!("ferrite sim --seed {seed} --verbose");
+    if args.target == TargetKind::Fake {
+        cmd.push_str(" --target fake");
+        if args.fake_flaw != FakeFlaw::None {
+            let flaw = clap::ValueEnum::to_possible_value(&args.fake_flaw)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
+            cmd.push_str(&format!(" --fake-flaw {flaw}"));
+        }
+    }
+    cmd
+}
+
+fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let seeds = match args.seed {
+        Some(seed) => seed..seed.saturating_add(1),
+        None => args.seed_start..args.seed_start.saturating_add(args.seeds),
+    };
+    let progress = seeds.end - seeds.start > 1;
+    let (summary, failure) = match args.target {
+        TargetKind::Ftl => glue::sim_on_ftl(seeds, args.verbose, progress)?,
+        TargetKind::Fake => sim::run_seeds(
+            &mut FakeFactory::new(args.fake_flaw),
+            seeds,
+            args.verbose,
+            progress,
+        ),
+    };
+    println!("{summary}");
+    match failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some(f) => {
+            println!("FAIL seed {}: {}", f.seed, f.reason);
+            println!("replay: {}", replay_command(args, f.seed));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
+    let geometry = devices::geometry_for(a.devices, a.blocks, a.pages_per_block)?;
+    let params = BenchParams {
+        workload: a.workload,
+        options: FtlOptions {
+            op_ratio: a.op,
+            static_wear_leveling: !a.no_static_wl,
+            stream_separation: !a.no_streams,
+            gc_policy: a.gc,
+        },
+        fill: a.fill,
+        writes: a.writes,
+        devices: a.devices,
+        blocks: a.blocks,
+        pages_per_block: a.pages_per_block,
+        seed: a.seed,
+        backend: a.backend,
+        reads: a.reads,
+        progress: true,
+    };
+    let report = match a.target {
+        TargetKind::Ftl => {
+            let devs = match a.backend {
+                bench_ftl::Backend::Mem => devices::mem_devices(geometry, a.devices)?,
+                bench_ftl::Backend::File => {
+                    let dir = a.dir.as_deref().context("--backend file needs --dir")?;
+                    glue::file_devices(dir, geometry, a.devices)?
+                }
+            };
+            glue::bench_on_ftl(devs, &params)?
+        }
+        TargetKind::Fake => {
+            let raw = geometry.pages() * u64::from(a.devices);
+            let fake = FakeFtl::standalone((raw as f64 * (1.0 - a.op)) as u64);
+            bench_ftl::run(&fake, &params)?
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }

@@ -1,0 +1,240 @@
+//! The command line (clap derive): `ferrite sim` and `ferrite bench ftl`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::args::{WriteAmount, parse_fill, parse_op_ratio, parse_workload, parse_write_amount};
+use crate::bench_ftl::Backend;
+use crate::fake::FakeFlaw;
+use crate::target::GcChoice;
+use crate::workload::WorkloadSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Ferrite storage engine: one FTL over many emulated NAND devices",
+    long_about = "Ferrite storage engine: one flash translation layer over many emulated NAND \
+                  devices.\n\nSet RUST_LOG (e.g. RUST_LOG=ftl=debug) for logs on stderr."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deterministic simulation: random workloads, power cuts and reopens, every read checked
+    /// against a model of what it may legitimately return.
+    #[command(
+        long_about = "Deterministic simulation of the FTL over emulated NAND devices sharing one \
+                      power rail. Each seed picks a geometry, faults (factory bad blocks, program/\
+                      erase failures, uncorrectable reads), FTL settings and a workload mix, then \
+                      runs writes (some FUA), reads, trims, write-zeroes, flushes, clean reopens and \
+                      crashes (between operations and in the middle of one). Every read is checked \
+                      against the model; after each crash every logical page is read back.\n\n\
+                      A failing seed prints the command that replays it; the exit status is then 1."
+    )]
+    Sim(SimArgs),
+    /// Benchmarks: `bench ftl` measures write amplification, wear spread and throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// What `sim` and `bench ftl` drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// The real FTL (ftl::Ftl).
+    Ftl,
+    /// An in-memory fake FTL (to test the harness itself).
+    Fake,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 100, conflicts_with = "seed")]
+    pub seeds: u64,
+    /// First seed of the run.
+    #[arg(long, default_value_t = 0, conflicts_with = "seed")]
+    pub seed_start: u64,
+    /// Run this one seed only (replays a failure exactly).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the seed's plan and every operation on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// What to simulate.
+    #[arg(long, value_enum, default_value_t = TargetKind::Ftl)]
+    pub target: TargetKind,
+    /// With `--target fake`: a deliberate bug, to see the model catch it.
+    #[arg(long, value_enum, default_value_t = FakeFlaw::None)]
+    pub fake_flaw: FakeFlaw,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write amplification, wear spread and throughput of the FTL under a workload.
+    #[command(
+        long_about = "Formats an FTL over emulated NAND, fills --fill of its logical space \
+                      sequentially, then issues --writes host writes chosen by --workload and \
+                      reports, for that second phase only: write amplification, GC runs, erase \
+                      count spread and write throughput; then times random reads of mapped pages."
+    )]
+    Ftl(BenchFtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFtlArgs {
+    /// Which pages the measured writes hit: uniform, seq, zipf:THETA (e.g. zipf:0.99) or
+    /// hotcold:A/B (A% of writes to B% of pages, e.g. hotcold:90/10).
+    #[arg(long, default_value = "uniform", value_parser = parse_workload)]
+    pub workload: WorkloadSpec,
+    /// Over-provisioning ratio (e.g. 0.07, 0.125, 0.28).
+    #[arg(long, default_value = "0.125", value_parser = parse_op_ratio)]
+    pub op: f64,
+    /// Fraction of the logical space written sequentially before measuring, in (0, 1].
+    #[arg(long, default_value = "1.0", value_parser = parse_fill)]
+    pub fill: f64,
+    /// Measured host writes: a multiple of the logical capacity (4x) or a page count.
+    #[arg(long, default_value = "4x", value_parser = parse_write_amount)]
+    pub writes: WriteAmount,
+    /// Print one JSON object instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Number of NAND devices.
+    #[arg(long, default_value_t = 8)]
+    pub devices: u32,
+    /// Blocks over all devices (a multiple of --devices).
+    #[arg(long, default_value_t = 4096)]
+    pub blocks: u32,
+    /// Pages per block (4 KiB pages).
+    #[arg(long, default_value_t = 256)]
+    pub pages_per_block: u32,
+    /// Seed of the workload and of the random reads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Turn static wear leveling off.
+    #[arg(long)]
+    pub no_static_wl: bool,
+    /// Garbage-collection victim policy.
+    #[arg(long, value_enum, default_value_t = GcChoice::Greedy)]
+    pub gc: GcChoice,
+    /// Turn hot/cold stream separation off.
+    #[arg(long)]
+    pub no_streams: bool,
+    /// Where device pages live: RAM, or one file per device under --dir.
+    #[arg(long, value_enum, default_value_t = Backend::Mem)]
+    pub backend: Backend,
+    /// Directory for --backend file.
+    #[arg(long, required_if_eq("backend", "file"))]
+    pub dir: Option<PathBuf>,
+    /// Random reads in the read phase.
+    #[arg(long, default_value_t = 200_000)]
+    pub reads: u64,
+    /// What to benchmark.
+    #[arg(long, value_enum, default_value_t = TargetKind::Ftl)]
+    pub target: TargetKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ferrite").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_ftl_args() {
+        let cli = parse(&[
+            "bench",
+            "ftl",
+            "--workload",
+            "zipf:0.99",
+            "--op",
+            "0.07",
+            "--fill",
+            "1.0",
+            "--writes",
+            "4x",
+            "--json",
+            "--gc",
+            "cost-benefit",
+            "--no-streams",
+        ])
+        .expect("parse");
+        let Command::Bench(BenchCommand::Ftl(a)) = cli.command else {
+            panic!("not bench ftl");
+        };
+        assert_eq!(a.workload, WorkloadSpec::Zipf { theta: 0.99 });
+        assert_eq!(a.op, 0.07);
+        assert_eq!(a.writes, WriteAmount::Capacity(4.0));
+        assert!(a.json && a.no_streams && !a.no_static_wl);
+        assert_eq!(a.gc, GcChoice::CostBenefit);
+        assert_eq!((a.devices, a.blocks, a.pages_per_block), (8, 4096, 256));
+
+        let cli = parse(&[
+            "bench",
+            "ftl",
+            "--workload",
+            "hotcold:90/10",
+            "--writes",
+            "5000",
+        ])
+        .expect("parse");
+        let Command::Bench(BenchCommand::Ftl(a)) = cli.command else {
+            panic!("not bench ftl");
+        };
+        assert_eq!(a.writes, WriteAmount::Pages(5000));
+        assert!(matches!(a.workload, WorkloadSpec::HotCold { .. }));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for args in [
+            &["bench", "ftl", "--workload", "zipf"][..],
+            &["bench", "ftl", "--workload", "hotcold:90"],
+            &["bench", "ftl", "--writes", "x"],
+            &["bench", "ftl", "--op", "1.5"],
+            &["bench", "ftl", "--backend", "file"],
+            &["sim", "--seed", "3", "--seeds", "10"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn sim_args() {
+        let cli = parse(&["sim", "--seed", "42", "--verbose"]).expect("parse");
+        let Command::Sim(a) = cli.command else {
+            panic!("not sim");
+        };
+        assert_eq!(a.seed, Some(42));
+        assert!(a.verbose);
+        let cli = parse(&[
+            "sim",
+            "--seeds",
+            "500",
+            "--seed-start",
+            "1000",
+            "--target",
+            "fake",
+        ])
+        .expect("parse");
+        let Command::Sim(a) = cli.command else {
+            panic!("not sim");
+        };
+        assert_eq!(
+            (a.seeds, a.seed_start, a.target),
+            (500, 1000, TargetKind::Fake)
+        );
+    }
+}

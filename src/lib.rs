@@ -1,0 +1,14 @@
+//! Ferrite's command-line pieces, as a library so that tests, benches and the `ferrite` binary
+//! share them: workloads, the deterministic simulation (`sim`), the FTL benchmark (`bench_ftl`),
+//! the traits they drive the FTL through (`target`) and in-memory fakes of it (`fake`).
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod bench_ftl;
+pub mod cli;
+pub mod fake;
+pub mod glue;
+pub mod permutation;
+pub mod sim;
+pub mod target;
+pub mod workload;
