@@ -14,12 +14,19 @@ use ferrite::target::FtlOptions;
 use ferrite::{glue, sim};
 
 fn main() -> anyhow::Result<ExitCode> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let cli = Cli::parse();
+    // The simulation injects faults on purpose: the FTL's warnings about them are noise there.
+    let default_level = match cli.command {
+        Command::Sim(_) => "error",
+        _ => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Sim(args) => sim(&args),
         Command::Bench(BenchCommand::Ftl(args)) => bench_ftl(&args).map(|()| ExitCode::SUCCESS),
     }

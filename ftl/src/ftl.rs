@@ -33,7 +33,11 @@ impl Ftl {
     pub fn format(devices: Vec<Arc<dyn Nand>>, config: FtlConfig) -> Result<Self, FtlError> {
         let (shared, engine) = crate::recovery::format(devices, config)?;
         let ftl = Self::assemble(shared, engine);
-        ftl.engine.lock().write_checkpoint(&ftl.shared)?;
+        if !ftl.engine.lock().write_checkpoint(&ftl.shared)? {
+            return Err(FtlError::Devices(
+                "could not write the first checkpoint".into(),
+            ));
+        }
         Ok(ftl)
     }
 
@@ -176,7 +180,10 @@ impl Ftl {
         let mut engine = self.engine.into_inner();
         engine.counters.host_pages_read = self.host_pages_read.load(Ordering::Relaxed);
         engine.barrier(&self.shared)?;
-        engine.write_checkpoint(&self.shared)
+        if !engine.write_checkpoint(&self.shared)? {
+            tracing::warn!("closed without a new checkpoint; the next open folds in what changed");
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> FtlStats {

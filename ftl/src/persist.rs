@@ -7,11 +7,32 @@ use crate::format::checkpoint::{Checkpoint, CheckpointBlock};
 use crate::format::oob::{PageKind, PageRecord};
 use crate::nand::NandError;
 
+/// Tries at writing a checkpoint before giving up (each failure retires a block).
+const CHECKPOINT_ATTEMPTS: u32 = 4;
+
+enum Attempt {
+    Written,
+    NoRoom,
+    ProgramFailed,
+}
+
 impl Engine {
     /// Writes a checkpoint of the map and block table, makes it durable, then releases the previous
-    /// one. If there is no room or a program fails, the checkpoint is skipped: the previous one
-    /// stays valid and recovery folds in what changed since.
-    pub fn write_checkpoint(&mut self, sh: &Shared) -> Result<(), FtlError> {
+    /// one. A program failure retires that block and starts over on fresh blocks. Returns false if
+    /// no checkpoint could be written (no room, or failures every time): the previous one stays
+    /// valid and recovery folds in what changed since.
+    pub fn write_checkpoint(&mut self, sh: &Shared) -> Result<bool, FtlError> {
+        for _ in 0..CHECKPOINT_ATTEMPTS {
+            match self.try_checkpoint(sh)? {
+                Attempt::Written => return Ok(true),
+                Attempt::NoRoom => return Ok(false),
+                Attempt::ProgramFailed => self.process_erases(sh)?,
+            }
+        }
+        Ok(false)
+    }
+
+    fn try_checkpoint(&mut self, sh: &Shared) -> Result<Attempt, FtlError> {
         self.barrier(sh)?;
         self.process_erases(sh)?;
         let stream_len =
@@ -32,7 +53,7 @@ impl Engine {
                 free = self.free.count(),
                 "no room for a checkpoint; skipped"
             );
-            return Ok(());
+            return Ok(Attempt::NoRoom);
         }
         let mut taken = Vec::with_capacity(blocks_needed as usize);
         for _ in 0..blocks_needed {
@@ -67,12 +88,9 @@ impl Engine {
             match sh.devices[device].program_page(block, page, &page_buf, &self.oob_buf) {
                 Ok(()) => self.counters.nand_pages_written += 1,
                 Err(NandError::ProgramFailed { .. }) => {
-                    tracing::warn!(
-                        block = gblock,
-                        "program failed while writing a checkpoint; skipped"
-                    );
+                    tracing::warn!(block = gblock, "program failed while writing a checkpoint");
                     self.abandon_checkpoint(&taken, gblock);
-                    return Ok(());
+                    return Ok(Attempt::ProgramFailed);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -88,16 +106,18 @@ impl Engine {
             self.blocks[g as usize].valid = 0;
             self.pending_erase.push(g);
         }
-        self.process_erases(sh)
+        self.process_erases(sh)?;
+        Ok(Attempt::Written)
     }
 
-    /// Blocks of a checkpoint that failed become empty closed blocks; GC erases (or retires) them.
+    /// Blocks of a checkpoint that failed are erased (the failed one retired) by the next batch.
     fn abandon_checkpoint(&mut self, taken: &[u32], failed: u32) {
         for &g in taken {
             let b = &mut self.blocks[g as usize];
-            b.kind = BlockKind::Closed;
+            b.kind = BlockKind::Collected;
             b.valid = 0;
             b.retire = g == failed;
+            self.pending_erase.push(g);
         }
     }
 

@@ -108,22 +108,29 @@ pub struct SeedPlan {
 impl SeedPlan {
     pub fn new(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0x706c_616e));
+        // Small enough that the writes of one seed overwrite the logical space several times, so
+        // GC, relocation, wear leveling and (with low endurance) wear-out all run.
         let geometry = Geometry {
             channels: 1,
-            dies_per_channel: 2,
+            dies_per_channel: rng.random_range(1..=2),
             planes_per_die: 1,
-            blocks_per_plane: rng.random_range(8..=16),
-            pages_per_block: [16, 24, 32][rng.random_range(0..3)],
+            blocks_per_plane: rng.random_range(6..=10),
+            pages_per_block: [8, 12, 16][rng.random_range(0..3)],
             page_size: 4096,
             oob_size: 64,
         };
         let pick = |rng: &mut ChaCha8Rng, p: f64, v: f64| if rng.random_bool(p) { v } else { 0.0 };
         let faults = FaultConfig {
             seed: mix(seed),
-            factory_bad_ratio: pick(&mut rng, 0.5, 0.03),
-            program_fail_prob: pick(&mut rng, 0.3, 0.002),
-            erase_fail_prob: pick(&mut rng, 0.3, 0.002),
-            read_uncorrectable_prob: pick(&mut rng, 0.2, 0.0005),
+            factory_bad_ratio: pick(&mut rng, 0.5, 0.05),
+            program_fail_prob: pick(&mut rng, 0.3, 0.003),
+            erase_fail_prob: pick(&mut rng, 0.3, 0.003),
+            read_uncorrectable_prob: pick(&mut rng, 0.2, 0.001),
+            endurance_cycles: if rng.random_bool(0.15) {
+                rng.random_range(6..=12)
+            } else {
+                3000
+            },
             ..FaultConfig::default()
         };
         let options = FtlOptions {
@@ -150,7 +157,7 @@ impl SeedPlan {
             faults,
             options,
             mix,
-            ops: rng.random_range(300..=600),
+            ops: rng.random_range(1500..=3000),
         }
     }
 
