@@ -119,7 +119,7 @@ pub struct BenchFtlArgs {
     #[arg(long)]
     pub no_static_wl: bool,
     /// Garbage-collection victim policy.
-    #[arg(long, value_enum, default_value_t = GcChoice::Greedy)]
+    #[arg(long, value_enum, default_value_t = GcChoice::CostBenefit)]
     pub gc: GcChoice,
     /// Turn hot/cold stream separation off.
     #[arg(long)]

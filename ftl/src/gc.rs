@@ -5,7 +5,7 @@ use crate::blocks::BlockKind;
 use crate::config::GcPolicy;
 use crate::engine::{
     Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, GC_RESERVE_BLOCKS, NO_LPA, STREAM_GC,
-    Shared,
+    STREAM_HOT, Shared,
 };
 use crate::error::FtlError;
 use crate::format::trim_log::{self, TrimEntry};
@@ -139,7 +139,12 @@ impl Engine {
         self.oob_buf = oob;
         let result = match read {
             Ok(record) if record.lpa == lpa => {
-                let new = self.program_data(sh, STREAM_GC, lpa, &data, record.data_seq, true);
+                // A page still hot when its block is collected joins hot data, so it does not pin a
+                // block of cold, relocated data when it is overwritten soon after.
+                let hot =
+                    self.config.stream_separation && self.temperature.classify(lpa) == STREAM_HOT;
+                let stream = if hot { STREAM_HOT } else { STREAM_GC };
+                let new = self.program_data(sh, stream, lpa, &data, record.data_seq, true);
                 new.map(|new| {
                     sh.set(lpa, new);
                     self.release(Entry::Data { ppn });
