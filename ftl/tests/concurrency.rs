@@ -69,7 +69,7 @@ fn readers_race_writer_and_gc() {
         ftl.write(lpa, &page(lpa, next), false).unwrap();
         acked[lpa as usize].store(next, Ordering::Release);
         next += 1;
-        if next % 1000 == 0 {
+        if next.is_multiple_of(1000) {
             ftl.flush().unwrap();
         }
     }
