@@ -237,12 +237,12 @@ impl Engine {
                 wear_leveling,
             })
         };
-        // Blocks to retire and empty blocks first: they cost nothing to collect.
-        if let Some(g) = self
-            .blocks
-            .iter()
-            .position(|b| b.is_collectable() && (b.retire || b.valid == 0))
-        {
+        // Blocks to retire and empty blocks first: they cost nothing to collect. A block already
+        // queued for erase is still Closed with no valid page; it must not be collected twice.
+        let queued = &self.pending_erase;
+        if let Some(g) = self.blocks.iter().enumerate().position(|(g, b)| {
+            b.is_collectable() && (b.retire || b.valid == 0) && !queued.contains(&(g as u32))
+        }) {
             return job(g as u32, false);
         }
         if self.config.static_wear_leveling && self.erases_since_wl_check >= WL_CHECK_INTERVAL {
@@ -255,7 +255,10 @@ impl Engine {
         let now = self.next_seq;
         let mut best: Option<(f64, u32)> = None;
         for (g, b) in self.blocks.iter().enumerate() {
-            if !b.is_collectable() || f64::from(b.valid) >= capacity {
+            if !b.is_collectable()
+                || f64::from(b.valid) >= capacity
+                || self.pending_erase.contains(&(g as u32))
+            {
                 continue;
             }
             let u = f64::from(b.valid) / capacity;

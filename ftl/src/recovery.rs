@@ -224,7 +224,23 @@ pub fn open(
     }
 
     // Fold every changed block in.
-    let mut max_seq = checkpoint_max_seq.max(id.saturating_sub(1));
+    // New sequence numbers must also pass those of pages the fold skips: a block whose first page
+    // is torn keeps its record's seq (recovery reads only that record of it, and GC only later
+    // erases it). Were that seq reused, the next checkpoint's id could be below it, and the block
+    // would count as changed since that checkpoint: no clean open after a clean close.
+    let surveyed_max_seq = surveys
+        .iter()
+        .filter_map(|s| match *s {
+            Survey::Used {
+                first: Some(first), ..
+            } => Some(first.seq),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut max_seq = checkpoint_max_seq
+        .max(id.saturating_sub(1))
+        .max(surveyed_max_seq);
     let mut close_seq = vec![0u64; layout.blocks as usize];
     let mut data = vec![0u8; layout.page_size];
     let mut apply = |lpa: u32, data_seq: u64, raw: u32| {

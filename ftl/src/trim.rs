@@ -18,6 +18,11 @@ impl Engine {
             return Ok(());
         }
         self.release(entry);
+        // At most one buffered entry per page, the newest: an older one is left when a page is
+        // trimmed, rewritten and trimmed again before the buffer is written. Both would reach the
+        // same trim-log page, and GC, relocating only the first one it meets there, would keep
+        // the older trim and lose the newer (recovery could then bring back the rewrite).
+        self.trim_buffer.retain(|e| e.lpa != lpa);
         let data_seq = self.take_seq();
         self.trim_buffer.push(TrimEntry { lpa, data_seq });
         sh.set(lpa, TRIM_BUFFERED);

@@ -1,0 +1,95 @@
+#![allow(clippy::unwrap_used)]
+//! The FTL over FileNand: state survives a close and a process restart (devices reopened from
+//! their files), and flushed data survives dropping the FTL without a close.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Model, Op, Rng, apply, fill, geometry};
+use ftl::nand::{FaultConfig, FileNand, Nand};
+use ftl::{Ftl, FtlConfig};
+
+fn create(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
+    (0..n)
+        .map(|i| {
+            let d = FileNand::create(
+                &dir.join(format!("nand{i}.img")),
+                geometry(2, 16, 16),
+                FaultConfig::none().for_device(i),
+                None,
+            )
+            .unwrap();
+            Arc::new(d) as Arc<dyn Nand>
+        })
+        .collect()
+}
+
+/// Opens the device files again, as a new process would.
+fn reopen(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
+    (0..n)
+        .map(|i| {
+            let d = FileNand::open(
+                &dir.join(format!("nand{i}.img")),
+                FaultConfig::none().for_device(i),
+                None,
+            )
+            .unwrap();
+            Arc::new(d) as Arc<dyn Nand>
+        })
+        .collect()
+}
+
+fn workload(ftl: &Ftl, model: &mut Model, seed: u64) {
+    let mut rng = Rng::new(seed);
+    fill(ftl, model);
+    for _ in 0..3 * model.pages() {
+        let lpa = rng.below(model.pages());
+        if rng.chance(0.05) {
+            apply(ftl, model, Op::Trim { lpa, count: 1 }).unwrap();
+        } else {
+            apply(ftl, model, Op::Write { lpa, fua: false }).unwrap();
+        }
+    }
+}
+
+#[test]
+fn close_and_reopen_from_files_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let ftl = Ftl::format(create(dir.path(), 2), FtlConfig::default()).unwrap();
+    let mut model = Model::new(ftl.logical_pages());
+    workload(&ftl, &mut model, 1);
+    let stats = ftl.stats();
+    ftl.close().unwrap();
+    let (ftl, report) = Ftl::open(reopen(dir.path(), 2), FtlConfig::default()).unwrap();
+    assert!(report.clean, "{report:?}");
+    assert_eq!(report.pointers_unresolved, 0);
+    model.verify_exact(&ftl);
+    let again = ftl.stats();
+    assert_eq!(again.host_pages_written, stats.host_pages_written);
+    assert_eq!(again.logical_pages, stats.logical_pages);
+    assert_eq!(again.erase_count_max, stats.erase_count_max);
+}
+
+#[test]
+fn flushed_data_survives_drop_without_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let ftl = Ftl::format(create(dir.path(), 2), FtlConfig::default()).unwrap();
+    let mut model = Model::new(ftl.logical_pages());
+    workload(&ftl, &mut model, 2);
+    ftl.flush().unwrap();
+    model.flushed();
+    drop(ftl);
+    let (ftl, report) = Ftl::open(reopen(dir.path(), 2), FtlConfig::default()).unwrap();
+    assert!(!report.clean, "{report:?}");
+    assert!(report.blocks_folded > 0);
+    assert_eq!(report.pointers_unresolved, 0);
+    model.verify_exact(&ftl);
+    // And it goes on: more writes, clean close, reopen.
+    workload(&ftl, &mut model, 3);
+    ftl.close().unwrap();
+    let (ftl, report) = Ftl::open(reopen(dir.path(), 2), FtlConfig::default()).unwrap();
+    assert!(report.clean);
+    model.verify_exact(&ftl);
+}
