@@ -237,12 +237,13 @@ impl Engine {
                 wear_leveling,
             })
         };
-        // Blocks to retire and empty blocks first: they cost nothing to collect. A block already
-        // queued for erase is still Closed with no valid page; it must not be collected twice.
-        let queued = &self.pending_erase;
-        if let Some(g) = self.blocks.iter().enumerate().position(|(g, b)| {
-            b.is_collectable() && (b.retire || b.valid == 0) && !queued.contains(&(g as u32))
-        }) {
+        // Blocks to retire and empty blocks first: they cost nothing to collect. (A block queued
+        // for erase is `Collected`, not collectable, so it is never picked twice.)
+        if let Some(g) = self
+            .blocks
+            .iter()
+            .position(|b| b.is_collectable() && (b.retire || b.valid == 0))
+        {
             return job(g as u32, false);
         }
         if self.config.static_wear_leveling && self.erases_since_wl_check >= WL_CHECK_INTERVAL {
@@ -255,10 +256,7 @@ impl Engine {
         let now = self.next_seq;
         let mut best: Option<(f64, u32)> = None;
         for (g, b) in self.blocks.iter().enumerate() {
-            if !b.is_collectable()
-                || f64::from(b.valid) >= capacity
-                || self.pending_erase.contains(&(g as u32))
-            {
+            if !b.is_collectable() || f64::from(b.valid) >= capacity {
                 continue;
             }
             let u = f64::from(b.valid) / capacity;
@@ -332,6 +330,26 @@ impl Engine {
         Ok(())
     }
 
+    /// After open: of the bad blocks, `grown` went bad in use. They come out of the spares, and
+    /// the FTL is read-only again if the spares were already gone.
+    pub fn account_grown_bad(&mut self, grown: u32) {
+        assert!(grown <= self.factory_bad_blocks);
+        self.factory_bad_blocks -= grown;
+        let good_at_format = self.layout.blocks - self.factory_bad_blocks;
+        self.spare_blocks = crate::engine::spare_blocks(&self.config, good_at_format);
+        self.grown_bad_blocks = grown;
+        self.check_spares();
+    }
+
+    fn check_spares(&mut self) {
+        if self.grown_bad_blocks > self.spare_blocks && self.read_only.is_none() {
+            self.read_only = Some(format!(
+                "spare blocks exhausted: {} blocks went bad, {} spares were reserved",
+                self.grown_bad_blocks, self.spare_blocks
+            ));
+        }
+    }
+
     fn retire_block(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
         let (device, block) = self.layout.split_block(gblock);
         sh.devices[device].mark_bad(block)?;
@@ -343,12 +361,7 @@ impl Engine {
             grown_bad = self.grown_bad_blocks,
             "block retired"
         );
-        if self.grown_bad_blocks > self.spare_blocks && self.read_only.is_none() {
-            self.read_only = Some(format!(
-                "spare blocks exhausted: {} blocks went bad, {} spares were reserved",
-                self.grown_bad_blocks, self.spare_blocks
-            ));
-        }
+        self.check_spares();
         Ok(())
     }
 }

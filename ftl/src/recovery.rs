@@ -111,6 +111,8 @@ pub fn format(
 enum Survey {
     Bad {
         erase_count: u32,
+        /// Went bad in use (a failed program or erase), as opposed to at the factory.
+        grown: bool,
     },
     Free {
         erase_count: u32,
@@ -142,6 +144,7 @@ pub fn open(
         surveys.push(if info.health != BlockHealth::Good {
             Survey::Bad {
                 erase_count: info.erase_count,
+                grown: info.health == BlockHealth::GrownBad,
             }
         } else if info.programmed_pages == 0 {
             Survey::Free {
@@ -331,7 +334,7 @@ pub fn open(
     let mut held = Vec::new();
     for (g, s) in surveys.iter().enumerate() {
         blocks.push(match *s {
-            Survey::Bad { erase_count } => BlockState::bad(erase_count),
+            Survey::Bad { erase_count, .. } => BlockState::bad(erase_count),
             Survey::Free { erase_count } => BlockState::free(erase_count),
             Survey::Used {
                 erase_count,
@@ -365,6 +368,11 @@ pub fn open(
         });
     }
     let mut engine = Engine::new(config, layout, blocks, logical_pages);
+    let grown = surveys
+        .iter()
+        .filter(|s| matches!(s, Survey::Bad { grown: true, .. }))
+        .count();
+    engine.account_grown_bad(grown as u32);
     for lpa in 0..logical_pages as u32 {
         let entry = shared.entry(lpa);
         if let Some(ppn) = entry.ppn() {

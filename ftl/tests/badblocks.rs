@@ -157,7 +157,6 @@ fn wear_out_turns_read_only_without_corruption() {
 }
 
 #[test]
-#[ignore = "BUG: recovery counts grown bad blocks as factory bad (grown_bad_blocks 0, available_spare 100%) and forgets read-only: a worn-out FTL accepts writes again after reopen"]
 fn grown_bad_blocks_and_read_only_survive_reopen() {
     let faults = FaultConfig {
         seed: 9,
@@ -184,9 +183,13 @@ fn grown_bad_blocks_and_read_only_survive_reopen() {
     ftl.close().unwrap();
     let (ftl, _) = rig.open();
     let after = ftl.stats();
-    assert_eq!(after.grown_bad_blocks, before.grown_bad_blocks);
+    // Close may retire more worn blocks (erasing the old checkpoint fails at end of life), never fewer.
+    assert!(
+        after.grown_bad_blocks >= before.grown_bad_blocks,
+        "{before:?} {after:?}"
+    );
     assert_eq!(after.factory_bad_blocks, before.factory_bad_blocks);
-    assert_eq!(after.available_spare, before.available_spare);
+    assert!(after.available_spare <= before.available_spare);
     assert!(after.read_only);
     assert!(matches!(
         ftl.write(0, &common::page(0, 1), false),
