@@ -118,6 +118,14 @@ impl FreePool {
         Some(item.1)
     }
 
+    /// Takes the most worn free block of any die.
+    pub fn take_most_worn(&mut self) -> Option<u32> {
+        let die = (0..self.per_die.len())
+            .filter(|&d| !self.per_die[d].is_empty())
+            .max_by_key(|&d| self.per_die[d].last().map(|&(ec, _)| ec))?;
+        self.take(die as u32, true)
+    }
+
     /// Takes the least worn free block of whichever die has the most free blocks.
     pub fn take_any(&mut self) -> Option<u32> {
         let die = (0..self.per_die.len()).max_by_key(|&d| self.per_die[d].len())?;

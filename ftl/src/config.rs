@@ -39,7 +39,7 @@ impl Default for FtlConfig {
             gc_policy: GcPolicy::CostBenefit,
             stream_separation: true,
             static_wear_leveling: true,
-            wl_threshold_cycles: 16,
+            wl_threshold_cycles: 8,
             endurance_cycles: 3000,
             read_retries: 3,
         }

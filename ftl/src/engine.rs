@@ -20,7 +20,11 @@ use crate::temperature::Temperature;
 pub const STREAM_HOT: u8 = 0;
 pub const STREAM_COLD: u8 = 1;
 pub const STREAM_GC: u8 = 2;
-pub const DATA_STREAMS: usize = 3;
+/// Static wear leveling: cold data moved out of young blocks into the most worn free block.
+pub const STREAM_WL: u8 = 3;
+pub const DATA_STREAMS: usize = 4;
+/// Streams that write to every die at once (the wear-leveling stream keeps one open block).
+const PARALLEL_STREAMS: u64 = 3;
 /// Stream codes recorded in the OOB of non-data pages.
 pub const STREAM_TRIM: u8 = 8;
 pub const STREAM_CHECKPOINT: u8 = 9;
@@ -128,6 +132,8 @@ pub struct Engine {
     pub pending_erase: Vec<u32>,
     pub dirty_devices: Vec<bool>,
     pub checkpoint_blocks: Vec<u32>,
+    /// Wear leveling wants the checkpoint moved off its (young) blocks: written after a host write.
+    pub checkpoint_due: bool,
     pub spare_blocks: u32,
     pub factory_bad_blocks: u32,
     pub grown_bad_blocks: u32,
@@ -173,6 +179,7 @@ impl Engine {
             pending_erase: Vec::new(),
             dirty_devices: vec![false; layout.devices as usize],
             checkpoint_blocks: Vec::new(),
+            checkpoint_due: false,
             spare_blocks: spare_blocks(&config, good),
             factory_bad_blocks: factory_bad,
             grown_bad_blocks: 0,
@@ -243,7 +250,12 @@ impl Engine {
             let (device, _) = self.layout.split_block(gblock);
             sh.devices[device].sync()?;
         }
-        self.pace_gc(sh)
+        self.pace_gc(sh)?;
+        if self.checkpoint_due {
+            self.checkpoint_due = false;
+            self.write_checkpoint(sh)?;
+        }
+        Ok(())
     }
 
     /// Programs one data page into `stream` and records it in the block (not in the map).
@@ -305,6 +317,9 @@ impl Engine {
         relocation: bool,
     ) -> Result<(u32, u32, u32), FtlError> {
         let s = stream as usize;
+        if stream == STREAM_WL {
+            return self.alloc_wear_leveling_page();
+        }
         let dies = self.rotation.len();
         for _ in 0..2 {
             for _ in 0..dies {
@@ -318,8 +333,8 @@ impl Engine {
                     if self.free.count() <= reserve {
                         continue;
                     }
-                    // Cold data (relocated) goes to worn blocks, hot data to young ones.
-                    let Some(gblock) = self.free.take(die, stream == STREAM_GC) else {
+                    // Dynamic wear leveling: a new block is the least worn free block of its die.
+                    let Some(gblock) = self.free.take(die, false) else {
                         continue;
                     };
                     self.open_block(gblock, stream);
@@ -339,6 +354,27 @@ impl Engine {
             self.foreground_gc(sh)?;
         }
         Err(self.out_of_space("no free block for a write"))
+    }
+
+    /// Wear leveling moves cold data into the most worn free block of the whole FTL, where it
+    /// will rest; one such block is open at a time.
+    fn alloc_wear_leveling_page(&mut self) -> Result<(u32, u32, u32), FtlError> {
+        let s = STREAM_WL as usize;
+        if let Some(die) = self.open[s].iter().position(Option::is_some) {
+            let open = self.open[s][die].as_ref().expect("open block");
+            return Ok((die as u32, open.gblock, open.entries.len() as u32));
+        }
+        let Some(gblock) = self.free.take_most_worn() else {
+            return Err(self.out_of_space("no free block for wear leveling"));
+        };
+        self.open_block(gblock, STREAM_WL);
+        let die = self.layout.die_of(gblock);
+        self.open[s][die as usize] = Some(OpenBlock {
+            gblock,
+            entries: Vec::new(),
+        });
+        self.open_count[s] += 1;
+        Ok((die, gblock, 0))
     }
 
     pub fn open_block(&mut self, gblock: u32, stream: u8) {
@@ -439,7 +475,7 @@ pub fn max_open_per_stream(layout: &Layout, good_blocks: u32, logical_pages: u64
     let data_pages = u64::from(good_blocks) * u64::from(layout.data_pages_per_block());
     let op_blocks =
         data_pages.saturating_sub(logical_pages) / u64::from(layout.data_pages_per_block());
-    ((op_blocks / (4 * DATA_STREAMS as u64)) as u32).clamp(1, layout.dies())
+    ((op_blocks / (4 * PARALLEL_STREAMS)) as u32).clamp(1, layout.dies())
 }
 
 /// Exported logical pages for a set of good blocks, after spares and over-provisioning.

@@ -5,7 +5,7 @@ use crate::blocks::BlockKind;
 use crate::config::GcPolicy;
 use crate::engine::{
     Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, GC_RESERVE_BLOCKS, NO_LPA, STREAM_GC,
-    STREAM_HOT, Shared,
+    STREAM_HOT, STREAM_WL, Shared,
 };
 use crate::error::FtlError;
 use crate::format::trim_log::{self, TrimEntry};
@@ -16,7 +16,7 @@ use crate::nand::NandError;
 /// Erased blocks are freed in batches, so the barrier before erasing is paid once per batch.
 const ERASE_BATCH: usize = 4;
 /// How many erases pass between two checks of the erase-count spread.
-const WL_CHECK_INTERVAL: u32 = 32;
+const WL_CHECK_INTERVAL: u32 = 8;
 
 #[derive(Clone, Copy, Debug)]
 pub struct GcJob {
@@ -95,12 +95,14 @@ impl Engine {
         let mut moved = 0;
         while job.next_page < written && moved < budget {
             let ppn = self.layout.ppn(job.victim, job.next_page);
-            job.next_page += 1;
-            self.gc = Some(job);
+            // The job advances past a page only once it has moved: a relocation that fails (power
+            // loss, no space) is retried when the job resumes.
             moved += match kind {
                 BlockKind::TrimClosed => self.relocate_trims(sh, ppn)?,
                 _ => self.relocate_data(sh, ppn, job.wear_leveling)?,
             };
+            job.next_page += 1;
+            self.gc = Some(job);
         }
         if job.next_page >= written {
             assert_eq!(
@@ -143,7 +145,11 @@ impl Engine {
                 // block of cold, relocated data when it is overwritten soon after.
                 let hot =
                     self.config.stream_separation && self.temperature.classify(lpa) == STREAM_HOT;
-                let stream = if hot { STREAM_HOT } else { STREAM_GC };
+                let stream = match (wear_leveling, hot) {
+                    (true, _) => STREAM_WL,
+                    (false, true) => STREAM_HOT,
+                    (false, false) => STREAM_GC,
+                };
                 let new = self.program_data(sh, stream, lpa, &data, record.data_seq, true);
                 new.map(|new| {
                     sh.set(lpa, new);
@@ -274,8 +280,9 @@ impl Engine {
     }
 
     /// The youngest block holding data, if the erase-count spread has passed the threshold: its
-    /// cold data moves to a worn block and it goes back to the free pool for hot data.
-    fn wear_leveling_victim(&self) -> Option<u32> {
+    /// cold data moves to a worn block and it goes back to the free pool for hot data. If the
+    /// youngest is a checkpoint block, a new checkpoint is due instead (it lands on other blocks).
+    fn wear_leveling_victim(&mut self) -> Option<u32> {
         let max = self
             .blocks
             .iter()
@@ -288,7 +295,15 @@ impl Engine {
             .enumerate()
             .filter(|(_, b)| b.kind == BlockKind::Closed && b.valid > 0)
             .min_by_key(|(_, b)| b.erase_count)?;
-        (max - young.erase_count > self.config.wl_threshold_cycles).then_some(g as u32)
+        let threshold = self.config.wl_threshold_cycles;
+        let checkpoint_young = self.checkpoint_blocks.iter().any(|&c| {
+            let ec = self.blocks[c as usize].erase_count;
+            ec < young.erase_count && max - ec > threshold
+        });
+        if checkpoint_young {
+            self.checkpoint_due = true;
+        }
+        (max - young.erase_count > threshold).then_some(g as u32)
     }
 
     /// Erases the collected victims after a barrier (what replaced their pages is durable first).

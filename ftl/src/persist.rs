@@ -41,10 +41,12 @@ impl Engine {
         let pages = stream_len.div_ceil(page_size) as u32;
         let blocks_needed = pages.div_ceil(self.layout.pages_per_block);
         while self.free.count() < blocks_needed + GC_RESERVE_BLOCKS {
-            if !self.gc_step(sh, u32::MAX)? {
-                break;
+            // A read-only FTL (spares or space gone) cannot make room: skip the checkpoint then.
+            match self.gc_step(sh, u32::MAX) {
+                Ok(true) => self.process_erases(sh)?,
+                Ok(false) | Err(FtlError::ReadOnly { .. }) => break,
+                Err(e) => return Err(e),
             }
-            self.process_erases(sh)?;
         }
         self.barrier(sh)?;
         if self.free.count() < blocks_needed {
