@@ -80,8 +80,9 @@ impl BlockState {
     }
 }
 
-/// Free blocks per die, ordered by erase count so a stream can take the least worn (hot data) or
-/// the most worn (cold data) block: dynamic wear leveling.
+/// Free blocks per die, ordered by erase count. Data streams take the least worn block (dynamic
+/// wear leveling); the static wear-leveling stream takes the most worn one for the cold data it
+/// moves.
 #[derive(Debug)]
 pub struct FreePool {
     per_die: Vec<BTreeSet<(u32, u32)>>,
@@ -106,7 +107,7 @@ impl FreePool {
         self.count += 1;
     }
 
-    /// Takes a free block of `die`: the least worn, or the most worn for cold data.
+    /// Takes a free block of `die`: the least worn, or the most worn.
     pub fn take(&mut self, die: u32, most_worn: bool) -> Option<u32> {
         let set = &mut self.per_die[die as usize];
         let item = if most_worn {

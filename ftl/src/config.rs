@@ -23,7 +23,8 @@ pub struct FtlConfig {
     pub stream_separation: bool,
     /// Move cold data out of young blocks when the erase-count spread passes the threshold.
     pub static_wear_leveling: bool,
-    /// Spread (max - min erase count, over blocks holding data) that triggers static wear leveling.
+    /// Spread that triggers static wear leveling: the highest erase count of any good block minus
+    /// the lowest of a closed block holding data.
     pub wl_threshold_cycles: u32,
     /// P/E endurance of the devices, for the NVMe "percentage used".
     pub endurance_cycles: u32,

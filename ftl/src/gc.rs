@@ -259,13 +259,19 @@ impl Engine {
             }
         }
         let capacity = f64::from(self.layout.data_pages_per_block());
+        let trim_entries_per_page = trim_log::capacity(self.layout.page_size) as f64;
         let now = self.next_seq;
         let mut best: Option<(f64, u32)> = None;
         for (g, b) in self.blocks.iter().enumerate() {
-            if !b.is_collectable() || f64::from(b.valid) >= capacity {
+            // A trim-log block's valid count is in entries; what moving them costs is in pages.
+            let valid_pages = match b.kind {
+                BlockKind::TrimClosed => f64::from(b.valid) / trim_entries_per_page,
+                _ => f64::from(b.valid),
+            };
+            if !b.is_collectable() || valid_pages >= capacity {
                 continue;
             }
-            let u = f64::from(b.valid) / capacity;
+            let u = valid_pages / capacity;
             let score = match self.config.gc_policy {
                 GcPolicy::Greedy => 1.0 - u,
                 GcPolicy::CostBenefit => {

@@ -66,6 +66,13 @@ impl Layout {
         if devices == 0 || devices > 256 {
             return Err(format!("{devices} devices; 1 to 256 are supported"));
         }
+        let summary_entries = crate::format::summary::capacity(geometry.page_size as usize);
+        if geometry.pages_per_block as usize - 1 > summary_entries {
+            return Err(format!(
+                "{} pages per block: a block summary of one {}-byte page holds {} entries",
+                geometry.pages_per_block, geometry.page_size, summary_entries
+            ));
+        }
         let pages = geometry.pages() * u64::from(devices);
         if pages >= MAX_PAGES {
             return Err(format!("{pages} physical pages do not fit the 31-bit map"));
@@ -145,6 +152,27 @@ mod tests {
         let rot = l.die_rotation();
         assert_eq!(&rot[..3], &[0, 4, 8]);
         assert_eq!(rot.len(), 32);
+    }
+
+    #[test]
+    fn blocks_must_fit_their_summary_page() {
+        let g = Geometry {
+            pages_per_block: 342,
+            ..Geometry::default()
+        };
+        assert!(Layout::new(g, 1).unwrap_err().contains("summary"));
+        let g = Geometry {
+            pages_per_block: 341,
+            ..Geometry::default()
+        };
+        assert!(Layout::new(g, 1).is_ok());
+        let g = Geometry {
+            pages_per_block: 1024,
+            page_size: 16384,
+            oob_size: 128,
+            ..Geometry::default()
+        };
+        assert!(Layout::new(g, 1).is_ok());
     }
 
     #[test]

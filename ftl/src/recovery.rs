@@ -1,7 +1,7 @@
 //! Format and open. Opening rebuilds the map from the newest complete checkpoint, then folds in
 //! every block that changed since it was taken, newest sequence number winning.
 //!
-//! Why this is correct after any crash (see docs/ftl-format.md, "Recovery"):
+//! Why this is correct after any crash (see docs/ftl-format.md, "Durability and recovery"):
 //! - every version the map points to is durable before the block holding an older copy is erased
 //!   (`Engine::barrier` runs before every erase), and relocation keeps a page's `data_seq`;
 //! - so for every logical page the newest durable version is on flash, and taking the highest

@@ -1,5 +1,6 @@
-//! The checkpoint: the whole logical-to-physical map and block table, written on a clean close so
-//! that opening is one sequential read instead of a scan.
+//! The checkpoint: the whole logical-to-physical map and block table, written at format, on a clean
+//! close and when wear leveling wants its blocks back, so that opening reads it plus one OOB record
+//! per block instead of every page.
 //!
 //! It is a byte stream cut into pages (OOB kind = checkpoint, `lpa` = page index, `data_seq` =
 //! checkpoint id), written into blocks taken from the free pool:
@@ -18,9 +19,13 @@
 //!     40    4 crc32          crc32fast over the stream with these 4 bytes zero
 //!     44   20 reserved       zero
 //!     64   64 counters       8 x u64: host pages written, NAND pages written, GC runs, GC pages
-//!                            moved, host pages read, trims, static WL moves, reserved
+//!                            moved, host pages read, trims, wear-leveling pages moved,
+//!                            wear-leveling runs
 //!    128  4*L map            per logical page u32: physical page, or 0xFFFF_FFFF unmapped, or
-//!                            bit 31 set: trimmed, by the trim-log entry in page (value & 0x7FFF_FFFF)
+//!                            0xFFFF_FFFD lost (unreadable during relocation), or else with
+//!                            bit 31 set: trimmed, by the trim-log entry in page (value & 0x7FFF_FFFF);
+//!                            0xFFFF_FFFE (trim still buffered) never appears: the buffer is
+//!                            written before a checkpoint
 //!  +16*B  blocks             per block: close_seq u64, state u8, stream u8, 2 reserved,
 //!                            written u32 (pages programmed when the checkpoint was taken)
 //! ```

@@ -1,5 +1,7 @@
-//! The FTL's on-NAND records. Every one has a magic, a version and a crc32; `docs/ftl-format.md`
-//! describes them byte by byte and the tests beside each encoder pin every offset.
+//! The FTL's on-NAND records. Every one has a magic and a version; the page OOB record carries the
+//! crc32 that covers its page (summary and trim-log pages rely on it), and the checkpoint stream
+//! has its own. `docs/ftl-format.md` describes them byte by byte; the tests beside each encoder pin
+//! every offset.
 
 pub mod checkpoint;
 pub mod oob;
