@@ -103,6 +103,9 @@ pub struct BenchFtlArgs {
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the erase-count distribution of all blocks at the end as an SVG histogram.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
     /// Number of NAND devices.
     #[arg(long, default_value_t = 8)]
     pub devices: u32,

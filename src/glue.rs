@@ -105,9 +105,18 @@ pub fn sim_on_ftl(
 pub fn bench_on_ftl(
     devices: Vec<Arc<dyn Nand>>,
     params: &BenchParams,
+    svg: Option<&Path>,
 ) -> anyhow::Result<BenchReport> {
     let ftl = Ftl::format(devices, config(&params.options)).context("format")?;
     let report = bench_ftl::run(&ftl, params)?;
+    if let Some(path) = svg {
+        let title = format!(
+            "Erase counts after {}: {} blocks, WAF {:.2}",
+            params.workload, params.blocks, report.waf
+        );
+        std::fs::write(path, crate::svg::histogram(&title, &ftl.erase_counts()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     ftl.close().context("close")?;
     Ok(report)
 }

@@ -10,5 +10,6 @@ pub mod fake;
 pub mod glue;
 pub mod permutation;
 pub mod sim;
+pub mod svg;
 pub mod target;
 pub mod workload;

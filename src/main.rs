@@ -101,7 +101,7 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
                     glue::file_devices(dir, geometry, a.devices)?
                 }
             };
-            glue::bench_on_ftl(devs, &params)?
+            glue::bench_on_ftl(devs, &params, a.svg.as_deref())?
         }
         TargetKind::Fake => {
             let raw = geometry.pages() * u64::from(a.devices);

@@ -26,6 +26,7 @@ pub struct Ftl {
     engine: Mutex<Engine>,
     host_pages_read: AtomicU64,
     page_size: usize,
+    read_retries: u32,
 }
 
 impl Ftl {
@@ -54,11 +55,13 @@ impl Ftl {
     fn assemble(shared: Shared, engine: Engine) -> Self {
         let page_size = shared.layout.page_size;
         let host_pages_read = AtomicU64::new(engine.counters.host_pages_read);
+        let read_retries = engine.config.read_retries;
         Self {
             shared,
             engine: Mutex::new(engine),
             host_pages_read,
             page_size,
+            read_retries,
         }
     }
 
@@ -108,7 +111,7 @@ impl Ftl {
             large.resize(oob_size, 0);
             &mut large[..]
         };
-        let retries = 3;
+        let retries = self.read_retries;
         for _ in 0..READ_RACE_RETRIES {
             let ppn = match self.shared.entry(lpa) {
                 Entry::Data { ppn } => ppn,
@@ -192,6 +195,11 @@ impl Ftl {
             tracing::warn!("closed without a new checkpoint; the next open folds in what changed");
         }
         Ok(())
+    }
+
+    /// Erase count of every good block, in block order (for wear plots).
+    pub fn erase_counts(&self) -> Vec<u32> {
+        self.engine.lock().erase_counts()
     }
 
     pub fn stats(&self) -> FtlStats {

@@ -44,6 +44,14 @@ impl FtlStats {
 }
 
 impl Engine {
+    pub fn erase_counts(&self) -> Vec<u32> {
+        self.blocks
+            .iter()
+            .filter(|b| b.kind != BlockKind::Bad)
+            .map(|b| b.erase_count)
+            .collect()
+    }
+
     pub fn stats(&self, logical_pages: u64, host_pages_read: u64) -> FtlStats {
         let counts: Vec<u32> = self
             .blocks
