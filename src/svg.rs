@@ -54,17 +54,30 @@ pub fn histogram(title: &str, values: &[u32]) -> String {
         r#"<line x1="{MARGIN}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
         WIDTH - MARGIN
     );
-    for (label, value, color) in [
-        ("mean", mean, "darkorange"),
-        ("max", f64::from(max) + 0.5, "crimson"),
+    // The max line stands at the right edge of the highest bar; its label gives the value.
+    for (label, value, at, color) in [
+        ("mean", mean, mean, "darkorange"),
+        ("max", f64::from(max), f64::from(max) + 0.5, "crimson"),
     ] {
-        let x = x_of(value);
+        let x = x_of(at);
         let _ = writeln!(
             svg,
             r#"<line x1="{x:.1}" y1="{MARGIN}" x2="{x:.1}" y2="{base}" stroke="{color}" stroke-dasharray="4 3"/><text x="{x:.1}" y="{}" fill="{color}">{label} {value:.1}</text>"#,
             MARGIN - 6.0,
         );
     }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="end">{peak}</text>"#,
+        MARGIN - 4.0,
+        MARGIN + 4.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="end">0</text>"#,
+        MARGIN - 4.0,
+        base
+    );
     let _ = writeln!(
         svg,
         r#"<text x="{MARGIN}" y="{}">erase count {min}</text>"#,
