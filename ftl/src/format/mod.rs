@@ -4,6 +4,7 @@
 //! every offset.
 
 pub mod checkpoint;
+pub mod entry_page;
 pub mod oob;
 pub mod summary;
 pub mod trim_log;

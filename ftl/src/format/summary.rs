@@ -11,75 +11,38 @@
 //! ```
 //! The rest of the page is zero. Integrity comes from the page's OOB crc (kind = summary).
 
-use super::{FormatError, le_u16, le_u32, le_u64};
+use super::FormatError;
+use super::entry_page::{self, LpaSeq, PageType};
 
-const MAGIC: [u8; 4] = *b"FSUM";
-pub const SUMMARY_VERSION: u16 = 1;
-pub const SUMMARY_HEADER_BYTES: usize = 16;
-pub const SUMMARY_ENTRY_BYTES: usize = 12;
+const PAGE_TYPE: PageType = PageType {
+    magic: *b"FSUM",
+    version: 1,
+    what: "block summary",
+};
 /// Marks a page slot with no data (a failed or torn program).
 pub const NO_LPA: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SummaryEntry {
-    pub lpa: u32,
-    pub data_seq: u64,
-}
-
-impl SummaryEntry {
-    pub const EMPTY: SummaryEntry = SummaryEntry {
-        lpa: NO_LPA,
-        data_seq: 0,
-    };
-}
+pub type SummaryEntry = LpaSeq;
 
 /// The largest number of entries a summary page of `page_size` bytes holds.
 pub fn capacity(page_size: usize) -> usize {
-    (page_size - SUMMARY_HEADER_BYTES) / SUMMARY_ENTRY_BYTES
+    entry_page::capacity(page_size)
 }
 
 pub fn encode(entries: &[SummaryEntry], page: &mut [u8]) {
-    assert!(entries.len() <= capacity(page.len()) && entries.len() <= usize::from(u16::MAX));
-    page.fill(0);
-    page[0..4].copy_from_slice(&MAGIC);
-    page[4..6].copy_from_slice(&SUMMARY_VERSION.to_le_bytes());
-    page[6..8].copy_from_slice(&(entries.len() as u16).to_le_bytes());
-    for (i, e) in entries.iter().enumerate() {
-        let at = SUMMARY_HEADER_BYTES + i * SUMMARY_ENTRY_BYTES;
-        page[at..at + 4].copy_from_slice(&e.lpa.to_le_bytes());
-        page[at + 4..at + 12].copy_from_slice(&e.data_seq.to_le_bytes());
-    }
+    entry_page::encode(&PAGE_TYPE, entries, page);
 }
 
+/// Decodes a summary that must have one entry per data page of its block.
 pub fn decode(page: &[u8], expected_entries: usize) -> Result<Vec<SummaryEntry>, FormatError> {
-    if page[0..4] != MAGIC {
-        return Err(FormatError::Magic {
-            what: "block summary",
-        });
-    }
-    let version = le_u16(page, 4);
-    if version != SUMMARY_VERSION {
-        return Err(FormatError::Version {
-            what: "block summary",
-            version: u32::from(version),
-        });
-    }
-    let count = usize::from(le_u16(page, 6));
-    if count != expected_entries || count > capacity(page.len()) {
+    let entries = entry_page::decode(&PAGE_TYPE, page)?;
+    if entries.len() != expected_entries {
         return Err(FormatError::Field {
             what: "block summary entry count",
-            value: count as u64,
+            value: entries.len() as u64,
         });
     }
-    Ok((0..count)
-        .map(|i| {
-            let at = SUMMARY_HEADER_BYTES + i * SUMMARY_ENTRY_BYTES;
-            SummaryEntry {
-                lpa: le_u32(page, at),
-                data_seq: le_u64(page, at + 4),
-            }
-        })
-        .collect())
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -93,7 +56,10 @@ mod tests {
                 lpa: 5,
                 data_seq: 9,
             },
-            SummaryEntry::EMPTY,
+            SummaryEntry {
+                lpa: NO_LPA,
+                data_seq: 0,
+            },
         ];
         let mut page = vec![0xffu8; 4096];
         encode(&entries, &mut page);

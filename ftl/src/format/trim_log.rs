@@ -11,64 +11,36 @@
 //! An entry says "from data_seq on, this logical page reads as zeroes"; a write with a higher
 //! sequence number supersedes it. The OOB record's kind is trim log and its crc covers the page.
 
-use super::summary::{SUMMARY_ENTRY_BYTES, SUMMARY_HEADER_BYTES};
-use super::{FormatError, le_u16, le_u32, le_u64};
+use super::FormatError;
+use super::entry_page::{self, LpaSeq, PageType};
 
-const MAGIC: [u8; 4] = *b"FTRM";
-pub const TRIM_LOG_VERSION: u16 = 1;
+const PAGE_TYPE: PageType = PageType {
+    magic: *b"FTRM",
+    version: 1,
+    what: "trim log page",
+};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrimEntry {
-    pub lpa: u32,
-    pub data_seq: u64,
-}
+pub type TrimEntry = LpaSeq;
 
 pub fn capacity(page_size: usize) -> usize {
-    (page_size - SUMMARY_HEADER_BYTES) / SUMMARY_ENTRY_BYTES
+    entry_page::capacity(page_size)
 }
 
 pub fn encode(entries: &[TrimEntry], page: &mut [u8]) {
-    assert!(!entries.is_empty() && entries.len() <= capacity(page.len()));
-    page.fill(0);
-    page[0..4].copy_from_slice(&MAGIC);
-    page[4..6].copy_from_slice(&TRIM_LOG_VERSION.to_le_bytes());
-    page[6..8].copy_from_slice(&(entries.len() as u16).to_le_bytes());
-    for (i, e) in entries.iter().enumerate() {
-        let at = SUMMARY_HEADER_BYTES + i * SUMMARY_ENTRY_BYTES;
-        page[at..at + 4].copy_from_slice(&e.lpa.to_le_bytes());
-        page[at + 4..at + 12].copy_from_slice(&e.data_seq.to_le_bytes());
-    }
+    assert!(!entries.is_empty());
+    entry_page::encode(&PAGE_TYPE, entries, page);
 }
 
+/// Decodes a trim-log page; an empty one is never written, so it is an error.
 pub fn decode(page: &[u8]) -> Result<Vec<TrimEntry>, FormatError> {
-    if page[0..4] != MAGIC {
-        return Err(FormatError::Magic {
-            what: "trim log page",
-        });
-    }
-    let version = le_u16(page, 4);
-    if version != TRIM_LOG_VERSION {
-        return Err(FormatError::Version {
-            what: "trim log page",
-            version: u32::from(version),
-        });
-    }
-    let count = usize::from(le_u16(page, 6));
-    if count == 0 || count > capacity(page.len()) {
+    let entries = entry_page::decode(&PAGE_TYPE, page)?;
+    if entries.is_empty() {
         return Err(FormatError::Field {
             what: "trim log entry count",
-            value: count as u64,
+            value: 0,
         });
     }
-    Ok((0..count)
-        .map(|i| {
-            let at = SUMMARY_HEADER_BYTES + i * SUMMARY_ENTRY_BYTES;
-            TrimEntry {
-                lpa: le_u32(page, at),
-                data_seq: le_u64(page, at + 4),
-            }
-        })
-        .collect())
+    Ok(entries)
 }
 
 #[cfg(test)]
