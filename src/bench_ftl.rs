@@ -170,6 +170,7 @@ pub fn run<T: BenchTarget>(target: &T, params: &BenchParams) -> anyhow::Result<B
         nand_pages_written: after.nand_pages_written - before.nand_pages_written,
         gc_runs: after.gc_runs - before.gc_runs,
         gc_pages_moved: after.gc_pages_moved - before.gc_pages_moved,
+        foreground_gc_stalls: after.foreground_gc_stalls - before.foreground_gc_stalls,
         erase_count_min: after.erase_count_min,
         erase_count_max: after.erase_count_max,
         erase_count_mean: after.erase_count_mean,

@@ -73,6 +73,7 @@ impl BenchTarget for Ftl {
             nand_pages_written: s.nand_pages_written,
             gc_runs: s.gc_runs,
             gc_pages_moved: s.gc_pages_moved,
+            foreground_gc_stalls: s.foreground_gc_stalls,
             erase_count_min: s.erase_count_min.into(),
             erase_count_max: s.erase_count_max.into(),
             erase_count_mean: s.erase_count_mean,

@@ -71,6 +71,8 @@ pub struct TargetStats {
     pub nand_pages_written: u64,
     pub gc_runs: u64,
     pub gc_pages_moved: u64,
+    /// Host writes that waited for foreground GC.
+    pub foreground_gc_stalls: u64,
     pub erase_count_min: u64,
     pub erase_count_max: u64,
     pub erase_count_mean: f64,

@@ -121,6 +121,10 @@ pub struct Engine {
     /// Open blocks per stream now, and the most a stream may have: every die when the
     /// over-provisioning can carry it, fewer on small devices (open blocks hold spare space).
     pub open_count: [u32; DATA_STREAMS],
+    /// Pages each stream programmed since it last opened a block: a stream opens its blocks a
+    /// fraction of a block apart, so they fill and close staggered instead of all at once (which
+    /// would drain the free pool in one burst).
+    pub pages_since_open: [u32; DATA_STREAMS],
     pub max_open_per_stream: u32,
     pub rotation: Vec<u32>,
     pub trim_block: Option<u32>,
@@ -140,6 +144,8 @@ pub struct Engine {
     pub read_only: Option<String>,
     pub counters: Counters,
     pub erases_since_wl_check: u32,
+    /// Host writes that had to wait for foreground GC (pacing should keep this near zero).
+    pub foreground_gc_stalls: u64,
     pub data_buf: Vec<u8>,
     /// Page buffer of relocation, apart from `data_buf` which block close needs meanwhile.
     pub relocation_buf: Vec<u8>,
@@ -168,6 +174,7 @@ impl Engine {
                 .collect(),
             cursor: [0; DATA_STREAMS],
             open_count: [0; DATA_STREAMS],
+            pages_since_open: [0; DATA_STREAMS],
             max_open_per_stream: max_open_per_stream(&layout, good, logical_pages),
             rotation: layout.die_rotation(),
             trim_block: None,
@@ -186,6 +193,7 @@ impl Engine {
             read_only: None,
             counters: Counters::default(),
             erases_since_wl_check: 0,
+            foreground_gc_stalls: 0,
             data_buf: vec![0; layout.page_size],
             relocation_buf: vec![0; layout.page_size],
             oob_buf: vec![0; layout.oob_size],
@@ -293,6 +301,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
             self.counters.nand_pages_written += 1;
+            self.pages_since_open[stream as usize] += 1;
             let ppn = self.layout.ppn(gblock, page);
             self.p2l[ppn as usize] = lpa;
             let b = &mut self.blocks[gblock as usize];
@@ -326,7 +335,10 @@ impl Engine {
                 let die = self.rotation[self.cursor[s]];
                 self.cursor[s] = (self.cursor[s] + 1) % dies;
                 if self.open[s][die as usize].is_none() {
-                    if self.open_count[s] >= self.max_open_per_stream {
+                    let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
+                    if self.open_count[s] >= self.max_open_per_stream
+                        || (self.open_count[s] > 0 && self.pages_since_open[s] < stagger)
+                    {
                         continue;
                     }
                     let reserve = if relocation { 0 } else { GC_RESERVE_BLOCKS };
@@ -343,6 +355,7 @@ impl Engine {
                         entries: Vec::new(),
                     });
                     self.open_count[s] += 1;
+                    self.pages_since_open[s] = 0;
                 }
                 let open = self.open[s][die as usize].as_ref().expect("open block");
                 return Ok((die, open.gblock, open.entries.len() as u32));

@@ -28,7 +28,12 @@ pub struct GcJob {
 impl Engine {
     /// Foreground GC: host writes wait while free blocks are below the urgent watermark.
     pub fn make_room(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        if self.free.count() < FREE_BLOCKS_URGENT && !self.pending_erase.is_empty() {
+            // Blocks already collected: erasing the batch early is not a stall.
+            self.process_erases(sh)?;
+        }
         if self.free.count() < FREE_BLOCKS_URGENT {
+            self.foreground_gc_stalls += 1;
             self.foreground_gc(sh)
         } else {
             Ok(())

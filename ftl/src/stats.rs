@@ -16,6 +16,8 @@ pub struct FtlStats {
     pub gc_pages_moved: u64,
     pub wl_runs: u64,
     pub wl_pages_moved: u64,
+    /// Host writes that waited for foreground GC since open (not persisted).
+    pub foreground_gc_stalls: u64,
     pub trims: u64,
     pub erase_count_min: u32,
     pub erase_count_max: u32,
@@ -77,6 +79,7 @@ impl Engine {
             gc_pages_moved: c.gc_pages_moved,
             wl_runs: c.wl_runs,
             wl_pages_moved: c.wl_pages_moved,
+            foreground_gc_stalls: self.foreground_gc_stalls,
             trims: c.trims,
             erase_count_min: counts.iter().copied().min().unwrap_or(0),
             erase_count_max: counts.iter().copied().max().unwrap_or(0),

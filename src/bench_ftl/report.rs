@@ -26,6 +26,8 @@ pub struct BenchReport {
     pub nand_pages_written: u64,
     pub gc_runs: u64,
     pub gc_pages_moved: u64,
+    /// Host writes of the measured phase that waited for foreground GC.
+    pub foreground_gc_stalls: u64,
     pub erase_count_min: u64,
     pub erase_count_max: u64,
     pub erase_count_mean: f64,
@@ -62,12 +64,14 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  write amplification {:.3}  ({} NAND / {} host pages, {} GC runs moved {} pages)",
+            "  write amplification {:.3}  ({} NAND / {} host pages, {} GC runs moved {} pages; \
+             {} writes waited for foreground GC)",
             self.waf,
             self.nand_pages_written,
             self.host_pages_written,
             self.gc_runs,
-            self.gc_pages_moved
+            self.gc_pages_moved,
+            self.foreground_gc_stalls
         )?;
         writeln!(
             f,
