@@ -1,4 +1,4 @@
-//! The command line (clap derive): `ferrite sim` and `ferrite bench ftl`.
+//! The command line (clap derive): `ferrite sim`, `ferrite bench ftl` and `ferrite bench recovery`.
 
 use std::path::PathBuf;
 
@@ -37,7 +37,8 @@ pub enum Command {
                       A failing seed prints the command that replays it; the exit status is then 1."
     )]
     Sim(SimArgs),
-    /// Benchmarks: `bench ftl` measures write amplification, wear spread and throughput.
+    /// Benchmarks: `bench ftl` measures write amplification, wear spread and throughput;
+    /// `bench recovery` the open time after a clean close and after a crash.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -83,6 +84,64 @@ pub enum BenchCommand {
                       count spread and write throughput; then times random reads of mapped pages."
     )]
     Ftl(BenchFtlArgs),
+    /// Open time of the FTL after a clean close, after a crash, and with every block folded.
+    #[command(
+        long_about = "Sizes 2 x 2 dies per device so that the FTL exports at least --logical-gib \
+                      (or --logical-mib), formats, fills every logical page once, closes and times \
+                      the reopen (clean open, target < 200 ms at 8 devices and 16 GiB); overwrites \
+                      a random 5% of the pages and drops the FTL without closing, then times the \
+                      reopen (crash open, target < 3 s); formats, fills and crashes again, and \
+                      times the reopen that folds every block. After each reopen a sample of pages \
+                      is read back and checked."
+    )]
+    Recovery(BenchRecoveryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRecoveryArgs {
+    /// Number of NAND devices.
+    #[arg(long, default_value_t = 8)]
+    pub devices: u32,
+    /// Logical capacity to reach at least, in GiB.
+    #[arg(long, default_value_t = 16)]
+    pub logical_gib: u64,
+    /// Logical capacity in MiB instead of --logical-gib (for small runs).
+    #[arg(long, conflicts_with = "logical_gib")]
+    pub logical_mib: Option<u64>,
+    /// Pages per block (4 KiB pages).
+    #[arg(long, default_value_t = 256)]
+    pub pages_per_block: u32,
+    /// Where device pages live: one file per device under --dir, or RAM.
+    #[arg(long, value_enum, default_value_t = Backend::File)]
+    pub backend: Backend,
+    /// Directory of the device files (file backend); removed at the end unless --keep.
+    #[arg(long, default_value = "ferrite-bench-recovery")]
+    pub dir: PathBuf,
+    /// Keep the device files.
+    #[arg(long)]
+    pub keep: bool,
+    /// Percentage of the logical pages overwritten before the crash.
+    #[arg(long, default_value_t = 5.0)]
+    pub rewrite_percent: f64,
+    /// Pages read back and checked after each reopen.
+    #[arg(long, default_value_t = 10_000)]
+    pub verify: u64,
+    /// Seed of the rewritten and verified pages.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchRecoveryArgs {
+    /// The logical size asked for, in bytes.
+    pub fn logical_bytes(&self) -> u64 {
+        match self.logical_mib {
+            Some(mib) => mib.saturating_mul(1 << 20),
+            None => self.logical_gib.saturating_mul(1 << 30),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +257,44 @@ mod tests {
         };
         assert_eq!(a.writes, WriteAmount::Pages(5000));
         assert!(matches!(a.workload, WorkloadSpec::HotCold { .. }));
+    }
+
+    #[test]
+    fn bench_recovery_args() {
+        let cli = parse(&["bench", "recovery"]).expect("parse");
+        let Command::Bench(BenchCommand::Recovery(a)) = cli.command else {
+            panic!("not bench recovery");
+        };
+        assert_eq!((a.devices, a.pages_per_block), (8, 256));
+        assert_eq!(a.logical_bytes(), 16 << 30);
+        assert_eq!(a.backend, Backend::File);
+        assert!(!a.json && !a.keep);
+        let cli = parse(&[
+            "bench",
+            "recovery",
+            "--logical-mib",
+            "64",
+            "--backend",
+            "mem",
+            "--json",
+        ])
+        .expect("parse");
+        let Command::Bench(BenchCommand::Recovery(a)) = cli.command else {
+            panic!("not bench recovery");
+        };
+        assert_eq!(a.logical_bytes(), 64 << 20);
+        assert_eq!(a.backend, Backend::Mem);
+        assert!(
+            parse(&[
+                "bench",
+                "recovery",
+                "--logical-gib",
+                "1",
+                "--logical-mib",
+                "64"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

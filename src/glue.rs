@@ -122,6 +122,11 @@ pub fn bench_on_ftl(
     Ok(report)
 }
 
+/// The file of device `index` under `dir`.
+pub fn device_path(dir: &Path, index: u32) -> std::path::PathBuf {
+    dir.join(format!("nand-{index}.img"))
+}
+
 /// One `FileNand` per device under `dir` (`nand-0.img`, ...), created fresh.
 pub fn file_devices(
     dir: &Path,
@@ -131,13 +136,25 @@ pub fn file_devices(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     (0..count)
         .map(|i| {
-            let path = dir.join(format!("nand-{i}.img"));
+            let path = device_path(dir, i);
             if path.exists() {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing old {}", path.display()))?;
             }
             let dev = FileNand::create(&path, geometry, FaultConfig::none().for_device(i), None)
                 .with_context(|| format!("creating {}", path.display()))?;
+            Ok(Arc::new(dev) as Arc<dyn Nand>)
+        })
+        .collect()
+}
+
+/// Opens the `count` device files `file_devices` created under `dir`, as they are now.
+pub fn open_file_devices(dir: &Path, count: u32) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
+    (0..count)
+        .map(|i| {
+            let path = device_path(dir, i);
+            let dev = FileNand::open(&path, FaultConfig::none().for_device(i), None)
+                .with_context(|| format!("opening {}", path.display()))?;
             Ok(Arc::new(dev) as Arc<dyn Nand>)
         })
         .collect()

@@ -8,7 +8,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ferrite::bench_ftl::{self, BenchParams, devices};
-use ferrite::cli::{BenchCommand, BenchFtlArgs, Cli, Command, SimArgs, TargetKind};
+use ferrite::bench_recovery::{self, RecoveryParams};
+use ferrite::cli::{
+    BenchCommand, BenchFtlArgs, BenchRecoveryArgs, Cli, Command, SimArgs, TargetKind,
+};
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
 use ferrite::{glue, sim};
@@ -29,6 +32,9 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sim(args) => sim(&args),
         Command::Bench(BenchCommand::Ftl(args)) => bench_ftl(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Recovery(args)) => {
+            bench_recovery(&args).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -109,6 +115,28 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
             bench_ftl::run(&fake, &params)?
         }
     };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn bench_recovery(a: &BenchRecoveryArgs) -> anyhow::Result<()> {
+    let params = RecoveryParams {
+        devices: a.devices,
+        logical_bytes: a.logical_bytes(),
+        pages_per_block: a.pages_per_block,
+        backend: a.backend,
+        dir: a.dir.clone(),
+        keep: a.keep,
+        rewrite: a.rewrite_percent / 100.0,
+        verify_pages: a.verify,
+        seed: a.seed,
+        progress: true,
+    };
+    let report = bench_recovery::run(&params)?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

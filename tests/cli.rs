@@ -76,6 +76,54 @@ fn bench_ftl_prints_json() {
 }
 
 #[test]
+fn bench_recovery_runs_small_on_both_backends() {
+    let (code, out, err) = ferrite(&[
+        "bench",
+        "recovery",
+        "--logical-mib",
+        "64",
+        "--backend",
+        "mem",
+        "--verify",
+        "2000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert!(v["logical_gib"].as_f64().expect("logical_gib") >= 64.0 / 1024.0);
+    assert_eq!(v["devices"], 8);
+    assert!(v["fill_mib_s"].as_f64().expect("fill_mib_s") > 0.0);
+    for key in ["clean_open_ms", "crash_open_ms", "full_fold_open_ms"] {
+        assert!(v[key].as_f64().is_some(), "{key}");
+    }
+    assert_eq!(v["clean_open"]["recovery"]["blocks_folded"], 0);
+    assert!(v["crash_open"]["recovery"]["blocks_folded"].as_u64() > Some(0));
+    assert!(v["full_fold_open"]["recovery"]["pages_read"].as_u64() > Some(0));
+    assert!(err.contains("fill"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let devices = dir.path().join("devices");
+    let (code, out, err) = ferrite(&[
+        "bench",
+        "recovery",
+        "--logical-mib",
+        "16",
+        "--devices",
+        "2",
+        "--pages-per-block",
+        "64",
+        "--dir",
+        devices.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("clean open:") && out.contains("target < 200 ms"),
+        "{out}"
+    );
+    assert!(!devices.exists(), "device files left behind without --keep");
+}
+
+#[test]
 fn bad_arguments_are_errors_not_panics() {
     for args in [
         &["bench", "ftl", "--workload", "zipf:x"][..],
