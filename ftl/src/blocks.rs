@@ -22,6 +22,8 @@ pub enum BlockKind {
     Bad,
     /// Emptied by GC, waiting for the barrier and erase (not a victim again).
     Collected,
+    /// In the checkpoint area but not holding the current checkpoint (it may hold an older one).
+    Reserved,
 }
 
 impl BlockKind {
@@ -36,6 +38,7 @@ impl BlockKind {
             BlockKind::Checkpoint => 5,
             BlockKind::Bad => 6,
             BlockKind::Collected => 7,
+            BlockKind::Reserved => 8,
         }
     }
 }

@@ -136,6 +136,8 @@ pub struct Engine {
     pub pending_erase: Vec<u32>,
     pub dirty_devices: Vec<bool>,
     pub checkpoint_blocks: Vec<u32>,
+    /// The checkpoint area (`Layout::area_blocks` blocks fixed at format), bad ones included.
+    pub area: Vec<u32>,
     /// Wear leveling wants the checkpoint moved off its (young) blocks: written after a host write.
     pub checkpoint_due: bool,
     pub spare_blocks: u32,
@@ -186,6 +188,7 @@ impl Engine {
             pending_erase: Vec::new(),
             dirty_devices: vec![false; layout.devices as usize],
             checkpoint_blocks: Vec::new(),
+            area: Vec::new(),
             checkpoint_due: false,
             spare_blocks: spare_blocks(&config, good),
             factory_bad_blocks: factory_bad,
@@ -491,26 +494,16 @@ pub fn max_open_per_stream(layout: &Layout, good_blocks: u32, logical_pages: u64
     ((op_blocks / (4 * PARALLEL_STREAMS)) as u32).clamp(1, layout.dies())
 }
 
-/// Exported logical pages for a set of good blocks, after spares and over-provisioning.
-///
-/// Whatever the over-provisioning ratio, some blocks never hold host data at steady state: an
-/// open block per write stream, the open trim-log block, two checkpoints (the old one stays until
-/// the new one is durable), GC's reserve, and one block of invalid pages so that GC always finds a
-/// victim. On small devices a small ratio leaves less room than that, and the FTL would turn
-/// read-only while the host was still filling its logical space; the exported space is capped so
-/// those blocks always fit.
+/// Exported logical pages for `good_blocks` good blocks outside the checkpoint area, after spares
+/// and over-provisioning. On small devices the blocks that never hold host data (an open block per
+/// stream, the trim log, the GC reserve, one victim's worth) cap it further.
 pub fn logical_pages_for(config: &FtlConfig, layout: &Layout, good_blocks: u32) -> u64 {
     let spare = spare_blocks(config, good_blocks);
     let usable = good_blocks.saturating_sub(spare);
     let data_pages = u64::from(layout.data_pages_per_block());
     let physical = u64::from(usable) * data_pages;
     let by_ratio = (physical as f64 / (1.0 + config.op_ratio)).floor() as u64;
-    let checkpoint_bytes = crate::format::checkpoint::stream_bytes(physical, layout.blocks) as u64;
-    let checkpoint_blocks = checkpoint_bytes
-        .div_ceil(layout.page_size as u64)
-        .div_ceil(u64::from(layout.pages_per_block));
-    let overhead =
-        DATA_STREAMS as u64 + 1 + 2 * checkpoint_blocks + u64::from(GC_RESERVE_BLOCKS) + 1;
+    let overhead = DATA_STREAMS as u64 + 1 + u64::from(GC_RESERVE_BLOCKS) + 1;
     let by_overhead = u64::from(usable).saturating_sub(overhead) * data_pages;
     by_ratio.min(by_overhead)
 }

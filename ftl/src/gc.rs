@@ -307,9 +307,13 @@ impl Engine {
             .filter(|(_, b)| b.kind == BlockKind::Closed && b.valid > 0)
             .min_by_key(|(_, b)| b.erase_count)?;
         let threshold = self.config.wl_threshold_cycles;
-        let checkpoint_young = self.checkpoint_blocks.iter().any(|&c| {
-            let ec = self.blocks[c as usize].erase_count;
-            ec < young.erase_count && max - ec > threshold
+        // The checkpoint area wears only when checkpoints are written: write one (onto its least
+        // worn blocks) when the area is the youngest part of the device.
+        let checkpoint_young = self.area.iter().any(|&c| {
+            let b = &self.blocks[c as usize];
+            b.kind != BlockKind::Bad
+                && b.erase_count < young.erase_count
+                && max - b.erase_count > threshold
         });
         if checkpoint_young {
             self.checkpoint_due = true;
@@ -376,7 +380,7 @@ impl Engine {
         }
     }
 
-    fn retire_block(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
+    pub fn retire_block(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
         let (device, block) = self.layout.split_block(gblock);
         sh.devices[device].mark_bad(block)?;
         let b = &mut self.blocks[gblock as usize];

@@ -124,6 +124,28 @@ impl Layout {
         device as u32 * self.dies_per_device + self.geometry.die_of_block(block)
     }
 
+    /// Blocks in the order the checkpoint area is taken from: block 0 of every device, then
+    /// block 1 of every device, and so on.
+    pub fn area_order(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.blocks_per_device)
+            .flat_map(move |b| (0..self.devices as usize).map(move |d| self.gblock(d, b)))
+    }
+
+    /// Blocks the largest checkpoint this geometry allows needs (logical space bounded by every
+    /// data page).
+    pub fn checkpoint_blocks_max(&self) -> u32 {
+        let data_pages = u64::from(self.blocks) * u64::from(self.data_pages_per_block());
+        let bytes = crate::format::checkpoint::stream_bytes(data_pages, self.blocks);
+        (bytes.div_ceil(self.page_size) as u32).div_ceil(self.pages_per_block)
+    }
+
+    /// Blocks of the checkpoint area: room for two checkpoints, plus spares for blocks of the area
+    /// that go bad. A function of the geometry alone, so recovery finds the area without a scan.
+    pub fn area_blocks(&self) -> u32 {
+        let spares = (self.blocks / 256).clamp(1, 4);
+        2 * self.checkpoint_blocks_max() + spares
+    }
+
     /// The order in which a stream visits dies: consecutive writes go to different devices first.
     pub fn die_rotation(&self) -> Vec<u32> {
         let mut order = Vec::with_capacity(self.dies() as usize);

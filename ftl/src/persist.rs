@@ -40,7 +40,10 @@ impl Engine {
         let page_size = self.layout.page_size;
         let pages = stream_len.div_ceil(page_size) as u32;
         let blocks_needed = pages.div_ceil(self.layout.pages_per_block);
-        while self.free.count() < blocks_needed + GC_RESERVE_BLOCKS {
+        // The area holds a checkpoint unless too many of its blocks went bad; the free pool makes
+        // up the difference (recovery then has to look beyond the area to find it).
+        let from_pool = blocks_needed.saturating_sub(self.spare_area_blocks());
+        while from_pool > 0 && self.free.count() < from_pool + GC_RESERVE_BLOCKS {
             // A read-only FTL (spares or space gone) cannot make room: skip the checkpoint then.
             match self.gc_step(sh, u32::MAX) {
                 Ok(true) => self.process_erases(sh)?,
@@ -49,7 +52,7 @@ impl Engine {
             }
         }
         self.barrier(sh)?;
-        if self.free.count() < blocks_needed {
+        if self.free.count() < from_pool {
             tracing::warn!(
                 blocks_needed,
                 free = self.free.count(),
@@ -57,13 +60,9 @@ impl Engine {
             );
             return Ok(Attempt::NoRoom);
         }
-        let mut taken = Vec::with_capacity(blocks_needed as usize);
-        for _ in 0..blocks_needed {
-            let g = self.free.take_any().expect("counted free blocks");
-            self.open_block(g, STREAM_CHECKPOINT);
-            self.blocks[g as usize].kind = BlockKind::Checkpoint;
-            taken.push(g);
-        }
+        let Some(taken) = self.take_checkpoint_blocks(sh, blocks_needed)? else {
+            return Ok(Attempt::NoRoom);
+        };
         let bytes = self.snapshot(sh).encode();
         debug_assert_eq!(bytes.len(), stream_len);
         let id = self.next_seq;
@@ -91,7 +90,7 @@ impl Engine {
                 Ok(()) => self.counters.nand_pages_written += 1,
                 Err(NandError::ProgramFailed { .. }) => {
                     tracing::warn!(block = gblock, "program failed while writing a checkpoint");
-                    self.abandon_checkpoint(&taken, gblock);
+                    self.abandon_checkpoint(sh, &taken, gblock)?;
                     return Ok(Attempt::ProgramFailed);
                 }
                 Err(e) => return Err(e.into()),
@@ -104,23 +103,104 @@ impl Engine {
         // The new checkpoint is durable: the previous one's blocks can go.
         let old = std::mem::replace(&mut self.checkpoint_blocks, taken);
         for g in old {
-            self.blocks[g as usize].kind = BlockKind::Collected;
-            self.blocks[g as usize].valid = 0;
-            self.pending_erase.push(g);
+            self.release_checkpoint_block(g);
         }
         self.process_erases(sh)?;
         Ok(Attempt::Written)
     }
 
-    /// Blocks of a checkpoint that failed are erased (the failed one retired) by the next batch.
-    fn abandon_checkpoint(&mut self, taken: &[u32], failed: u32) {
-        for &g in taken {
+    /// Area blocks free to take the next checkpoint (not bad, not holding the current one).
+    fn spare_area_blocks(&self) -> u32 {
+        self.area
+            .iter()
+            .filter(|&&g| self.blocks[g as usize].kind == BlockKind::Reserved)
+            .count() as u32
+    }
+
+    /// Blocks for a new checkpoint: the least worn area blocks not holding the current checkpoint
+    /// (erased here: they hold an older one at most), then free-pool blocks if the area is short.
+    fn take_checkpoint_blocks(
+        &mut self,
+        sh: &Shared,
+        needed: u32,
+    ) -> Result<Option<Vec<u32>>, FtlError> {
+        let mut candidates: Vec<u32> = self
+            .area
+            .iter()
+            .copied()
+            .filter(|&g| self.blocks[g as usize].kind == BlockKind::Reserved)
+            .collect();
+        candidates.sort_by_key(|&g| self.blocks[g as usize].erase_count);
+        let mut taken = Vec::with_capacity(needed as usize);
+        for g in candidates {
+            if taken.len() == needed as usize {
+                break;
+            }
+            if self.blocks[g as usize].written > 0 {
+                let (device, block) = self.layout.split_block(g);
+                match sh.devices[device].erase_block(block) {
+                    Ok(()) => {
+                        let b = &mut self.blocks[g as usize];
+                        b.erase_count += 1;
+                        b.written = 0;
+                    }
+                    Err(NandError::EraseFailed { .. }) => {
+                        self.retire_block(sh, g)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            taken.push(g);
+        }
+        while taken.len() < needed as usize {
+            let Some(g) = self.free.take_any() else {
+                for g in taken {
+                    self.release_checkpoint_block(g);
+                }
+                return Ok(None);
+            };
+            self.open_block(g, STREAM_CHECKPOINT);
+            taken.push(g);
+        }
+        for &g in &taken {
             let b = &mut self.blocks[g as usize];
-            b.kind = BlockKind::Collected;
+            b.kind = BlockKind::Checkpoint;
+            b.stream = STREAM_CHECKPOINT;
             b.valid = 0;
-            b.retire = g == failed;
+        }
+        Ok(Some(taken))
+    }
+
+    /// A block that held (or was to hold) a checkpoint: area blocks go back to the area as they
+    /// are; others are erased by the next batch.
+    fn release_checkpoint_block(&mut self, g: u32) {
+        let in_area = self.area.contains(&g);
+        let b = &mut self.blocks[g as usize];
+        b.valid = 0;
+        if in_area {
+            b.kind = BlockKind::Reserved;
+        } else {
+            b.kind = BlockKind::Collected;
             self.pending_erase.push(g);
         }
+    }
+
+    /// A checkpoint whose program failed: the failed block is retired, the others released.
+    fn abandon_checkpoint(
+        &mut self,
+        sh: &Shared,
+        taken: &[u32],
+        failed: u32,
+    ) -> Result<(), FtlError> {
+        for &g in taken {
+            if g == failed {
+                self.retire_block(sh, g)?;
+            } else {
+                self.release_checkpoint_block(g);
+            }
+        }
+        Ok(())
     }
 
     fn snapshot(&self, sh: &Shared) -> Checkpoint {
@@ -137,6 +217,7 @@ impl Engine {
                 state: b.kind.code(),
                 stream: b.stream,
                 written: b.written,
+                erase_count: b.erase_count,
             })
             .collect();
         Checkpoint {

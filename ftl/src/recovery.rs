@@ -27,7 +27,7 @@ use crate::format::oob::{PageKind, PageRecord};
 use crate::format::{summary, trim_log};
 use crate::io::read_verified;
 use crate::layout::{Entry, Layout, TRIM_FLAG, UNMAPPED};
-use crate::nand::{BlockHealth, Nand, NandError};
+use crate::nand::{BlockHealth, BlockInfo, Nand, NandError};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RecoveryReport {
@@ -62,36 +62,66 @@ fn new_map(logical_pages: u64) -> Vec<AtomicU32> {
         .collect()
 }
 
-/// Erases every good block and sizes the logical space.
+/// The checkpoint area: the first `Layout::area_blocks` blocks in `Layout::area_order` that are
+/// not factory bad. Factory marks never change, so format and every later open find the same area.
+fn checkpoint_area(layout: &Layout, infos: &[BlockInfo]) -> Vec<u32> {
+    layout
+        .area_order()
+        .filter(|&g| infos[g as usize].health != BlockHealth::FactoryBad)
+        .take(layout.area_blocks() as usize)
+        .collect()
+}
+
+fn block_infos(layout: &Layout, devices: &[Arc<dyn Nand>]) -> Result<Vec<BlockInfo>, FtlError> {
+    let mut infos = Vec::with_capacity(layout.blocks as usize);
+    for g in 0..layout.blocks {
+        let (d, b) = layout.split_block(g);
+        infos.push(devices[d].block_info(b)?);
+    }
+    Ok(infos)
+}
+
+/// Erases every good block, sets the checkpoint area apart and sizes the logical space.
 pub fn format(
     devices: Vec<Arc<dyn Nand>>,
     config: FtlConfig,
 ) -> Result<(Shared, Engine), FtlError> {
     config.validate().map_err(FtlError::Config)?;
     let layout = layout_of(&devices)?;
-    let mut blocks = Vec::with_capacity(layout.blocks as usize);
-    for g in 0..layout.blocks {
-        let (d, b) = layout.split_block(g);
-        let info = devices[d].block_info(b)?;
-        if info.health != BlockHealth::Good {
-            blocks.push(BlockState::bad(info.erase_count));
-            continue;
-        }
-        if info.programmed_pages == 0 {
-            blocks.push(BlockState::free(info.erase_count));
-            continue;
-        }
-        match devices[d].erase_block(b) {
-            Ok(()) => blocks.push(BlockState::free(info.erase_count + 1)),
-            Err(NandError::EraseFailed { .. }) => {
-                devices[d].mark_bad(b)?;
-                blocks.push(BlockState::bad(info.erase_count));
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let infos = block_infos(&layout, &devices)?;
+    let area = checkpoint_area(&layout, &infos);
+    let mut in_area = vec![false; layout.blocks as usize];
+    for &g in &area {
+        in_area[g as usize] = true;
     }
-    let good = blocks.iter().filter(|b| b.kind != BlockKind::Bad).count() as u32;
-    let logical_pages = logical_pages_for(&config, &layout, good);
+    let mut blocks = Vec::with_capacity(layout.blocks as usize);
+    for (g, info) in infos.iter().enumerate() {
+        let (d, b) = layout.split_block(g as u32);
+        let mut state = if info.health != BlockHealth::Good {
+            BlockState::bad(info.erase_count)
+        } else if info.programmed_pages == 0 {
+            BlockState::free(info.erase_count)
+        } else {
+            match devices[d].erase_block(b) {
+                Ok(()) => BlockState::free(info.erase_count + 1),
+                Err(NandError::EraseFailed { .. }) => {
+                    devices[d].mark_bad(b)?;
+                    BlockState::bad(info.erase_count)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if in_area[g] && state.kind == BlockKind::Free {
+            state.kind = BlockKind::Reserved;
+        }
+        blocks.push(state);
+    }
+    let good_outside_area = blocks
+        .iter()
+        .enumerate()
+        .filter(|&(g, b)| b.kind != BlockKind::Bad && !in_area[g])
+        .count() as u32;
+    let logical_pages = logical_pages_for(&config, &layout, good_outside_area);
     if logical_pages == 0 {
         return Err(FtlError::Devices(
             "too few good blocks for any logical space".into(),
@@ -102,7 +132,8 @@ pub fn format(
         devices,
         map: new_map(logical_pages),
     };
-    let engine = Engine::new(config, layout, blocks, logical_pages);
+    let mut engine = Engine::new(config, layout, blocks, logical_pages);
+    engine.area = area;
     Ok((shared, engine))
 }
 
@@ -117,6 +148,12 @@ enum Survey {
     Free {
         erase_count: u32,
     },
+    /// Programmed, and its erase and program counts match the checkpoint: unchanged since, so its
+    /// page 0 is not read.
+    Unchanged {
+        erase_count: u32,
+        written: u32,
+    },
     /// Programmed; `first` is page 0's record, or None if page 0 is torn or foreign.
     Used {
         erase_count: u32,
@@ -125,20 +162,24 @@ enum Survey {
     },
 }
 
-/// Looks at every block: its health and programmed pages, and page 0's record if programmed.
-/// Global blocks are numbered device-major, so the surveys of the devices, in device order, are
-/// the surveys of all blocks in order.
-///
-/// The survey is one small OOB read per used block, most of the time of an open after a clean close
-/// when the reads are not cached; the devices are surveyed in parallel, one thread each. The reads
-/// change no device state (no fault draw, no power-rail tick), so the result does not depend on
-/// the order in which they run.
-fn survey(layout: &Layout, devices: &[Arc<dyn Nand>]) -> Result<Vec<Survey>, FtlError> {
-    let survey_device = |device: &dyn Nand| -> Result<Vec<Survey>, FtlError> {
+/// Devices are surveyed on a thread each from this many blocks on.
+const PARALLEL_SURVEY_BLOCKS: u32 = 4096;
+
+/// Describes every block from its info, reading page 0's OOB of the blocks `read` selects (one
+/// thread per device: on a cold page cache these reads are most of an open).
+fn survey(
+    layout: &Layout,
+    devices: &[Arc<dyn Nand>],
+    infos: &[BlockInfo],
+    read: &(dyn Fn(u32) -> bool + Sync),
+) -> Result<Vec<Survey>, FtlError> {
+    let survey_device = |d: usize| -> Result<Vec<Survey>, FtlError> {
+        let device = devices[d].as_ref();
         let mut oob = vec![0u8; layout.oob_size];
         (0..layout.blocks_per_device)
             .map(|b| {
-                let info = device.block_info(b)?;
+                let g = layout.gblock(d, b);
+                let info = infos[g as usize];
                 Ok(if info.health != BlockHealth::Good {
                     Survey::Bad {
                         erase_count: info.erase_count,
@@ -147,6 +188,11 @@ fn survey(layout: &Layout, devices: &[Arc<dyn Nand>]) -> Result<Vec<Survey>, Ftl
                 } else if info.programmed_pages == 0 {
                     Survey::Free {
                         erase_count: info.erase_count,
+                    }
+                } else if !read(g) {
+                    Survey::Unchanged {
+                        erase_count: info.erase_count,
+                        written: info.programmed_pages,
                     }
                 } else {
                     device.read_oob(b, 0, &mut oob)?;
@@ -160,11 +206,12 @@ fn survey(layout: &Layout, devices: &[Arc<dyn Nand>]) -> Result<Vec<Survey>, Ftl
             })
             .collect()
     };
-    let per_device: Vec<Result<Vec<Survey>, FtlError>> = if devices.len() > 1 {
+    // Threads pay off only when there are many blocks to look at (and reads that may miss a cache).
+    let parallel = devices.len() > 1 && layout.blocks >= PARALLEL_SURVEY_BLOCKS;
+    let per_device: Vec<Result<Vec<Survey>, FtlError>> = if parallel {
         std::thread::scope(|s| {
-            let handles: Vec<_> = devices
-                .iter()
-                .map(|device| s.spawn(|| survey_device(device.as_ref())))
+            let handles: Vec<_> = (0..devices.len())
+                .map(|d| s.spawn(move || survey_device(d)))
                 .collect();
             handles
                 .into_iter()
@@ -175,7 +222,7 @@ fn survey(layout: &Layout, devices: &[Arc<dyn Nand>]) -> Result<Vec<Survey>, Ftl
                 .collect()
         })
     } else {
-        devices.iter().map(|d| survey_device(d.as_ref())).collect()
+        (0..devices.len()).map(survey_device).collect()
     };
     let mut surveys = Vec::with_capacity(layout.blocks as usize);
     for device in per_device {
@@ -192,19 +239,26 @@ pub fn open(
     config.validate().map_err(FtlError::Config)?;
     let started = Instant::now();
     let layout = layout_of(&devices)?;
-    let mut report = RecoveryReport {
-        blocks_surveyed: layout.blocks,
-        ..RecoveryReport::default()
-    };
-    let surveys = survey(&layout, &devices)?;
-    let mut oob = vec![0u8; layout.oob_size];
-    let surveyed = Instant::now();
-    let shared_devices = devices;
-    let (checkpoint, checkpoint_blocks, checkpoint_max_seq) =
-        find_checkpoint(&layout, &shared_devices, &surveys, &mut report)?;
+    let mut report = RecoveryReport::default();
+    let infos = block_infos(&layout, &devices)?;
+    let area = checkpoint_area(&layout, &infos);
+    let mut in_area = vec![false; layout.blocks as usize];
+    for &g in &area {
+        in_area[g as usize] = true;
+    }
+    // The checkpoint lives in the area; look everywhere only if it is not there.
+    let area_survey = survey(&layout, &devices, &infos, &|g| in_area[g as usize])?;
+    let mut found = find_checkpoint(&layout, &devices, &area_survey, &mut report)?;
+    if found.0.is_none() {
+        let everything = survey(&layout, &devices, &infos, &|_| true)?;
+        found = find_checkpoint(&layout, &devices, &everything, &mut report)?;
+    }
+    let (checkpoint, checkpoint_blocks, checkpoint_max_seq) = found;
     let checkpoint_read = Instant::now();
     let Some(checkpoint) = checkpoint else {
-        let all_free = surveys.iter().all(|s| !matches!(s, Survey::Used { .. }));
+        let all_free = infos
+            .iter()
+            .all(|i| i.programmed_pages == 0 || i.health == BlockHealth::FactoryBad);
         return Err(if all_free {
             FtlError::NotFormatted
         } else {
@@ -225,19 +279,40 @@ pub fn open(
     let id = checkpoint.id;
     let logical_pages = checkpoint.map.len() as u64;
 
-    // Which blocks changed since the checkpoint, and which can no longer back a checkpoint pointer.
+    // A block erased or programmed since the checkpoint has other counts than it recorded (erase
+    // counts only grow, pages are only added, and the checkpoint was taken after a sync). Only
+    // those blocks, and the area, are read.
+    let unchanged = |g: u32| {
+        let then = &checkpoint.blocks[g as usize];
+        let now = &infos[g as usize];
+        now.erase_count == then.erase_count && now.programmed_pages == then.written
+    };
+    let surveys = survey(&layout, &devices, &infos, &|g| {
+        in_area[g as usize] || !unchanged(g)
+    })?;
+    let surveyed = Instant::now();
+    report.blocks_surveyed = surveys
+        .iter()
+        .filter(|s| matches!(s, Survey::Used { .. }))
+        .count() as u32;
+    let shared_devices = devices;
+    let mut oob = vec![0u8; layout.oob_size];
+
+    // Which blocks changed since the checkpoint, and which can still back a checkpoint pointer.
     let mut changed = vec![false; layout.blocks as usize];
     let mut pointer_ok = vec![false; layout.blocks as usize];
     for (g, s) in surveys.iter().enumerate() {
-        if let Survey::Used {
-            written,
-            first: Some(first),
-            ..
-        } = *s
-            && matches!(first.kind, PageKind::Data | PageKind::TrimLog)
-        {
-            changed[g] = first.seq >= id || written != checkpoint.blocks[g].written;
-            pointer_ok[g] = !changed[g];
+        if in_area[g] {
+            continue;
+        }
+        match *s {
+            Survey::Used {
+                first: Some(first), ..
+            } => changed[g] = matches!(first.kind, PageKind::Data | PageKind::TrimLog),
+            Survey::Unchanged { .. } => {
+                pointer_ok[g] = matches!(checkpoint.blocks[g].state, 1..=4);
+            }
+            _ => {}
         }
     }
 
@@ -376,9 +451,16 @@ pub fn open(
     let mut blocks = Vec::with_capacity(layout.blocks as usize);
     let mut held = Vec::new();
     for (g, s) in surveys.iter().enumerate() {
+        let held_here = checkpoint_blocks.contains(&(g as u32));
         blocks.push(match *s {
             Survey::Bad { erase_count, .. } => BlockState::bad(erase_count),
-            Survey::Free { erase_count } => BlockState::free(erase_count),
+            Survey::Free { erase_count } => {
+                let mut b = BlockState::free(erase_count);
+                if in_area[g] {
+                    b.kind = BlockKind::Reserved;
+                }
+                b
+            }
             Survey::Used {
                 erase_count,
                 written,
@@ -390,25 +472,42 @@ pub fn open(
                 };
                 b.kind = BlockKind::Closed;
                 match first.map(|f| (f.kind, f.stream)) {
-                    Some((PageKind::Checkpoint, _)) if checkpoint_blocks.contains(&(g as u32)) => {
-                        b.kind = BlockKind::Checkpoint;
-                        held.push(g as u32);
-                    }
+                    _ if held_here => b.kind = BlockKind::Checkpoint,
+                    _ if in_area[g] => b.kind = BlockKind::Reserved,
                     Some((PageKind::TrimLog, stream)) => {
                         b.kind = BlockKind::TrimClosed;
                         b.stream = stream;
                     }
                     Some((PageKind::Data, stream)) => b.stream = stream,
+                    // A torn first page, or an old checkpoint outside the area: empty, to erase.
                     _ => {}
                 }
-                b.close_seq = if changed[g] {
-                    close_seq[g]
-                } else {
-                    checkpoint.blocks[g].close_seq
-                };
+                b.close_seq = close_seq[g];
                 b
             }
+            Survey::Unchanged {
+                erase_count,
+                written,
+            } => {
+                let then = checkpoint.blocks[g];
+                let kind = match then.state {
+                    _ if held_here => BlockKind::Checkpoint,
+                    3 | 4 => BlockKind::TrimClosed,
+                    // Data blocks (open ones are not resumed) and anything else: closed.
+                    _ => BlockKind::Closed,
+                };
+                BlockState {
+                    kind,
+                    stream: then.stream,
+                    written,
+                    close_seq: then.close_seq,
+                    ..BlockState::free(erase_count)
+                }
+            }
         });
+        if held_here {
+            held.push(g as u32);
+        }
     }
     let mut engine = Engine::new(config, layout, blocks, logical_pages);
     let grown = surveys
@@ -430,6 +529,7 @@ pub fn open(
     engine.next_seq = max_seq + 1;
     engine.counters = Counters::from_array(checkpoint.counters);
     engine.checkpoint_blocks = held;
+    engine.area = area;
     report.checkpoint_id = id;
     report.clean = report.blocks_folded == 0;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;

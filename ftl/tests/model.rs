@@ -32,7 +32,7 @@ enum Step {
 }
 
 /// A tiny FTL (32 blocks of 8 pages) so that a few hundred writes run GC.
-const PAGES_HINT: u64 = 140;
+const PAGES_HINT: u64 = 128;
 
 fn step() -> impl Strategy<Value = Step> {
     // Lpas are drawn from a hot range of 48 pages most of the time so pages get overwritten.

@@ -26,8 +26,9 @@
 //!                            bit 31 set: trimmed, by the trim-log entry in page (value & 0x7FFF_FFFF);
 //!                            0xFFFF_FFFE (trim still buffered) never appears: the buffer is
 //!                            written before a checkpoint
-//!  +16*B  blocks             per block: close_seq u64, state u8, stream u8, 2 reserved,
-//!                            written u32 (pages programmed when the checkpoint was taken)
+//!  +24*B  blocks             per block: close_seq u64, state u8, stream u8, 2 reserved,
+//!                            written u32 (pages programmed when the checkpoint was taken),
+//!                            erase_count u32 (erases then), 4 reserved
 //! ```
 
 use super::{FormatError, le_u16, le_u32, le_u64};
@@ -37,7 +38,7 @@ pub const CHECKPOINT_VERSION: u16 = 1;
 pub const CHECKPOINT_HEADER_BYTES: usize = 128;
 pub const COUNTERS: usize = 8;
 const CRC_OFFSET: usize = 40;
-const BLOCK_ENTRY_BYTES: usize = 16;
+const BLOCK_ENTRY_BYTES: usize = 24;
 
 /// What the checkpoint says of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct CheckpointBlock {
     pub state: u8,
     pub stream: u8,
     pub written: u32,
+    /// Erase count when the checkpoint was taken: with `written`, it proves a block unchanged.
+    pub erase_count: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +91,8 @@ impl Checkpoint {
             out.push(b.stream);
             out.extend_from_slice(&[0; 2]);
             out.extend_from_slice(&b.written.to_le_bytes());
+            out.extend_from_slice(&b.erase_count.to_le_bytes());
+            out.extend_from_slice(&[0; 4]);
         }
         assert_eq!(out.len(), len);
         let crc = crc32fast::hash(&out);
@@ -156,6 +161,7 @@ impl Checkpoint {
                     state: stream[at + 8],
                     stream: stream[at + 9],
                     written: le_u32(stream, at + 12),
+                    erase_count: le_u32(stream, at + 16),
                 }
             })
             .collect();
@@ -185,17 +191,18 @@ mod tests {
                 state: 2,
                 stream: 1,
                 written: 11,
+                erase_count: 13,
             }],
         };
         let bytes = cp.encode();
-        assert_eq!(bytes.len(), 128 + 12 + 16);
+        assert_eq!(bytes.len(), 128 + 12 + 24);
         assert_eq!(&bytes[0..4], b"FCKP");
         assert_eq!(&bytes[4..6], &[1, 0]);
         assert_eq!(&bytes[8..16], &0x77u64.to_le_bytes());
         assert_eq!(&bytes[16..24], &3u64.to_le_bytes());
         assert_eq!(&bytes[24..28], &1u32.to_le_bytes());
         assert_eq!(&bytes[28..32], &16u32.to_le_bytes());
-        assert_eq!(&bytes[32..40], &156u64.to_le_bytes());
+        assert_eq!(&bytes[32..40], &164u64.to_le_bytes());
         assert_eq!(&bytes[64..72], &1u64.to_le_bytes());
         assert_eq!(&bytes[120..128], &8u64.to_le_bytes());
         assert_eq!(&bytes[132..136], &5u32.to_le_bytes());
@@ -203,6 +210,8 @@ mod tests {
         assert_eq!(bytes[148], 2);
         assert_eq!(bytes[149], 1);
         assert_eq!(&bytes[152..156], &11u32.to_le_bytes());
+        assert_eq!(&bytes[156..160], &13u32.to_le_bytes());
+        assert_eq!(&bytes[160..164], &[0; 4]);
         assert_eq!(Checkpoint::decode(&bytes).expect("decodes"), cp);
         for i in [0, 9, 41, 70, 130, 150] {
             let mut bad = bytes.clone();
