@@ -322,8 +322,16 @@ pub fn open(
         devices: shared_devices,
         map: new_map(logical_pages),
     };
-    let mut map_seq = vec![0u64; logical_pages as usize];
-    let mut dropped = vec![false; logical_pages as usize];
+    // After a clean close nothing is folded: skip the per-page bookkeeping of the fold (tens of
+    // megabytes at 16 GiB, whose first touch costs more than the rest of the open).
+    let fold_needed = changed.iter().any(|&c| c);
+    let len = if fold_needed {
+        logical_pages as usize
+    } else {
+        0
+    };
+    let mut map_seq = vec![0u64; len];
+    let mut dropped = vec![false; len];
     for (lpa, &raw) in checkpoint.map.iter().enumerate() {
         let entry = Entry::decode(raw);
         let keep = match entry.ppn() {
@@ -335,9 +343,14 @@ pub fn open(
         };
         if keep {
             shared.set(lpa as u32, raw);
-            map_seq[lpa] = id.saturating_sub(1);
-        } else {
+            if fold_needed {
+                map_seq[lpa] = id.saturating_sub(1);
+            }
+        } else if fold_needed {
             dropped[lpa] = true;
+        } else {
+            // Nothing changed, yet the pointer is not good: nothing can resolve it.
+            report.pointers_unresolved += 1;
         }
     }
 
@@ -435,7 +448,7 @@ pub fn open(
         max_seq = max_seq.max(block_max);
     }
     let folded = Instant::now();
-    report.pointers_unresolved = dropped
+    report.pointers_unresolved += dropped
         .iter()
         .enumerate()
         .filter(|&(lpa, &d)| d && shared.entry(lpa as u32) == Entry::Unmapped)
@@ -535,9 +548,9 @@ pub fn open(
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e3;
     tracing::debug!(
-        survey_ms = ms(started, surveyed),
-        checkpoint_ms = ms(surveyed, checkpoint_read),
-        map_load_ms = ms(checkpoint_read, map_loaded),
+        checkpoint_ms = ms(started, checkpoint_read),
+        survey_ms = ms(checkpoint_read, surveyed),
+        map_load_ms = ms(surveyed, map_loaded),
         fold_ms = ms(map_loaded, folded),
         rebuild_ms = ms(folded, Instant::now()),
         "open phases"
@@ -547,16 +560,20 @@ pub fn open(
 }
 
 /// Finds the newest checkpoint whose pages are all present and intact. Returns it, the blocks
-/// holding it, and the highest sequence number seen on any checkpoint page.
+/// holding it, and the highest sequence number any checkpoint page on flash can carry.
+///
+/// Page 0 of a checkpoint block (from the survey) names the checkpoint (`data_seq`) and the index
+/// of the block's first page (`lpa`), so the blocks of each checkpoint are ordered without reading
+/// anything else. A checkpoint's pages take consecutive sequence numbers (nothing else programs
+/// while one is written), so a block's last `seq` is page 0's plus its page count less one.
 fn find_checkpoint(
     layout: &Layout,
     devices: &[Arc<dyn Nand>],
     surveys: &[Survey],
     report: &mut RecoveryReport,
 ) -> Result<(Option<Checkpoint>, Vec<u32>, u64), FtlError> {
-    let mut oob = vec![0u8; layout.oob_size];
-    // checkpoint id -> page index -> physical page
-    let mut found: BTreeMap<u64, BTreeMap<u32, u32>> = BTreeMap::new();
+    // checkpoint id -> index of the block's first page -> (block, pages programmed)
+    let mut found: BTreeMap<u64, BTreeMap<u32, (u32, u32)>> = BTreeMap::new();
     let mut max_seq = 0;
     for (g, s) in surveys.iter().enumerate() {
         let Survey::Used {
@@ -570,19 +587,11 @@ fn find_checkpoint(
         if first.kind != PageKind::Checkpoint {
             continue;
         }
-        let (d, b) = layout.split_block(g as u32);
-        for page in 0..written {
-            devices[d].read_oob(b, page, &mut oob)?;
-            if let Ok(r) = PageRecord::decode_unverified(&oob)
-                && r.kind == PageKind::Checkpoint
-            {
-                max_seq = max_seq.max(r.seq);
-                found
-                    .entry(r.data_seq)
-                    .or_default()
-                    .insert(r.lpa, layout.ppn(g as u32, page));
-            }
-        }
+        max_seq = max_seq.max(first.seq + u64::from(written) - 1);
+        found
+            .entry(first.data_seq)
+            .or_default()
+            .insert(first.lpa, (g as u32, written));
     }
     let shared = Shared {
         layout: *layout,
@@ -590,28 +599,39 @@ fn find_checkpoint(
         map: Vec::new(),
     };
     let mut data = vec![0u8; layout.page_size];
-    for (id, pages) in found.iter().rev() {
+    let mut oob = vec![0u8; layout.oob_size];
+    let ppb = layout.pages_per_block;
+    for (id, blocks) in found.iter().rev() {
         let mut stream = Vec::new();
         let mut expected = usize::MAX;
-        for index in 0.. {
-            if stream.len() >= expected {
+        let mut index = 0u32;
+        'pages: while stream.len() < expected {
+            let Some(&(gblock, written)) = blocks.get(&(index - index % ppb)) else {
+                break;
+            };
+            let page = index % ppb;
+            if page >= written {
                 break;
             }
-            let Some(&ppn) = pages.get(&index) else { break };
             report.pages_read += 1;
+            let ppn = layout.ppn(gblock, page);
             let Ok(r) = read_verified(&shared, ppn, &mut data, &mut oob, 3) else {
-                break;
+                break 'pages;
             };
             if r.kind != PageKind::Checkpoint || r.data_seq != *id || r.lpa != index {
                 break;
             }
-            stream.extend_from_slice(&data);
             if index == 0 {
-                match Checkpoint::peek_len(&stream) {
-                    Ok(len) => expected = len,
+                match Checkpoint::peek_len(&data) {
+                    Ok(len) => {
+                        expected = len;
+                        stream.reserve_exact(len.next_multiple_of(layout.page_size));
+                    }
                     Err(_) => break,
                 }
             }
+            stream.extend_from_slice(&data);
+            index += 1;
         }
         if stream.len() < expected {
             tracing::warn!(id, "checkpoint incomplete; trying an older one");
@@ -619,11 +639,8 @@ fn find_checkpoint(
         }
         match Checkpoint::decode(&stream) {
             Ok(cp) if cp.id == *id => {
-                let blocks = pages
-                    .values()
-                    .map(|&ppn| layout.split_ppn(ppn).0)
-                    .collect::<std::collections::BTreeSet<_>>();
-                return Ok((Some(cp), blocks.into_iter().collect(), max_seq));
+                let held = blocks.values().map(|&(g, _)| g).collect();
+                return Ok((Some(cp), held, max_seq));
             }
             Ok(_) => tracing::warn!(id, "checkpoint id mismatch; trying an older one"),
             Err(e) => tracing::warn!(id, error = %e, "checkpoint unreadable; trying an older one"),
