@@ -28,7 +28,7 @@ const PARALLEL_STREAMS: u64 = 3;
 /// Stream codes recorded in the OOB of non-data pages.
 pub const STREAM_TRIM: u8 = 8;
 pub const STREAM_CHECKPOINT: u8 = 9;
-/// p2l value of a physical page that holds no logical page.
+/// A page slot that holds no logical page (in a victim's page list).
 pub const NO_LPA: u32 = u32::MAX;
 
 /// Free blocks only GC may take: relocation must always find room, or GC could deadlock.
@@ -112,8 +112,6 @@ pub struct Engine {
     pub config: FtlConfig,
     pub layout: Layout,
     pub blocks: Vec<BlockState>,
-    /// Physical page -> logical page, for GC (NO_LPA where none).
-    pub p2l: Vec<u32>,
     pub free: FreePool,
     /// Open block per data stream and die.
     pub open: Vec<Vec<Option<OpenBlock>>>,
@@ -149,6 +147,8 @@ pub struct Engine {
     /// Host writes that had to wait for foreground GC (pacing should keep this near zero).
     pub foreground_gc_stalls: u64,
     pub data_buf: Vec<u8>,
+    /// Logical page of each page of the current GC victim (NO_LPA where none), from its summary.
+    pub victim_lpas: Vec<u32>,
     /// Page buffer of relocation, apart from `data_buf` which block close needs meanwhile.
     pub relocation_buf: Vec<u8>,
     pub oob_buf: Vec<u8>,
@@ -169,7 +169,6 @@ impl Engine {
         }
         let factory_bad = blocks.iter().filter(|b| b.kind == BlockKind::Bad).count() as u32;
         let good = layout.blocks - factory_bad;
-        let pages = layout.pages_per_block as usize * layout.blocks as usize;
         Self {
             open: (0..DATA_STREAMS)
                 .map(|_| (0..layout.dies()).map(|_| None).collect())
@@ -199,8 +198,8 @@ impl Engine {
             foreground_gc_stalls: 0,
             data_buf: vec![0; layout.page_size],
             relocation_buf: vec![0; layout.page_size],
+            victim_lpas: Vec::new(),
             oob_buf: vec![0; layout.oob_size],
-            p2l: vec![NO_LPA; pages],
             free,
             blocks,
             config,
@@ -230,9 +229,6 @@ impl Engine {
             let b = &mut self.blocks[gblock as usize];
             assert!(b.valid > 0, "block {gblock} valid count underflow");
             b.valid -= 1;
-            if matches!(old, Entry::Data { .. }) {
-                self.p2l[ppn as usize] = NO_LPA;
-            }
         }
     }
 
@@ -306,7 +302,6 @@ impl Engine {
             self.counters.nand_pages_written += 1;
             self.pages_since_open[stream as usize] += 1;
             let ppn = self.layout.ppn(gblock, page);
-            self.p2l[ppn as usize] = lpa;
             let b = &mut self.blocks[gblock as usize];
             b.valid += 1;
             b.written += 1;

@@ -8,6 +8,8 @@ use crate::engine::{
     STREAM_HOT, STREAM_WL, Shared,
 };
 use crate::error::FtlError;
+use crate::format::oob::{PageKind, PageRecord};
+use crate::format::summary;
 use crate::format::trim_log::{self, TrimEntry};
 use crate::io::{ReadFailure, read_verified};
 use crate::layout::{Entry, LOST, TRIM_BUFFERED};
@@ -23,6 +25,10 @@ pub struct GcJob {
     pub victim: u32,
     pub next_page: u32,
     pub wear_leveling: bool,
+    /// `Engine::victim_lpas` holds this victim's pages (loaded when the job starts).
+    pub pages_known: bool,
+    /// The pages were looked up in the map after the records missed one (done at most once).
+    pub map_scanned: bool,
 }
 
 impl Engine {
@@ -97,6 +103,13 @@ impl Engine {
         let victim = job.victim as usize;
         let kind = self.blocks[victim].kind;
         let written = self.blocks[victim].written;
+        if self.blocks[victim].valid == 0 {
+            job.next_page = written;
+        } else if kind != BlockKind::TrimClosed && !job.pages_known {
+            self.load_victim_lpas(sh, job.victim)?;
+            job.pages_known = true;
+            self.gc = Some(job);
+        }
         let mut moved = 0;
         while job.next_page < written && moved < budget {
             let ppn = self.layout.ppn(job.victim, job.next_page);
@@ -104,10 +117,25 @@ impl Engine {
             // loss, no space) is retried when the job resumes.
             moved += match kind {
                 BlockKind::TrimClosed => self.relocate_trims(sh, ppn)?,
-                _ => self.relocate_data(sh, ppn, job.wear_leveling)?,
+                _ => {
+                    let lpa = self.victim_lpas[job.next_page as usize];
+                    self.relocate_data(sh, ppn, lpa, job.wear_leveling)?
+                }
             };
             job.next_page += 1;
             self.gc = Some(job);
+        }
+        if job.next_page >= written
+            && self.blocks[victim].valid > 0
+            && kind != BlockKind::TrimClosed
+            && !job.map_scanned
+        {
+            // The summary and OOB records missed a live page (unreadable): find it from the map.
+            self.victim_lpas_from_map(sh, job.victim);
+            job.next_page = 0;
+            job.map_scanned = true;
+            self.gc = Some(job);
+            return Ok(true);
         }
         if job.next_page >= written {
             assert_eq!(
@@ -134,10 +162,13 @@ impl Engine {
         &mut self,
         sh: &Shared,
         ppn: u32,
+        lpa: u32,
         wear_leveling: bool,
     ) -> Result<u32, FtlError> {
-        let lpa = self.p2l[ppn as usize];
-        if lpa == NO_LPA || sh.entry(lpa) != (Entry::Data { ppn }) {
+        if lpa == NO_LPA
+            || u64::from(lpa) >= sh.logical_pages()
+            || sh.entry(lpa) != (Entry::Data { ppn })
+        {
             return Ok(0);
         }
         let mut data = std::mem::take(&mut self.relocation_buf);
@@ -218,6 +249,69 @@ impl Engine {
         Ok(moved)
     }
 
+    /// The logical page of every page of a data victim: from its summary when it has one (one
+    /// page read), else from each page's OOB record. A record that does not verify here is checked
+    /// again against the map and the page's own record when the page is moved.
+    fn load_victim_lpas(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
+        let written = self.blocks[gblock as usize].written;
+        let data_pages = self.layout.data_pages_per_block();
+        self.victim_lpas.clear();
+        self.victim_lpas.resize(written as usize, NO_LPA);
+        if written == self.layout.pages_per_block {
+            let ppn = self.layout.ppn(gblock, data_pages);
+            let mut data = std::mem::take(&mut self.relocation_buf);
+            let mut oob = std::mem::take(&mut self.oob_buf);
+            let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
+            let entries = match read {
+                Ok(r) if r.kind == PageKind::Summary => {
+                    summary::decode(&data, data_pages as usize).ok()
+                }
+                Err(ReadFailure::Nand(NandError::PowerLost)) => {
+                    self.relocation_buf = data;
+                    self.oob_buf = oob;
+                    return Err(FtlError::PowerLost);
+                }
+                _ => None,
+            };
+            self.relocation_buf = data;
+            self.oob_buf = oob;
+            if let Some(entries) = entries {
+                for (slot, e) in self.victim_lpas.iter_mut().zip(entries) {
+                    *slot = e.lpa;
+                }
+                return Ok(());
+            }
+        }
+        let (device, block) = self.layout.split_block(gblock);
+        for page in 0..written {
+            match sh.devices[device].read_oob(block, page, &mut self.oob_buf) {
+                Ok(_) => {}
+                Err(NandError::PowerLost) => return Err(FtlError::PowerLost),
+                Err(_) => continue,
+            }
+            if let Ok(r) = PageRecord::decode_unverified(&self.oob_buf)
+                && r.kind == PageKind::Data
+            {
+                self.victim_lpas[page as usize] = r.lpa;
+            }
+        }
+        Ok(())
+    }
+
+    /// Last resort for a victim whose records missed a live page: every map entry into it.
+    fn victim_lpas_from_map(&mut self, sh: &Shared, gblock: u32) {
+        let first = self.layout.ppn(gblock, 0);
+        for lpa in 0..sh.logical_pages() as u32 {
+            if let Entry::Data { ppn } = sh.entry(lpa)
+                && let Some(slot) = ppn
+                    .checked_sub(first)
+                    .and_then(|p| self.victim_lpas.get_mut(p as usize))
+            {
+                *slot = lpa;
+            }
+        }
+    }
+
     fn page_is_last_of_victim(&self, ppn: u32) -> bool {
         let (gblock, page) = self.layout.split_ppn(ppn);
         page + 1 >= self.blocks[gblock as usize].written
@@ -246,6 +340,8 @@ impl Engine {
                 victim,
                 next_page: 0,
                 wear_leveling,
+                pages_known: false,
+                map_scanned: false,
             })
         };
         // Blocks to retire and empty blocks first: they cost nothing to collect. (A block queued
@@ -342,8 +438,6 @@ impl Engine {
             let (device, block) = self.layout.split_block(gblock);
             match sh.devices[device].erase_block(block) {
                 Ok(()) => {
-                    let first = self.layout.ppn(gblock, 0) as usize;
-                    self.p2l[first..first + self.layout.pages_per_block as usize].fill(NO_LPA);
                     let b = &mut self.blocks[gblock as usize];
                     b.erase_count += 1;
                     *b = crate::blocks::BlockState::free(b.erase_count);

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::blocks::{BlockKind, BlockState};
 use crate::config::FtlConfig;
-use crate::engine::{Counters, Engine, NO_LPA, Shared, logical_pages_for};
+use crate::engine::{Counters, Engine, Shared, logical_pages_for};
 use crate::error::FtlError;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::oob::{PageKind, PageRecord};
@@ -533,12 +533,8 @@ pub fn open(
         if let Some(ppn) = entry.ppn() {
             let (g, _) = layout.split_ppn(ppn);
             engine.blocks[g as usize].valid += 1;
-            if let Entry::Data { ppn } = entry {
-                engine.p2l[ppn as usize] = lpa;
-            }
         }
     }
-    debug_assert!(engine.p2l.iter().filter(|&&l| l != NO_LPA).count() <= logical_pages as usize);
     engine.next_seq = max_seq + 1;
     engine.counters = Counters::from_array(checkpoint.counters);
     engine.checkpoint_blocks = held;
