@@ -29,6 +29,9 @@ pub struct GcJob {
     pub pages_known: bool,
     /// The pages were looked up in the map after the records missed one (done at most once).
     pub map_scanned: bool,
+    /// Pages to move per host write so this victim is free by the time its gain is used up:
+    /// valid / (capacity - valid), fixed when the job starts.
+    pub moves_per_write: f64,
 }
 
 impl Engine {
@@ -78,11 +81,9 @@ impl Engine {
             self.gc = self.pick_victim();
         }
         let Some(job) = self.gc else { return Ok(()) };
-        let valid = f64::from(self.blocks[job.victim as usize].valid);
-        let gain = (f64::from(self.layout.data_pages_per_block()) - valid).max(1.0);
         let span = f64::from(FREE_BLOCKS_BACKGROUND - FREE_BLOCKS_URGENT);
         let urgency = 1.0 + f64::from(FREE_BLOCKS_BACKGROUND.saturating_sub(free)) / span;
-        self.gc_credit += (valid / gain).min(64.0) * urgency + 0.01;
+        self.gc_credit += job.moves_per_write * urgency + 0.01;
         if self.gc_credit >= 1.0 {
             let budget = self.gc_credit.floor();
             self.gc_credit -= budget;
@@ -334,16 +335,26 @@ impl Engine {
         }
     }
 
-    fn pick_victim(&mut self) -> Option<GcJob> {
-        let job = |victim, wear_leveling| {
-            Some(GcJob {
-                victim,
-                next_page: 0,
-                wear_leveling,
-                pages_known: false,
-                map_scanned: false,
-            })
+    fn new_job(&self, victim: u32, wear_leveling: bool) -> Option<GcJob> {
+        let capacity = f64::from(self.layout.data_pages_per_block());
+        let b = &self.blocks[victim as usize];
+        let valid = match b.kind {
+            BlockKind::TrimClosed => {
+                f64::from(b.valid) / trim_log::capacity(self.layout.page_size) as f64
+            }
+            _ => f64::from(b.valid),
         };
+        Some(GcJob {
+            victim,
+            next_page: 0,
+            wear_leveling,
+            pages_known: false,
+            map_scanned: false,
+            moves_per_write: (valid / (capacity - valid).max(1.0)).min(capacity),
+        })
+    }
+
+    fn pick_victim(&mut self) -> Option<GcJob> {
         // Blocks to retire and empty blocks first: they cost nothing to collect. (A block queued
         // for erase is `Collected`, not collectable, so it is never picked twice.)
         if let Some(g) = self
@@ -351,12 +362,12 @@ impl Engine {
             .iter()
             .position(|b| b.is_collectable() && (b.retire || b.valid == 0))
         {
-            return job(g as u32, false);
+            return self.new_job(g as u32, false);
         }
         if self.config.static_wear_leveling && self.erases_since_wl_check >= WL_CHECK_INTERVAL {
             self.erases_since_wl_check = 0;
             if let Some(g) = self.wear_leveling_victim() {
-                return job(g, true);
+                return self.new_job(g, true);
             }
         }
         let capacity = f64::from(self.layout.data_pages_per_block());
@@ -383,7 +394,7 @@ impl Engine {
                 best = Some((score, g as u32));
             }
         }
-        best.and_then(|(_, g)| job(g, false))
+        best.and_then(|(_, g)| self.new_job(g, false))
     }
 
     /// The youngest block holding data, if the erase-count spread has passed the threshold: its
