@@ -7,7 +7,8 @@
 pub mod devices;
 pub mod report;
 
-use std::time::{Duration, Instant};
+use crate::progress::Progress;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
@@ -20,7 +21,6 @@ use crate::workload::{Workload, WorkloadSpec};
 pub use report::BenchReport;
 
 pub const PAGE_SIZE: usize = 4096;
-const PROGRESS_EVERY: Duration = Duration::from_millis(300);
 
 /// Where the bench's devices keep their pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -43,28 +43,6 @@ pub struct BenchParams {
     /// Random reads in the last phase (capped by the number of filled pages times 4).
     pub reads: u64,
     pub progress: bool,
-}
-
-/// Rate-limited progress lines on stderr.
-struct Progress {
-    enabled: bool,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            last: Instant::now(),
-        }
-    }
-
-    fn tick(&mut self, line: impl FnOnce() -> String) {
-        if self.enabled && self.last.elapsed() >= PROGRESS_EVERY {
-            self.last = Instant::now();
-            eprintln!("{}", line());
-        }
-    }
 }
 
 fn stamp(buf: &mut [u8], lpa: u64, n: u64) {

@@ -13,10 +13,11 @@
 //! the devices (a `FileNand` keeps it in its file, the RAM devices are reused as they are), but no
 //! checkpoint covers it, so recovery must fold in every block written since the last checkpoint.
 
+use crate::progress::Progress;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use ftl::nand::{Geometry, Nand};
@@ -32,7 +33,6 @@ pub const PAGE_SIZE: usize = 4096;
 /// The targets, for the default 8 devices and 16 GiB logical.
 pub const CLEAN_OPEN_TARGET_MS: f64 = 200.0;
 pub const CRASH_OPEN_TARGET_MS: f64 = 3000.0;
-const PROGRESS_EVERY: Duration = Duration::from_millis(300);
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -174,34 +174,6 @@ impl RecoveryBenchReport {
     }
 }
 
-/// Rate-limited progress lines on stderr.
-struct Progress {
-    enabled: bool,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            last: Instant::now(),
-        }
-    }
-
-    fn tick(&mut self, what: &str, done: u64, total: u64) {
-        if self.enabled && self.last.elapsed() >= PROGRESS_EVERY {
-            self.last = Instant::now();
-            eprintln!("{what}: {:.1}%", 100.0 * done as f64 / total.max(1) as f64);
-        }
-    }
-
-    fn say(&self, line: impl fmt::Display) {
-        if self.enabled {
-            eprintln!("{line}");
-        }
-    }
-}
-
 /// Exported logical pages of an FTL over `blocks` good blocks, as `ftl::engine::logical_pages_for`
 /// computes them, with a margin on the fixed overhead (the real figure is checked after format).
 fn estimated_logical_pages(config: &FtlConfig, blocks: u32, pages_per_block: u32) -> u64 {
@@ -306,7 +278,7 @@ fn fill(ftl: &Ftl, generation: u64, progress: &mut Progress) -> anyhow::Result<f
         ftl.write(lpa, &buf, false)
             .with_context(|| format!("fill: write of lpa {lpa}"))?;
         if lpa % 1024 == 0 {
-            progress.tick("fill", lpa, logical);
+            progress.percent("fill", lpa, logical);
         }
     }
     Ok(t.elapsed().as_secs_f64())
@@ -459,7 +431,7 @@ fn run_inner(params: &RecoveryParams) -> anyhow::Result<RecoveryBenchReport> {
             .with_context(|| format!("rewrite of lpa {lpa}"))?;
         rewritten[lpa as usize] = true;
         if n % 1024 == 0 {
-            progress.tick("rewrite", n as u64, rewritten_pages);
+            progress.percent("rewrite", n as u64, rewritten_pages);
         }
     }
     drop(order);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod fake;
 pub mod glue;
 pub mod permutation;
+pub mod progress;
 pub mod sim;
 pub mod svg;
 pub mod target;
