@@ -535,7 +535,14 @@ pub fn open(
             engine.blocks[g as usize].valid += 1;
         }
     }
-    engine.next_seq = max_seq + 1;
+    // A program lost to a crash may have carried any sequence number above the last one that was
+    // durable. No block is erased without a barrier, so since the last sync every program went to
+    // its own erased page: at most one per physical page can have been lost. Starting past that
+    // many never repeats a sequence number, so never a page generation (the AES-GCM nonce of
+    // sealed pages). An open cannot tell a clean close from a crash that lost every program since
+    // (no block then looks changed), so the gap is taken on every open; u64 has room for it.
+    let lost_at_most = u64::from(layout.blocks) * u64::from(layout.pages_per_block);
+    engine.next_seq = max_seq + lost_at_most + 1;
     engine.counters = Counters::from_array(checkpoint.counters);
     engine.checkpoint_blocks = held;
     engine.area = area;
