@@ -38,6 +38,16 @@ pub const FREE_BLOCKS_URGENT: u32 = GC_RESERVE_BLOCKS + 2;
 /// Below this many free blocks GC runs paced against host writes (background GC).
 pub const FREE_BLOCKS_BACKGROUND: u32 = FREE_BLOCKS_URGENT + 4;
 
+/// What a data page carries wherever it is programmed: kept as is when GC relocates it.
+#[derive(Clone, Copy, Debug)]
+pub struct PageFacts {
+    pub lpa: u32,
+    /// The version: sequence number of the host write that made it (the seal's generation).
+    pub data_seq: u64,
+    /// AES-GCM tag of a sealed page (zero in the clear).
+    pub tag: [u8; 16],
+}
+
 /// What readers and writers share: the devices and the logical-to-physical map.
 #[derive(Debug)]
 pub struct Shared {
@@ -147,6 +157,10 @@ pub struct Engine {
     /// Host writes that had to wait for foreground GC (pacing should keep this near zero).
     pub foreground_gc_stalls: u64,
     pub data_buf: Vec<u8>,
+    /// Sealed copy of a host page on its way to NAND.
+    pub seal_buf: Vec<u8>,
+    /// Seals host pages (AES-256-GCM, tag in the OOB record); None: stored in the clear.
+    pub sealer: Option<keys::PageSealer>,
     /// Logical page of each page of the current GC victim (NO_LPA where none), from its summary.
     pub victim_lpas: Vec<u32>,
     /// Page buffer of relocation, apart from `data_buf` which block close needs meanwhile.
@@ -197,6 +211,8 @@ impl Engine {
             erases_since_wl_check: 0,
             foreground_gc_stalls: 0,
             data_buf: vec![0; layout.page_size],
+            seal_buf: vec![0; layout.page_size],
+            sealer: None,
             relocation_buf: vec![0; layout.page_size],
             victim_lpas: Vec::new(),
             oob_buf: vec![0; layout.oob_size],
@@ -247,7 +263,37 @@ impl Engine {
         } else {
             STREAM_COLD
         };
-        let ppn = self.program_data(sh, stream, lpa, data, 0, false)?;
+        // The version (and, sealed, the generation in the nonce) is taken once: a retry after a
+        // failed program keeps it.
+        let data_seq = self.take_seq();
+        let ppn = match self.sealer.clone() {
+            None => {
+                let facts = PageFacts {
+                    lpa,
+                    data_seq,
+                    tag: [0; 16],
+                };
+                self.program_data(sh, stream, facts, data, false)?
+            }
+            Some(sealer) => {
+                let mut sealed = std::mem::take(&mut self.seal_buf);
+                sealed.copy_from_slice(data);
+                let result = sealer
+                    .seal(u64::from(lpa), data_seq, &mut sealed)
+                    .map_err(FtlError::Key)
+                    .and_then(|tag| {
+                        self.program_data(
+                            sh,
+                            stream,
+                            PageFacts { lpa, data_seq, tag },
+                            &sealed,
+                            false,
+                        )
+                    });
+                self.seal_buf = sealed;
+                result?
+            }
+        };
         self.temperature.record_write(lpa);
         self.counters.host_pages_written += 1;
         let old = Entry::decode(sh.map[lpa as usize].swap(ppn, Ordering::AcqRel));
@@ -266,27 +312,27 @@ impl Engine {
     }
 
     /// Programs one data page into `stream` and records it in the block (not in the map).
-    /// `data_seq` is the version the page carries (kept when GC relocates it).
+    /// `data_seq` is the version the page carries and `tag` its seal (both kept when GC relocates
+    /// it: the sealed bytes move as they are).
     pub fn program_data(
         &mut self,
         sh: &Shared,
         stream: u8,
-        lpa: u32,
+        facts: PageFacts,
         data: &[u8],
-        data_seq: u64,
         relocation: bool,
     ) -> Result<u32, FtlError> {
         loop {
             let (die, gblock, page) = self.alloc_data_page(sh, stream, relocation)?;
             let seq = self.take_seq();
-            let data_seq = if relocation { data_seq } else { seq };
+            let PageFacts { lpa, data_seq, tag } = facts;
             let record = PageRecord {
                 kind: PageKind::Data,
                 stream,
                 lpa,
                 seq,
                 data_seq,
-                tag: [0; 16],
+                tag,
             };
             record.encode(data, &mut self.oob_buf);
             let (device, block) = self.layout.split_block(gblock);

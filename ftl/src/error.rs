@@ -29,6 +29,8 @@ pub enum FtlError {
     Format(#[from] FormatError),
     #[error("NAND: {0}")]
     Nand(NandError),
+    #[error("page seal: {0}")]
+    Key(keys::KeyError),
 }
 
 impl From<NandError> for FtlError {

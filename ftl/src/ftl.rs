@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use keys::{KeyError, PageSealer};
+
 use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
+use crate::format::oob::PageRecord;
 use crate::io::{ReadFailure, read_verified};
 use crate::layout::{Entry, Layout};
 use crate::nand::{Nand, NandError};
@@ -27,12 +30,23 @@ pub struct Ftl {
     host_pages_read: AtomicU64,
     page_size: usize,
     read_retries: u32,
+    sealer: Option<PageSealer>,
 }
 
 impl Ftl {
     /// Formats the devices: erases every good block and writes an empty checkpoint.
     pub fn format(devices: Vec<Arc<dyn Nand>>, config: FtlConfig) -> Result<Self, FtlError> {
-        let (shared, engine) = crate::recovery::format(devices, config)?;
+        Self::format_sealed(devices, config, None)
+    }
+
+    /// `format` with every host page sealed by `sealer` (AES-256-GCM; the tag in the OOB record).
+    pub fn format_sealed(
+        devices: Vec<Arc<dyn Nand>>,
+        config: FtlConfig,
+        sealer: Option<PageSealer>,
+    ) -> Result<Self, FtlError> {
+        let (shared, mut engine) = crate::recovery::format(devices, config)?;
+        engine.sealer = sealer;
         let ftl = Self::assemble(shared, engine);
         if !ftl.engine.lock().write_checkpoint(&ftl.shared)? {
             return Err(FtlError::Devices(
@@ -48,7 +62,18 @@ impl Ftl {
         devices: Vec<Arc<dyn Nand>>,
         config: FtlConfig,
     ) -> Result<(Self, RecoveryReport), FtlError> {
-        let (shared, engine, report) = crate::recovery::open(devices, config)?;
+        Self::open_sealed(devices, config, None)
+    }
+
+    /// `open` of devices whose pages were sealed. With another key than the one that sealed them,
+    /// every read of old data fails authentication (a media error), never returns their bytes.
+    pub fn open_sealed(
+        devices: Vec<Arc<dyn Nand>>,
+        config: FtlConfig,
+        sealer: Option<PageSealer>,
+    ) -> Result<(Self, RecoveryReport), FtlError> {
+        let (shared, mut engine, report) = crate::recovery::open(devices, config)?;
+        engine.sealer = sealer;
         Ok((Self::assemble(shared, engine), report))
     }
 
@@ -56,12 +81,14 @@ impl Ftl {
         let page_size = shared.layout.page_size;
         let host_pages_read = AtomicU64::new(engine.counters.host_pages_read);
         let read_retries = engine.config.read_retries;
+        let sealer = engine.sealer.clone();
         Self {
             shared,
             engine: Mutex::new(engine),
             host_pages_read,
             page_size,
             read_retries,
+            sealer,
         }
     }
 
@@ -129,7 +156,7 @@ impl Ftl {
             let result = read_verified(&self.shared, ppn, buf, oob, retries);
             let moved = self.shared.entry(lpa) != (Entry::Data { ppn });
             match result {
-                Ok(record) if record.lpa == lpa => return Ok(()),
+                Ok(record) if record.lpa == lpa => return self.unseal(lpa, &record, buf),
                 _ if moved => continue,
                 Ok(record) => {
                     return Err(FtlError::Media {
@@ -157,6 +184,35 @@ impl Ftl {
         Err(FtlError::Media {
             lpa: lpa.into(),
             detail: "page kept moving under the read".into(),
+        })
+    }
+
+    /// Opens a sealed page in place; a page that does not authenticate is a media error and its
+    /// bytes are zeroed (never returned).
+    fn unseal(&self, lpa: u32, record: &PageRecord, buf: &mut [u8]) -> Result<(), FtlError> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(());
+        };
+        let ciphertext = buf.to_vec();
+        let opened = sealer.open(
+            u64::from(lpa),
+            record.data_seq,
+            &ciphertext,
+            &record.tag,
+            buf,
+        );
+        if opened.is_err() {
+            buf.fill(0);
+        }
+        opened.map_err(|e| match e {
+            KeyError::Authentication { .. } => FtlError::Media {
+                lpa: lpa.into(),
+                detail: format!(
+                    "page failed authentication (generation {})",
+                    record.data_seq
+                ),
+            },
+            other => FtlError::Key(other),
         })
     }
 

@@ -4,8 +4,8 @@
 use crate::blocks::BlockKind;
 use crate::config::GcPolicy;
 use crate::engine::{
-    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, GC_RESERVE_BLOCKS, NO_LPA, STREAM_GC,
-    STREAM_HOT, STREAM_WL, Shared,
+    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, GC_RESERVE_BLOCKS, NO_LPA, PageFacts,
+    STREAM_GC, STREAM_HOT, STREAM_WL, Shared,
 };
 use crate::error::FtlError;
 use crate::format::oob::{PageKind, PageRecord};
@@ -187,7 +187,12 @@ impl Engine {
                     (false, true) => STREAM_HOT,
                     (false, false) => STREAM_GC,
                 };
-                let new = self.program_data(sh, stream, lpa, &data, record.data_seq, true);
+                let facts = PageFacts {
+                    lpa,
+                    data_seq: record.data_seq,
+                    tag: record.tag,
+                };
+                let new = self.program_data(sh, stream, facts, &data, true);
                 new.map(|new| {
                     sh.set(lpa, new);
                     self.release(Entry::Data { ppn });
