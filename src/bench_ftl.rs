@@ -42,6 +42,8 @@ pub struct BenchParams {
     pub backend: Backend,
     /// Random reads in the last phase (capped by the number of filled pages times 4).
     pub reads: u64,
+    /// Host pages sealed with AES-256-GCM (the target decides how; the report says so).
+    pub encrypt: bool,
     pub progress: bool,
 }
 
@@ -138,6 +140,7 @@ pub fn run<T: BenchTarget>(target: &T, params: &BenchParams) -> anyhow::Result<B
         pages_per_block: params.pages_per_block,
         static_wear_leveling: params.options.static_wear_leveling,
         stream_separation: params.options.stream_separation,
+        encrypted: params.encrypt,
         gc_policy: params.options.gc_policy.to_string(),
         backend: format!("{:?}", params.backend).to_lowercase(),
         seed: params.seed,
@@ -182,6 +185,7 @@ mod tests {
             seed: 1,
             backend: Backend::Mem,
             reads: 500,
+            encrypt: false,
             progress: false,
         }
     }

@@ -186,6 +186,10 @@ pub struct BenchFtlArgs {
     /// Turn hot/cold stream separation off.
     #[arg(long)]
     pub no_streams: bool,
+    /// Seal every host page with AES-256-GCM under a fresh instance key (as local instance
+    /// storage does), to measure what encryption costs.
+    #[arg(long)]
+    pub encrypt: bool,
     /// Where device pages live: RAM, or one file per device under --dir.
     #[arg(long, value_enum, default_value_t = Backend::Mem)]
     pub backend: Backend,

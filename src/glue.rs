@@ -108,7 +108,13 @@ pub fn bench_on_ftl(
     params: &BenchParams,
     svg: Option<&Path>,
 ) -> anyhow::Result<BenchReport> {
-    let ftl = Ftl::format(devices, config(&params.options)).context("format")?;
+    let key = params
+        .encrypt
+        .then(|| keys::InstanceKey::generate(keys::Backend::AwsLc))
+        .transpose()
+        .context("instance key")?;
+    let sealer = key.as_ref().map(|k| k.sealer(0));
+    let ftl = Ftl::format_sealed(devices, config(&params.options), sealer).context("format")?;
     let report = bench_ftl::run(&ftl, params)?;
     if let Some(path) = svg {
         let title = format!(

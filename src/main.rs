@@ -96,6 +96,7 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
         seed: a.seed,
         backend: a.backend,
         reads: a.reads,
+        encrypt: a.encrypt,
         progress: true,
     };
     let report = match a.target {

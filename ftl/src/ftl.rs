@@ -20,6 +20,11 @@ use crate::nand::{Nand, NandError};
 use crate::recovery::RecoveryReport;
 use crate::stats::FtlStats;
 
+thread_local! {
+    /// Where a reading thread puts a sealed page before opening it into the caller's buffer.
+    static SEALED_PAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How often a read retries when GC moved its page between the map lookup and the NAND read.
 const READ_RACE_RETRIES: u32 = 64;
 
@@ -153,7 +158,15 @@ impl Ftl {
                     return Ok(());
                 }
             };
-            let result = read_verified(&self.shared, ppn, buf, oob, retries);
+            // A sealed page is read into a per-thread buffer and opened into `buf`: one pass, and
+            // `buf` never holds bytes that have not authenticated.
+            let result = match &self.sealer {
+                None => read_verified(&self.shared, ppn, buf, oob, retries),
+                Some(_) => SEALED_PAGE.with_borrow_mut(|sealed| {
+                    sealed.resize(buf.len(), 0);
+                    read_verified(&self.shared, ppn, sealed, oob, retries)
+                }),
+            };
             let moved = self.shared.entry(lpa) != (Entry::Data { ppn });
             match result {
                 Ok(record) if record.lpa == lpa => return self.unseal(lpa, &record, buf),
@@ -187,20 +200,15 @@ impl Ftl {
         })
     }
 
-    /// Opens a sealed page in place; a page that does not authenticate is a media error and its
-    /// bytes are zeroed (never returned).
+    /// Opens the sealed page the read left in `SEALED_PAGE` into `buf`; a page that does not
+    /// authenticate is a media error and `buf` is zeroed (its bytes are never returned).
     fn unseal(&self, lpa: u32, record: &PageRecord, buf: &mut [u8]) -> Result<(), FtlError> {
         let Some(sealer) = &self.sealer else {
             return Ok(());
         };
-        let ciphertext = buf.to_vec();
-        let opened = sealer.open(
-            u64::from(lpa),
-            record.data_seq,
-            &ciphertext,
-            &record.tag,
-            buf,
-        );
+        let opened = SEALED_PAGE.with_borrow(|sealed| {
+            sealer.open(u64::from(lpa), record.data_seq, sealed, &record.tag, buf)
+        });
         if opened.is_err() {
             buf.fill(0);
         }

@@ -16,6 +16,7 @@ pub struct BenchReport {
     pub pages_per_block: u32,
     pub static_wear_leveling: bool,
     pub stream_separation: bool,
+    pub encrypted: bool,
     pub gc_policy: String,
     pub backend: String,
     pub seed: u64,
