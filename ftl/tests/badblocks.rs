@@ -97,8 +97,8 @@ fn program_and_erase_failures_while_churning() {
     model.verify_exact(&ftl);
 }
 
-#[test]
-fn wear_out_turns_read_only_without_corruption() {
+/// One device whose blocks wear out after 30 erases: the FTL reaches its end of life quickly.
+fn worn_rig() -> Rig {
     let faults = FaultConfig {
         seed: 9,
         endurance_cycles: 30,
@@ -108,7 +108,12 @@ fn wear_out_turns_read_only_without_corruption() {
         endurance_cycles: 30,
         ..FtlConfig::default()
     };
-    let rig = Rig::new(1, geometry(2, 16, 16), &faults, config);
+    Rig::new(1, geometry(2, 16, 16), &faults, config)
+}
+
+#[test]
+fn wear_out_turns_read_only_without_corruption() {
+    let rig = worn_rig();
     let ftl = rig.format();
     let mut model = Model::new(ftl.logical_pages());
     let mut rng = Rng::new(3);
@@ -158,16 +163,7 @@ fn wear_out_turns_read_only_without_corruption() {
 
 #[test]
 fn grown_bad_blocks_and_read_only_survive_reopen() {
-    let faults = FaultConfig {
-        seed: 9,
-        endurance_cycles: 30,
-        ..FaultConfig::none()
-    };
-    let config = FtlConfig {
-        endurance_cycles: 30,
-        ..FtlConfig::default()
-    };
-    let rig = Rig::new(1, geometry(2, 16, 16), &faults, config);
+    let rig = worn_rig();
     let ftl = rig.format();
     let pages = ftl.logical_pages();
     let mut rng = Rng::new(3);
