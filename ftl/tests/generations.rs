@@ -57,6 +57,16 @@ impl Nand for Recording {
     ) -> Result<ReadInfo, NandError> {
         self.inner.read_page(block, page, data, oob)
     }
+    fn read_range(
+        &self,
+        block: u32,
+        page: u32,
+        offset: usize,
+        data: &mut [u8],
+        oob: &mut [u8],
+    ) -> Result<ReadInfo, NandError> {
+        self.inner.read_range(block, page, offset, data, oob)
+    }
     fn read_oob(&self, block: u32, page: u32, oob: &mut [u8]) -> Result<ReadInfo, NandError> {
         self.inner.read_oob(block, page, oob)
     }

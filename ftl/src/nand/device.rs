@@ -206,7 +206,7 @@ impl<S: PageStore> Device<S> {
     fn tear_page(&self, block: u32, page: u32, rng: &mut ChaCha8Rng) -> Result<(), NandError> {
         let mut data = vec![0u8; self.geometry.page_size as usize];
         let mut oob = vec![0u8; self.geometry.oob_size as usize];
-        self.store.read_page(block, page, &mut data, &mut oob)?;
+        self.store.read_page(block, page, 0, &mut data, &mut oob)?;
         if rng.random_bool(0.5) {
             let cut = rng.random_range(0..data.len());
             data[cut..].fill(0xff);
@@ -322,15 +322,40 @@ impl<S: PageStore> Nand for Device<S> {
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<ReadInfo, NandError> {
-        self.geometry.check(block, Some(page))?;
         self.check_buffers(Some(data.len()), oob.len())?;
+        self.read_range(block, page, 0, data, oob)
+    }
+
+    fn read_range(
+        &self,
+        block: u32,
+        page: u32,
+        offset: usize,
+        data: &mut [u8],
+        oob: &mut [u8],
+    ) -> Result<ReadInfo, NandError> {
+        self.geometry.check(block, Some(page))?;
+        self.check_buffers(None, oob.len())?;
+        let page_size = self.geometry.page_size as usize;
+        if data.is_empty()
+            || offset
+                .checked_add(data.len())
+                .is_none_or(|end| end > page_size)
+        {
+            return Err(NandError::Range {
+                offset,
+                len: data.len(),
+                page_size,
+            });
+        }
         let mut die = self.die_of(block).lock();
         let erase_count = self.check_readable(&mut die, block, page)?;
         self.counters.pages_read.fetch_add(1, Ordering::Relaxed);
-        let page_bits = self.geometry.page_size * 8;
+        // ECC works per codeword: only the bits transferred can show errors.
+        let bits_read = data.len() as u32 * 8;
         let bits = self
             .faults
-            .draw_bit_errors(&mut die.rng, page_bits, erase_count);
+            .draw_bit_errors(&mut die.rng, bits_read, erase_count);
         let forced = self.faults.read_uncorrectable_prob > 0.0
             && die
                 .rng
@@ -341,7 +366,7 @@ impl<S: PageStore> Nand for Device<S> {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(NandError::Uncorrectable { block, page, bits });
         }
-        self.store.read_page(block, page, data, oob)?;
+        self.store.read_page(block, page, offset, data, oob)?;
         self.counters
             .bits_corrected
             .fetch_add(u64::from(bits), Ordering::Relaxed);

@@ -15,6 +15,12 @@ pub enum NandError {
         expected: usize,
         got: usize,
     },
+    #[error("read of {len} bytes at byte {offset} does not fit a {page_size}-byte page")]
+    Range {
+        offset: usize,
+        len: usize,
+        page_size: usize,
+    },
     #[error("block {block} is marked bad")]
     BadBlock { block: u32 },
     #[error("program of block {block} page {page}: page is not erased")]

@@ -336,11 +336,12 @@ impl PageStore for FileStore {
         &self,
         block: u32,
         page: u32,
+        offset: usize,
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<(), NandError> {
         self.file
-            .read_exact_at(data, self.data_at(block, page))
+            .read_exact_at(data, self.data_at(block, page) + offset as u64)
             .map_err(|e| self.io(e))?;
         self.read_oob(block, page, oob)
     }

@@ -65,13 +65,15 @@ impl PageStore for MemStore {
         &self,
         block: u32,
         page: u32,
+        offset: usize,
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<(), NandError> {
         let (die, index) = self.locate(block, page);
-        let (ps, os) = (data.len(), oob.len());
+        let (ps, os) = (self.geometry.page_size as usize, oob.len());
         let die = self.dies[die].lock();
-        data.copy_from_slice(&die.data[index * ps..(index + 1) * ps]);
+        let at = index * ps + offset;
+        data.copy_from_slice(&die.data[at..at + data.len()]);
         oob.copy_from_slice(&die.oob[index * os..(index + 1) * os]);
         Ok(())
     }

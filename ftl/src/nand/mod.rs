@@ -69,6 +69,16 @@ pub trait Nand: Send + Sync + fmt::Debug {
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<ReadInfo, NandError>;
+    /// Reads `data.len()` bytes of a programmed page from byte `offset` (a controller's random
+    /// data out: the page is sensed whole, only the range crosses the bus), and the whole OOB.
+    fn read_range(
+        &self,
+        block: u32,
+        page: u32,
+        offset: usize,
+        data: &mut [u8],
+        oob: &mut [u8],
+    ) -> Result<ReadInfo, NandError>;
     /// Reads only the OOB area of a programmed page.
     fn read_oob(&self, block: u32, page: u32, oob: &mut [u8]) -> Result<ReadInfo, NandError>;
     /// Erases a whole block (the only way to erase); it then counts one more P/E cycle.

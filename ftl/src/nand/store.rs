@@ -36,10 +36,12 @@ impl BlockMeta {
 
 pub trait PageStore: Send + Sync + fmt::Debug {
     fn write_page(&self, block: u32, page: u32, data: &[u8], oob: &[u8]) -> Result<(), NandError>;
+    /// Reads `data.len()` bytes of a page from byte `offset` (the whole page at 0), and its OOB.
     fn read_page(
         &self,
         block: u32,
         page: u32,
+        offset: usize,
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<(), NandError>;

@@ -291,6 +291,42 @@ fn reading_erased_page_is_an_error(n: &dyn Nand) {
 }
 on_both!(reading_erased_page_is_an_error, small(), none());
 
+/// A range read returns exactly those bytes of the page and the whole OOB; it keeps every rule of
+/// a page read (erased page, bounds).
+fn range_reads_are_parts_of_a_page(n: &dyn Nand) {
+    let g = *n.geometry();
+    let (ps, os) = (g.page_size as usize, g.oob_size as usize);
+    let mut oob = vec![0; os];
+    let mut part = vec![0; 1024];
+    assert!(matches!(
+        n.read_range(0, 0, 0, &mut part, &mut oob),
+        Err(NandError::ErasedPage { block: 0, page: 0 })
+    ));
+    program(n, 0, 0).expect("program");
+    let (data, want_oob) = pattern(&g, 0, 0, 0);
+    for offset in [0, 1024, ps - 1024] {
+        n.read_range(0, 0, offset, &mut part, &mut oob)
+            .expect("range read");
+        assert_eq!(&part[..], &data[offset..offset + 1024], "offset {offset}");
+        assert_eq!(oob, want_oob);
+    }
+    for (offset, len) in [(ps - 1023, 1024), (0, ps + 1), (usize::MAX, 1), (0, 0)] {
+        let mut buf = vec![0; len];
+        assert!(
+            matches!(
+                n.read_range(0, 0, offset, &mut buf, &mut oob),
+                Err(NandError::Range { .. })
+            ),
+            "offset {offset} len {len}"
+        );
+    }
+    assert!(matches!(
+        n.read_range(0, 0, 0, &mut part, &mut [0u8; 8]),
+        Err(NandError::BufferSize { .. })
+    ));
+}
+on_both!(range_reads_are_parts_of_a_page, small(), none());
+
 fn buffer_sizes_are_checked(n: &dyn Nand) {
     let g = *n.geometry();
     let (ps, os) = (g.page_size as usize, g.oob_size as usize);
