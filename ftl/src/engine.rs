@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::assembly::{PageAt, PendingPage};
 use crate::blocks::{BlockKind, BlockState, FreePool};
 use crate::config::FtlConfig;
 use crate::error::FtlError;
@@ -12,7 +13,7 @@ use crate::format::oob::{PageKind, PageRecord};
 use crate::format::summary::{self, SummaryEntry};
 use crate::format::trim_log::TrimEntry;
 use crate::gc::GcJob;
-use crate::layout::{Entry, Layout};
+use crate::layout::{Entry, LOGICAL_PAGE_BYTES, Layout};
 use crate::nand::{Nand, NandError};
 use crate::temperature::Temperature;
 
@@ -28,7 +29,7 @@ const PARALLEL_STREAMS: u64 = 3;
 /// Stream codes recorded in the OOB of non-data pages.
 pub const STREAM_TRIM: u8 = 8;
 pub const STREAM_CHECKPOINT: u8 = 9;
-/// A page slot that holds no logical page (in a victim's page list).
+/// A slot that holds no logical page (in a victim's slot list, or a padded slot's summary entry).
 pub const NO_LPA: u32 = u32::MAX;
 
 /// Free blocks only GC may take: relocation must always find room, or GC could deadlock.
@@ -73,13 +74,15 @@ impl Shared {
 #[derive(Debug)]
 pub struct OpenBlock {
     pub gblock: u32,
-    /// One entry per programmed data page, for the summary.
+    /// One entry per slot placed in the block (programmed, or in the stream's pending page), for
+    /// the summary; padded slots have `NO_LPA`.
     pub entries: Vec<SummaryEntry>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counters {
     pub host_pages_written: u64,
+    /// In logical pages (4 KiB): a program of a 16 KiB page counts 4, padding included.
     pub nand_pages_written: u64,
     pub gc_runs: u64,
     pub gc_pages_moved: u64,
@@ -125,6 +128,9 @@ pub struct Engine {
     pub free: FreePool,
     /// Open block per data stream and die.
     pub open: Vec<Vec<Option<OpenBlock>>>,
+    /// Per data stream, the NAND page being assembled from logical pages (one slot each); it is
+    /// programmed when full, or padded by a barrier or a durable write.
+    pub pending: Vec<PendingPage>,
     pub cursor: [usize; DATA_STREAMS],
     /// Open blocks per stream now, and the most a stream may have: every die when the
     /// over-provisioning can carry it, fewer on small devices (open blocks hold spare space).
@@ -156,15 +162,19 @@ pub struct Engine {
     pub erases_since_wl_check: u32,
     /// Host writes that had to wait for foreground GC (pacing should keep this near zero).
     pub foreground_gc_stalls: u64,
+    /// A whole page: summaries and trim-log pages are built here.
     pub data_buf: Vec<u8>,
-    /// Sealed copy of a host page on its way to NAND.
+    /// Sealed copy of a host page (one logical page) on its way to NAND.
     pub seal_buf: Vec<u8>,
     /// Seals host pages (AES-256-GCM, tag in the OOB record); None: stored in the clear.
     pub sealer: Option<keys::PageSealer>,
-    /// Logical page of each page of the current GC victim (NO_LPA where none), from its summary.
+    /// Logical page of each slot of the current GC victim (NO_LPA where none), from its summary.
     pub victim_lpas: Vec<u32>,
     /// Page buffer of relocation, apart from `data_buf` which block close needs meanwhile.
     pub relocation_buf: Vec<u8>,
+    pub relocation_oob: Vec<u8>,
+    /// The victim page `relocation_buf` holds, so moving its slots reads it once.
+    pub relocation_page: Option<u32>,
     pub oob_buf: Vec<u8>,
 }
 
@@ -186,6 +196,9 @@ impl Engine {
         Self {
             open: (0..DATA_STREAMS)
                 .map(|_| (0..layout.dies()).map(|_| None).collect())
+                .collect(),
+            pending: (0..DATA_STREAMS)
+                .map(|_| PendingPage::new(layout.page_size))
                 .collect(),
             cursor: [0; DATA_STREAMS],
             open_count: [0; DATA_STREAMS],
@@ -211,9 +224,11 @@ impl Engine {
             erases_since_wl_check: 0,
             foreground_gc_stalls: 0,
             data_buf: vec![0; layout.page_size],
-            seal_buf: vec![0; layout.page_size],
+            seal_buf: vec![0; LOGICAL_PAGE_BYTES],
             sealer: None,
             relocation_buf: vec![0; layout.page_size],
+            relocation_oob: vec![0; layout.oob_size],
+            relocation_page: None,
             victim_lpas: Vec::new(),
             oob_buf: vec![0; layout.oob_size],
             free,
@@ -238,10 +253,15 @@ impl Engine {
         }
     }
 
-    /// The map entry `old` no longer points where it did: its block loses a valid page.
+    /// One page programmed, counted in logical pages.
+    pub fn count_program(&mut self) {
+        self.counters.nand_pages_written += u64::from(self.layout.slots_per_page);
+    }
+
+    /// The map entry `old` no longer points where it did: its block loses a valid slot.
     pub fn release(&mut self, old: Entry) {
-        if let Some(ppn) = old.ppn() {
-            let (gblock, _) = self.layout.split_ppn(ppn);
+        if let Some(psn) = old.psn() {
+            let gblock = self.layout.block_of(psn);
             let b = &mut self.blocks[gblock as usize];
             assert!(b.valid > 0, "block {gblock} valid count underflow");
             b.valid -= 1;
@@ -263,17 +283,17 @@ impl Engine {
         } else {
             STREAM_COLD
         };
-        // The version (and, sealed, the generation in the nonce) is taken once: a retry after a
-        // failed program keeps it.
+        // The version (and, sealed, the generation in the nonce) is taken once: a page placed
+        // again after a failed program keeps it.
         let data_seq = self.take_seq();
-        let ppn = match self.sealer.clone() {
+        let psn = match self.sealer.clone() {
             None => {
                 let facts = PageFacts {
                     lpa,
                     data_seq,
                     tag: [0; 16],
                 };
-                self.program_data(sh, stream, facts, data, false)?
+                self.place(sh, stream, facts, data, false)?
             }
             Some(sealer) => {
                 let mut sealed = std::mem::take(&mut self.seal_buf);
@@ -282,13 +302,7 @@ impl Engine {
                     .seal(u64::from(lpa), data_seq, &mut sealed)
                     .map_err(FtlError::Key)
                     .and_then(|tag| {
-                        self.program_data(
-                            sh,
-                            stream,
-                            PageFacts { lpa, data_seq, tag },
-                            &sealed,
-                            false,
-                        )
+                        self.place(sh, stream, PageFacts { lpa, data_seq, tag }, &sealed, false)
                     });
                 self.seal_buf = sealed;
                 result?
@@ -296,12 +310,11 @@ impl Engine {
         };
         self.temperature.record_write(lpa);
         self.counters.host_pages_written += 1;
-        let old = Entry::decode(sh.map[lpa as usize].swap(ppn, Ordering::AcqRel));
+        let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
         self.release(old);
+        self.program_full_pages(sh)?;
         if durable {
-            let (gblock, _) = self.layout.split_ppn(ppn);
-            let (device, _) = self.layout.split_block(gblock);
-            sh.devices[device].sync()?;
+            self.make_durable(sh, lpa)?;
         }
         self.pace_gc(sh)?;
         if self.checkpoint_due {
@@ -311,119 +324,71 @@ impl Engine {
         Ok(())
     }
 
-    /// Programs one data page into `stream` and records it in the block (not in the map).
-    /// `data_seq` is the version the page carries and `tag` its seal (both kept when GC relocates
-    /// it: the sealed bytes move as they are).
-    pub fn program_data(
-        &mut self,
-        sh: &Shared,
-        stream: u8,
-        facts: PageFacts,
-        data: &[u8],
-        relocation: bool,
-    ) -> Result<u32, FtlError> {
-        loop {
-            let (die, gblock, page) = self.alloc_data_page(sh, stream, relocation)?;
-            let seq = self.take_seq();
-            let PageFacts { lpa, data_seq, tag } = facts;
-            let record = PageRecord {
-                kind: PageKind::Data,
-                stream,
-                lpa,
-                seq,
-                data_seq,
-                tag,
-            };
-            record.encode(data, &mut self.oob_buf);
-            let (device, block) = self.layout.split_block(gblock);
-            self.dirty_devices[device] = true;
-            match sh.devices[device].program_page(block, page, data, &self.oob_buf) {
-                Ok(()) => {}
-                Err(NandError::ProgramFailed { .. }) => {
-                    self.retire_open(stream, die, seq);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            self.counters.nand_pages_written += 1;
-            self.pages_since_open[stream as usize] += 1;
-            let ppn = self.layout.ppn(gblock, page);
-            let b = &mut self.blocks[gblock as usize];
-            b.valid += 1;
-            b.written += 1;
-            let open = self.open[stream as usize][die as usize]
-                .as_mut()
-                .expect("open block");
-            open.entries.push(SummaryEntry { lpa, data_seq });
-            if open.entries.len() == self.layout.data_pages_per_block() as usize {
-                self.close_with_summary(sh, stream, die)?;
-            }
-            return Ok(ppn);
-        }
-    }
-
-    /// The next page to program for `stream`: rotates over dies so a burst uses all of them.
-    fn alloc_data_page(
-        &mut self,
-        sh: &Shared,
-        stream: u8,
-        relocation: bool,
-    ) -> Result<(u32, u32, u32), FtlError> {
+    /// The next page `stream` programs: rotates over dies so a burst uses all of them. None when
+    /// no die can take one now (the caller collects garbage and asks again).
+    pub fn alloc_page(&mut self, stream: u8, relocation: bool) -> Option<PageAt> {
         let s = stream as usize;
         if stream == STREAM_WL {
             return self.alloc_wear_leveling_page();
         }
         let dies = self.rotation.len();
-        for _ in 0..2 {
-            for _ in 0..dies {
-                let die = self.rotation[self.cursor[s]];
-                self.cursor[s] = (self.cursor[s] + 1) % dies;
-                if self.open[s][die as usize].is_none() {
-                    let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
-                    if self.open_count[s] >= self.max_open_per_stream
-                        || (self.open_count[s] > 0 && self.pages_since_open[s] < stagger)
-                    {
-                        continue;
-                    }
-                    let reserve = if relocation { 0 } else { GC_RESERVE_BLOCKS };
-                    if self.free.count() <= reserve {
-                        continue;
-                    }
-                    // Dynamic wear leveling: a new block is the least worn free block of its die.
-                    let Some(gblock) = self.free.take(die, false) else {
-                        continue;
-                    };
-                    self.open_block(gblock, stream);
-                    self.open[s][die as usize] = Some(OpenBlock {
-                        gblock,
-                        entries: Vec::new(),
-                    });
-                    self.open_count[s] += 1;
-                    self.pages_since_open[s] = 0;
+        for _ in 0..dies {
+            let die = self.rotation[self.cursor[s]];
+            self.cursor[s] = (self.cursor[s] + 1) % dies;
+            if self.open[s][die as usize].is_none() {
+                let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
+                if self.open_count[s] >= self.max_open_per_stream
+                    || (self.open_count[s] > 0 && self.pages_since_open[s] < stagger)
+                {
+                    continue;
                 }
-                let open = self.open[s][die as usize].as_ref().expect("open block");
-                return Ok((die, open.gblock, open.entries.len() as u32));
+                let reserve = if relocation { 0 } else { GC_RESERVE_BLOCKS };
+                if self.free.count() <= reserve {
+                    continue;
+                }
+                // Dynamic wear leveling: a new block is the least worn free block of its die.
+                let Some(gblock) = self.free.take(die, false) else {
+                    continue;
+                };
+                self.open_block(gblock, stream);
+                self.open[s][die as usize] = Some(OpenBlock {
+                    gblock,
+                    entries: Vec::new(),
+                });
+                self.open_count[s] += 1;
+                self.pages_since_open[s] = 0;
             }
-            if relocation {
-                break;
-            }
-            // No die could take a host write: collect until there is room.
-            self.foreground_gc(sh)?;
+            return Some(self.next_page_of(stream, die));
         }
-        Err(self.out_of_space("no free block for a write"))
+        None
+    }
+
+    /// Where the next page of `stream`'s open block on `die` goes.
+    fn next_page_of(&self, stream: u8, die: u32) -> PageAt {
+        let open = self.open[stream as usize][die as usize]
+            .as_ref()
+            .expect("open block");
+        let slots = self.layout.slots_per_page as usize;
+        assert_eq!(
+            open.entries.len() % slots,
+            0,
+            "a page of the block is half placed"
+        );
+        PageAt {
+            die,
+            gblock: open.gblock,
+            page: (open.entries.len() / slots) as u32,
+        }
     }
 
     /// Wear leveling moves cold data into the most worn free block of the whole FTL, where it
     /// will rest; one such block is open at a time.
-    fn alloc_wear_leveling_page(&mut self) -> Result<(u32, u32, u32), FtlError> {
+    fn alloc_wear_leveling_page(&mut self) -> Option<PageAt> {
         let s = STREAM_WL as usize;
         if let Some(die) = self.open[s].iter().position(Option::is_some) {
-            let open = self.open[s][die].as_ref().expect("open block");
-            return Ok((die as u32, open.gblock, open.entries.len() as u32));
+            return Some(self.next_page_of(STREAM_WL, die as u32));
         }
-        let Some(gblock) = self.free.take_most_worn() else {
-            return Err(self.out_of_space("no free block for wear leveling"));
-        };
+        let gblock = self.free.take_most_worn()?;
         self.open_block(gblock, STREAM_WL);
         let die = self.layout.die_of(gblock);
         self.open[s][die as usize] = Some(OpenBlock {
@@ -431,7 +396,7 @@ impl Engine {
             entries: Vec::new(),
         });
         self.open_count[s] += 1;
-        Ok((die, gblock, 0))
+        Some(self.next_page_of(STREAM_WL, die))
     }
 
     pub fn open_block(&mut self, gblock: u32, stream: u8) {
@@ -448,7 +413,12 @@ impl Engine {
         b.retire = false;
     }
 
-    fn close_with_summary(&mut self, sh: &Shared, stream: u8, die: u32) -> Result<(), FtlError> {
+    pub fn close_with_summary(
+        &mut self,
+        sh: &Shared,
+        stream: u8,
+        die: u32,
+    ) -> Result<(), FtlError> {
         let open = self.open[stream as usize][die as usize]
             .take()
             .expect("open block");
@@ -474,7 +444,7 @@ impl Engine {
         b.written += 1;
         match result {
             Ok(()) => {
-                self.counters.nand_pages_written += 1;
+                self.count_program();
                 Ok(())
             }
             // The data pages are fine; recovery scans them without a summary. Retire the block.
@@ -487,7 +457,7 @@ impl Engine {
     }
 
     /// A program failed in an open block: close it early and retire it once GC has emptied it.
-    fn retire_open(&mut self, stream: u8, die: u32, seq: u64) {
+    pub fn retire_open(&mut self, stream: u8, die: u32, seq: u64) {
         let open = self.open[stream as usize][die as usize]
             .take()
             .expect("open block");
@@ -510,6 +480,9 @@ impl Engine {
     /// that took a program since the last barrier. Must run before any block is erased, so that a
     /// block is never erased while what replaced its pages could still be lost.
     pub fn barrier(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        for stream in 0..DATA_STREAMS as u8 {
+            self.program_pending(sh, stream, true)?;
+        }
         self.flush_trims(sh)?;
         for (device, dirty) in self.dirty_devices.iter_mut().enumerate() {
             if *dirty {
@@ -529,9 +502,9 @@ pub fn spare_blocks(config: &FtlConfig, good_blocks: u32) -> u32 {
 /// Open blocks a stream may hold at once: all dies if a quarter of the over-provisioned blocks
 /// covers every stream's open blocks, else fewer (at least one).
 pub fn max_open_per_stream(layout: &Layout, good_blocks: u32, logical_pages: u64) -> u32 {
-    let data_pages = u64::from(good_blocks) * u64::from(layout.data_pages_per_block());
+    let data_slots = u64::from(good_blocks) * u64::from(layout.data_slots_per_block());
     let op_blocks =
-        data_pages.saturating_sub(logical_pages) / u64::from(layout.data_pages_per_block());
+        data_slots.saturating_sub(logical_pages) / u64::from(layout.data_slots_per_block());
     ((op_blocks / (4 * PARALLEL_STREAMS)) as u32).clamp(1, layout.dies())
 }
 
@@ -541,10 +514,10 @@ pub fn max_open_per_stream(layout: &Layout, good_blocks: u32, logical_pages: u64
 pub fn logical_pages_for(config: &FtlConfig, layout: &Layout, good_blocks: u32) -> u64 {
     let spare = spare_blocks(config, good_blocks);
     let usable = good_blocks.saturating_sub(spare);
-    let data_pages = u64::from(layout.data_pages_per_block());
-    let physical = u64::from(usable) * data_pages;
+    let data_slots = u64::from(layout.data_slots_per_block());
+    let physical = u64::from(usable) * data_slots;
     let by_ratio = (physical as f64 / (1.0 + config.op_ratio)).floor() as u64;
     let overhead = DATA_STREAMS as u64 + 1 + u64::from(GC_RESERVE_BLOCKS) + 1;
-    let by_overhead = u64::from(usable).saturating_sub(overhead) * data_pages;
+    let by_overhead = u64::from(usable).saturating_sub(overhead) * data_slots;
     by_ratio.min(by_overhead)
 }

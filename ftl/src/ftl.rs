@@ -1,7 +1,9 @@
 //! The public FTL: one logical block space of 4 KiB pages over many NAND devices.
 //!
-//! Reads take no lock: they load the map entry (an atomic), read and verify the page, and retry if
-//! GC moved the page meanwhile. Writes, trims, flush and GC share one lock (`Engine`).
+//! Reads take no lock: they load the map entry (an atomic), read and verify the slot, and retry if
+//! GC moved the page meanwhile. A slot whose NAND page is still in assembly reads as erased: only
+//! then does a read take the engine lock, to copy it from the page in assembly. Writes, trims,
+//! flush and GC share one lock (`Engine`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +16,8 @@ use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
 use crate::format::oob::PageRecord;
-use crate::io::{ReadFailure, read_verified};
-use crate::layout::{Entry, Layout};
+use crate::io::{ReadFailure, read_slot_verified};
+use crate::layout::{Entry, LOGICAL_PAGE_BYTES, Layout};
 use crate::nand::{Nand, NandError};
 use crate::recovery::RecoveryReport;
 use crate::stats::FtlStats;
@@ -33,7 +35,6 @@ pub struct Ftl {
     shared: Shared,
     engine: Mutex<Engine>,
     host_pages_read: AtomicU64,
-    page_size: usize,
     read_retries: u32,
     sealer: Option<PageSealer>,
 }
@@ -83,7 +84,6 @@ impl Ftl {
     }
 
     fn assemble(shared: Shared, engine: Engine) -> Self {
-        let page_size = shared.layout.page_size;
         let host_pages_read = AtomicU64::new(engine.counters.host_pages_read);
         let read_retries = engine.config.read_retries;
         let sealer = engine.sealer.clone();
@@ -91,7 +91,6 @@ impl Ftl {
             shared,
             engine: Mutex::new(engine),
             host_pages_read,
-            page_size,
             read_retries,
             sealer,
         }
@@ -101,9 +100,9 @@ impl Ftl {
         self.shared.logical_pages()
     }
 
-    /// Bytes in a logical page (the NAND page size).
+    /// Bytes in a logical page: 4096, whatever the NAND page size.
     pub fn page_size(&self) -> usize {
-        self.page_size
+        LOGICAL_PAGE_BYTES
     }
 
     pub fn layout(&self) -> Layout {
@@ -119,10 +118,10 @@ impl Ftl {
             });
         }
         if let Some(got) = buf_len
-            && got != self.page_size
+            && got != LOGICAL_PAGE_BYTES
         {
             return Err(FtlError::BufferSize {
-                expected: self.page_size,
+                expected: LOGICAL_PAGE_BYTES,
                 got,
             });
         }
@@ -133,8 +132,9 @@ impl Ftl {
     pub fn read(&self, lpa: u64, buf: &mut [u8]) -> Result<(), FtlError> {
         let lpa = self.check(lpa, 1, Some(buf.len()))?;
         self.host_pages_read.fetch_add(1, Ordering::Relaxed);
-        // The usual 64-byte OOB fits on the stack; zeroing a 2 KiB array per read shows in profiles.
-        let mut small = [0u8; 128];
+        // The usual OOB (64 bytes a slot) fits on the stack; zeroing a 2 KiB array per read shows
+        // in profiles.
+        let mut small = [0u8; 256];
         let mut large = Vec::new();
         let oob_size = self.shared.layout.oob_size;
         let oob = if oob_size <= small.len() {
@@ -145,8 +145,8 @@ impl Ftl {
         };
         let retries = self.read_retries;
         for _ in 0..READ_RACE_RETRIES {
-            let ppn = match self.shared.entry(lpa) {
-                Entry::Data { ppn } => ppn,
+            let psn = match self.shared.entry(lpa) {
+                Entry::Data { psn } => psn,
                 Entry::Lost => {
                     return Err(FtlError::Media {
                         lpa: lpa.into(),
@@ -161,26 +161,28 @@ impl Ftl {
             // A sealed page is read into a per-thread buffer and opened into `buf`: one pass, and
             // `buf` never holds bytes that have not authenticated.
             let result = match &self.sealer {
-                None => read_verified(&self.shared, ppn, buf, oob, retries),
+                None => self.read_slot(lpa, psn, buf, oob, retries),
                 Some(_) => SEALED_PAGE.with_borrow_mut(|sealed| {
                     sealed.resize(buf.len(), 0);
-                    read_verified(&self.shared, ppn, sealed, oob, retries)
+                    self.read_slot(lpa, psn, sealed, oob, retries)
                 }),
             };
-            let moved = self.shared.entry(lpa) != (Entry::Data { ppn });
+            let moved = self.shared.entry(lpa) != (Entry::Data { psn });
             match result {
                 Ok(record) if record.lpa == lpa => return self.unseal(lpa, &record, buf),
                 _ if moved => continue,
                 Ok(record) => {
                     return Err(FtlError::Media {
                         lpa: lpa.into(),
-                        detail: format!("page {ppn} holds logical page {} instead", record.lpa),
+                        detail: format!("slot {psn} holds logical page {} instead", record.lpa),
                     });
                 }
+                // Programmed since the NAND read, or moved: look again.
+                Err(ReadFailure::Nand(NandError::ErasedPage { .. })) => continue,
                 Err(ReadFailure::Corrupt(e)) => {
                     return Err(FtlError::Media {
                         lpa: lpa.into(),
-                        detail: format!("page {ppn}: {e}"),
+                        detail: format!("slot {psn}: {e}"),
                     });
                 }
                 Err(ReadFailure::Nand(NandError::Uncorrectable { bits, .. })) => {
@@ -198,6 +200,30 @@ impl Ftl {
             lpa: lpa.into(),
             detail: "page kept moving under the read".into(),
         })
+    }
+
+    /// Reads slot `psn` from NAND; if its page is still in assembly (erased on NAND), copies it
+    /// from there under the engine lock.
+    fn read_slot(
+        &self,
+        lpa: u32,
+        psn: u32,
+        out: &mut [u8],
+        oob: &mut [u8],
+        retries: u32,
+    ) -> Result<PageRecord, ReadFailure> {
+        match read_slot_verified(&self.shared, psn, out, oob, retries) {
+            Err(ReadFailure::Nand(NandError::ErasedPage { block, page })) => {
+                let engine = self.engine.lock();
+                if self.shared.entry(lpa) == (Entry::Data { psn })
+                    && let Some(record) = engine.read_pending(psn, out)
+                {
+                    return Ok(record);
+                }
+                Err(ReadFailure::Nand(NandError::ErasedPage { block, page }))
+            }
+            other => other,
+        }
     }
 
     /// Opens the sealed page the read left in `SEALED_PAGE` into `buf`; a page that does not

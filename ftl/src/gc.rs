@@ -11,7 +11,7 @@ use crate::error::FtlError;
 use crate::format::oob::{PageKind, PageRecord};
 use crate::format::summary;
 use crate::format::trim_log::{self, TrimEntry};
-use crate::io::{ReadFailure, read_verified};
+use crate::io::{ReadFailure, read_verified, slot_data, slot_oob, slot_record};
 use crate::layout::{Entry, LOST, TRIM_BUFFERED};
 use crate::nand::NandError;
 
@@ -23,9 +23,10 @@ const WL_CHECK_INTERVAL: u32 = 8;
 #[derive(Clone, Copy, Debug)]
 pub struct GcJob {
     pub victim: u32,
-    pub next_page: u32,
+    /// The next unit to move: a slot of a data victim, a page of a trim-log victim.
+    pub next_unit: u32,
     pub wear_leveling: bool,
-    /// `Engine::victim_lpas` holds this victim's pages (loaded when the job starts).
+    /// `Engine::victim_lpas` holds this victim's slots (loaded when the job starts).
     pub pages_known: bool,
     /// The pages were looked up in the map after the records missed one (done at most once).
     pub map_scanned: bool,
@@ -104,46 +105,55 @@ impl Engine {
         let victim = job.victim as usize;
         let kind = self.blocks[victim].kind;
         let written = self.blocks[victim].written;
+        // Data victims move slot by slot; trim-log victims page by page.
+        let units = match kind {
+            BlockKind::TrimClosed => written,
+            _ => written * self.layout.slots_per_page,
+        };
         if self.blocks[victim].valid == 0 {
-            job.next_page = written;
+            job.next_unit = units;
         } else if kind != BlockKind::TrimClosed && !job.pages_known {
             self.load_victim_lpas(sh, job.victim)?;
             job.pages_known = true;
             self.gc = Some(job);
         }
         let mut moved = 0;
-        while job.next_page < written && moved < budget {
-            let ppn = self.layout.ppn(job.victim, job.next_page);
-            // The job advances past a page only once it has moved: a relocation that fails (power
+        while job.next_unit < units && moved < budget {
+            // The job advances past a unit only once it has moved: a relocation that fails (power
             // loss, no space) is retried when the job resumes.
             moved += match kind {
-                BlockKind::TrimClosed => self.relocate_trims(sh, ppn)?,
+                BlockKind::TrimClosed => {
+                    let ppn = self.layout.ppn(job.victim, job.next_unit);
+                    self.relocate_trims(sh, ppn)?
+                }
                 _ => {
-                    let lpa = self.victim_lpas[job.next_page as usize];
-                    self.relocate_data(sh, ppn, lpa, job.wear_leveling)?
+                    let psn = self.layout.psn(job.victim, 0, 0) + job.next_unit;
+                    let lpa = self.victim_lpas[job.next_unit as usize];
+                    self.relocate_data(sh, psn, lpa, job.wear_leveling)?
                 }
             };
-            job.next_page += 1;
+            job.next_unit += 1;
             self.gc = Some(job);
         }
-        if job.next_page >= written
+        if job.next_unit >= units
             && self.blocks[victim].valid > 0
             && kind != BlockKind::TrimClosed
             && !job.map_scanned
         {
-            // The summary and OOB records missed a live page (unreadable): find it from the map.
+            // The summary and OOB records missed a live slot (unreadable): find it from the map.
             self.victim_lpas_from_map(sh, job.victim);
-            job.next_page = 0;
+            job.next_unit = 0;
             job.map_scanned = true;
             self.gc = Some(job);
             return Ok(true);
         }
-        if job.next_page >= written {
+        if job.next_unit >= units {
             assert_eq!(
                 self.blocks[victim].valid, 0,
                 "victim {victim} still holds valid pages"
             );
             self.gc = None;
+            self.relocation_page = None;
             self.blocks[victim].kind = BlockKind::Collected;
             self.pending_erase.push(job.victim);
             self.counters.gc_runs += 1;
@@ -159,24 +169,51 @@ impl Engine {
         Ok(true)
     }
 
+    /// Reads the victim page holding `psn` into `relocation_buf` unless it is there already.
+    fn load_relocation_page(&mut self, sh: &Shared, psn: u32) -> Result<(), NandError> {
+        let (ppn, _) = self.layout.split_psn(psn);
+        if self.relocation_page == Some(ppn) {
+            return Ok(());
+        }
+        self.relocation_page = None;
+        crate::io::read_page(
+            sh,
+            ppn,
+            &mut self.relocation_buf,
+            &mut self.relocation_oob,
+            self.config.read_retries,
+        )?;
+        self.relocation_page = Some(ppn);
+        Ok(())
+    }
+
     fn relocate_data(
         &mut self,
         sh: &Shared,
-        ppn: u32,
+        psn: u32,
         lpa: u32,
         wear_leveling: bool,
     ) -> Result<u32, FtlError> {
         if lpa == NO_LPA
             || u64::from(lpa) >= sh.logical_pages()
-            || sh.entry(lpa) != (Entry::Data { ppn })
+            || sh.entry(lpa) != (Entry::Data { psn })
         {
             return Ok(0);
         }
-        let mut data = std::mem::take(&mut self.relocation_buf);
-        let mut oob = std::mem::take(&mut self.oob_buf);
-        let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
-        self.oob_buf = oob;
-        let result = match read {
+        let (_, slot) = self.layout.split_psn(psn);
+        let read = self
+            .load_relocation_page(sh, psn)
+            .map_err(ReadFailure::Nand)
+            .and_then(|()| {
+                slot_record(
+                    &self.layout,
+                    &self.relocation_buf,
+                    &self.relocation_oob,
+                    slot,
+                )
+                .map_err(ReadFailure::Corrupt)
+            });
+        match read {
             Ok(record) if record.lpa == lpa => {
                 // A page still hot when its block is collected joins hot data, so it does not pin a
                 // block of cold, relocated data when it is overwritten soon after.
@@ -192,38 +229,40 @@ impl Engine {
                     data_seq: record.data_seq,
                     tag: record.tag,
                 };
-                let new = self.program_data(sh, stream, facts, &data, true);
-                new.map(|new| {
-                    sh.set(lpa, new);
-                    self.release(Entry::Data { ppn });
-                    if wear_leveling {
-                        self.counters.wl_pages_moved += 1;
-                    } else {
-                        self.counters.gc_pages_moved += 1;
-                    }
-                    1
-                })
+                let data = std::mem::take(&mut self.relocation_buf);
+                let placed = self.place(sh, stream, facts, slot_data(&data, slot), true);
+                self.relocation_buf = data;
+                let new = placed?;
+                sh.set(lpa, new);
+                self.release(Entry::Data { psn });
+                if wear_leveling {
+                    self.counters.wl_pages_moved += 1;
+                } else {
+                    self.counters.gc_pages_moved += 1;
+                }
+                self.program_full_pages(sh)?;
+                Ok(1)
             }
             Ok(_)
             | Err(ReadFailure::Corrupt(_))
             | Err(ReadFailure::Nand(NandError::Uncorrectable { .. })) => {
                 tracing::error!(
                     lpa,
-                    ppn,
+                    psn,
                     "valid page unreadable during relocation; logical page lost"
                 );
                 sh.set(lpa, LOST);
-                self.release(Entry::Data { ppn });
+                self.release(Entry::Data { psn });
                 Ok(0)
             }
             Err(ReadFailure::Nand(e)) => Err(e.into()),
-        };
-        self.relocation_buf = data;
-        result
+        }
     }
 
     /// Carries the live entries of one trim-log page into the trim buffer (same sequence numbers).
     fn relocate_trims(&mut self, sh: &Shared, ppn: u32) -> Result<u32, FtlError> {
+        self.relocation_page = None;
+        let psn = ppn * self.layout.slots_per_page;
         let mut data = std::mem::take(&mut self.relocation_buf);
         let mut oob = std::mem::take(&mut self.oob_buf);
         let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
@@ -239,8 +278,8 @@ impl Engine {
         self.relocation_buf = data;
         let mut moved = 0;
         for TrimEntry { lpa, data_seq } in entries {
-            if u64::from(lpa) < sh.logical_pages() && sh.entry(lpa) == (Entry::Trimmed { ppn }) {
-                self.release(Entry::Trimmed { ppn });
+            if u64::from(lpa) < sh.logical_pages() && sh.entry(lpa) == (Entry::Trimmed { psn }) {
+                self.release(Entry::Trimmed { psn });
                 sh.set(lpa, TRIM_BUFFERED);
                 self.trim_buffer.push(TrimEntry { lpa, data_seq });
                 moved += 1;
@@ -259,10 +298,12 @@ impl Engine {
     /// page read), else from each page's OOB record. A record that does not verify here is checked
     /// again against the map and the page's own record when the page is moved.
     fn load_victim_lpas(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
+        self.relocation_page = None;
         let written = self.blocks[gblock as usize].written;
         let data_pages = self.layout.data_pages_per_block();
+        let slots = self.layout.slots_per_page;
         self.victim_lpas.clear();
-        self.victim_lpas.resize(written as usize, NO_LPA);
+        self.victim_lpas.resize((written * slots) as usize, NO_LPA);
         if written == self.layout.pages_per_block {
             let ppn = self.layout.ppn(gblock, data_pages);
             let mut data = std::mem::take(&mut self.relocation_buf);
@@ -270,7 +311,7 @@ impl Engine {
             let read = read_verified(sh, ppn, &mut data, &mut oob, self.config.read_retries);
             let entries = match read {
                 Ok(r) if r.kind == PageKind::Summary => {
-                    summary::decode(&data, data_pages as usize).ok()
+                    summary::decode(&data, self.layout.data_slots_per_block() as usize).ok()
                 }
                 Err(ReadFailure::Nand(NandError::PowerLost)) => {
                     self.relocation_buf = data;
@@ -295,21 +336,23 @@ impl Engine {
                 Err(NandError::PowerLost) => return Err(FtlError::PowerLost),
                 Err(_) => continue,
             }
-            if let Ok(r) = PageRecord::decode_unverified(&self.oob_buf)
-                && r.kind == PageKind::Data
-            {
-                self.victim_lpas[page as usize] = r.lpa;
+            for slot in 0..slots {
+                if let Ok(r) = PageRecord::decode_unverified(slot_oob(&self.oob_buf, slot))
+                    && r.kind == PageKind::Data
+                {
+                    self.victim_lpas[(page * slots + slot) as usize] = r.lpa;
+                }
             }
         }
         Ok(())
     }
 
-    /// Last resort for a victim whose records missed a live page: every map entry into it.
+    /// Last resort for a victim whose records missed a live slot: every map entry into it.
     fn victim_lpas_from_map(&mut self, sh: &Shared, gblock: u32) {
-        let first = self.layout.ppn(gblock, 0);
+        let first = self.layout.psn(gblock, 0, 0);
         for lpa in 0..sh.logical_pages() as u32 {
-            if let Entry::Data { ppn } = sh.entry(lpa)
-                && let Some(slot) = ppn
+            if let Entry::Data { psn } = sh.entry(lpa)
+                && let Some(slot) = psn
                     .checked_sub(first)
                     .and_then(|p| self.victim_lpas.get_mut(p as usize))
             {
@@ -325,14 +368,14 @@ impl Engine {
 
     fn drop_unreadable_trims(&mut self, sh: &Shared, ppn: u32) {
         let (gblock, _) = self.layout.split_ppn(ppn);
-        let first = self.layout.ppn(gblock, 0);
-        let last = self.layout.ppn(gblock, self.layout.pages_per_block);
+        let first = self.layout.psn(gblock, 0, 0);
+        let last = first + self.layout.pages_per_block * self.layout.slots_per_page;
         for lpa in 0..sh.logical_pages() as u32 {
-            if let Entry::Trimmed { ppn } = sh.entry(lpa)
-                && (first..last).contains(&ppn)
+            if let Entry::Trimmed { psn } = sh.entry(lpa)
+                && (first..last).contains(&psn)
             {
                 tracing::error!(lpa, "trim-log page unreadable; trim re-logged");
-                self.release(Entry::Trimmed { ppn });
+                self.release(Entry::Trimmed { psn });
                 sh.set(lpa, TRIM_BUFFERED);
                 let data_seq = self.take_seq();
                 self.trim_buffer.push(TrimEntry { lpa, data_seq });
@@ -340,18 +383,25 @@ impl Engine {
         }
     }
 
-    fn new_job(&self, victim: u32, wear_leveling: bool) -> Option<GcJob> {
-        let capacity = f64::from(self.layout.data_pages_per_block());
-        let b = &self.blocks[victim as usize];
+    /// A block's valid content in logical pages (a trim-log block's entries as the pages they
+    /// fill, in slots), and what the block holds when full.
+    fn valid_slots(&self, gblock: u32) -> (f64, f64) {
+        let b = &self.blocks[gblock as usize];
+        let slots = f64::from(self.layout.slots_per_page);
         let valid = match b.kind {
             BlockKind::TrimClosed => {
-                f64::from(b.valid) / trim_log::capacity(self.layout.page_size) as f64
+                f64::from(b.valid) / trim_log::capacity(self.layout.page_size) as f64 * slots
             }
             _ => f64::from(b.valid),
         };
+        (valid, f64::from(self.layout.data_slots_per_block()))
+    }
+
+    fn new_job(&self, victim: u32, wear_leveling: bool) -> Option<GcJob> {
+        let (valid, capacity) = self.valid_slots(victim);
         Some(GcJob {
             victim,
-            next_page: 0,
+            next_unit: 0,
             wear_leveling,
             pages_known: false,
             map_scanned: false,
@@ -375,20 +425,18 @@ impl Engine {
                 return self.new_job(g, true);
             }
         }
-        let capacity = f64::from(self.layout.data_pages_per_block());
-        let trim_entries_per_page = trim_log::capacity(self.layout.page_size) as f64;
         let now = self.next_seq;
         let mut best: Option<(f64, u32)> = None;
         for (g, b) in self.blocks.iter().enumerate() {
-            // A trim-log block's valid count is in entries; what moving them costs is in pages.
-            let valid_pages = match b.kind {
-                BlockKind::TrimClosed => f64::from(b.valid) / trim_entries_per_page,
-                _ => f64::from(b.valid),
-            };
-            if !b.is_collectable() || valid_pages >= capacity {
+            if !b.is_collectable() {
                 continue;
             }
-            let u = valid_pages / capacity;
+            // A trim-log block's valid count is in entries; what moving them costs is in pages.
+            let (valid, capacity) = self.valid_slots(g as u32);
+            if valid >= capacity {
+                continue;
+            }
+            let u = valid / capacity;
             let score = match self.config.gc_policy {
                 GcPolicy::Greedy => 1.0 - u,
                 GcPolicy::CostBenefit => {
@@ -439,6 +487,7 @@ impl Engine {
             return Ok(());
         }
         self.barrier(sh)?;
+        self.relocation_page = None;
         while let Some(gblock) = self.pending_erase.pop() {
             let b = self.blocks[gblock as usize];
             assert_eq!(b.valid, 0);

@@ -3,6 +3,8 @@
 //! ```text
 //!  Ftl (ftl.rs)           public API: read (lock-free), write, trim, flush, close, stats
 //!   |- engine.rs          write path: streams, allocation over every die, block close + summary
+//!   |- assembly.rs        4 KiB logical pages gathered into NAND pages (slots), padding, reads
+//!                         of pages still in assembly
 //!   |- temperature.rs     hot/cold estimate per logical page
 //!   |- trim.rs            trim log
 //!   |- gc.rs              victim choice, paced relocation, erase barrier, static wear leveling
@@ -14,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assembly;
 mod blocks;
 mod config;
 mod engine;
@@ -34,5 +37,6 @@ pub mod nand;
 pub use config::{FtlConfig, GcPolicy};
 pub use error::FtlError;
 pub use ftl::Ftl;
+pub use layout::LOGICAL_PAGE_BYTES;
 pub use recovery::RecoveryReport;
 pub use stats::FtlStats;

@@ -87,7 +87,7 @@ impl Engine {
             let (device, block) = self.layout.split_block(gblock);
             self.blocks[gblock as usize].written += 1;
             match sh.devices[device].program_page(block, page, &page_buf, &self.oob_buf) {
-                Ok(()) => self.counters.nand_pages_written += 1,
+                Ok(()) => self.count_program(),
                 Err(NandError::ProgramFailed { .. }) => {
                     tracing::warn!(block = gblock, "program failed while writing a checkpoint");
                     self.abandon_checkpoint(sh, &taken, gblock)?;
@@ -223,6 +223,7 @@ impl Engine {
         Checkpoint {
             id: self.next_seq,
             pages_per_block: self.layout.pages_per_block,
+            slots_per_page: self.layout.slots_per_page,
             counters: self.counters.to_array(),
             map,
             blocks,

@@ -25,7 +25,7 @@ use crate::error::FtlError;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::oob::{PageKind, PageRecord};
 use crate::format::{summary, trim_log};
-use crate::io::read_verified;
+use crate::io::{read_page, read_verified, slot_record};
 use crate::layout::{Entry, Layout, TRIM_FLAG, UNMAPPED};
 use crate::nand::{BlockHealth, BlockInfo, Nand, NandError};
 
@@ -267,13 +267,17 @@ pub fn open(
     };
     if checkpoint.blocks.len() != layout.blocks as usize
         || checkpoint.pages_per_block != layout.pages_per_block
+        || checkpoint.slots_per_page != layout.slots_per_page
     {
         return Err(FtlError::Recovery(format!(
-            "checkpoint describes {} blocks of {} pages; devices have {} of {}",
+            "checkpoint describes {} blocks of {} pages of {} logical pages; devices have {} of \
+             {} of {}",
             checkpoint.blocks.len(),
             checkpoint.pages_per_block,
+            checkpoint.slots_per_page,
             layout.blocks,
-            layout.pages_per_block
+            layout.pages_per_block,
+            layout.slots_per_page
         )));
     }
     let id = checkpoint.id;
@@ -334,10 +338,9 @@ pub fn open(
     let mut dropped = vec![false; len];
     for (lpa, &raw) in checkpoint.map.iter().enumerate() {
         let entry = Entry::decode(raw);
-        let keep = match entry.ppn() {
-            Some(ppn) => {
-                u64::from(ppn) < u64::from(layout.blocks) * u64::from(layout.pages_per_block)
-                    && pointer_ok[layout.split_ppn(ppn).0 as usize]
+        let keep = match entry.psn() {
+            Some(psn) => {
+                u64::from(psn) < layout.slots() && pointer_ok[layout.block_of(psn) as usize]
             }
             None => true,
         };
@@ -397,6 +400,7 @@ pub fn open(
         report.blocks_folded += 1;
         let mut block_max = 0;
         let summary_page = layout.data_pages_per_block();
+        let slots = layout.slots_per_page;
         let summary = (first.kind == PageKind::Data && written == layout.pages_per_block)
             .then(|| {
                 read_verified(
@@ -411,36 +415,48 @@ pub fn open(
             .flatten()
             .filter(|r| r.kind == PageKind::Summary)
             .and_then(|r| {
-                summary::decode(&data, summary_page as usize)
+                summary::decode(&data, layout.data_slots_per_block() as usize)
                     .ok()
                     .map(|e| (r, e))
             });
         if let Some((record, entries)) = summary {
             report.pages_read += 1;
             block_max = record.seq;
-            for (page, e) in entries.iter().enumerate() {
+            let first_slot = layout.psn(g, 0, 0);
+            for (slot, e) in entries.iter().enumerate() {
                 if e.lpa != summary::NO_LPA {
-                    apply(e.lpa, e.data_seq, layout.ppn(g, page as u32));
+                    apply(e.lpa, e.data_seq, first_slot + slot as u32);
                 }
             }
         } else {
             for page in 0..written {
                 report.pages_read += 1;
                 let ppn = layout.ppn(g, page);
-                let Ok(record) =
-                    read_verified(&shared, ppn, &mut data, &mut oob, config.read_retries)
-                else {
+                if read_page(&shared, ppn, &mut data, &mut oob, config.read_retries).is_err() {
+                    continue;
+                }
+                // Data pages: a record per slot, each over its slot (padding has none). Others:
+                // one record over the whole page.
+                let Ok(head) = PageRecord::decode_unverified(&oob) else {
+                    continue;
+                };
+                if head.kind == PageKind::Data {
+                    for slot in 0..slots {
+                        if let Ok(record) = slot_record(&layout, &data, &oob, slot) {
+                            block_max = block_max.max(record.seq);
+                            apply(record.lpa, record.data_seq, layout.psn(g, page, slot));
+                        }
+                    }
+                    continue;
+                }
+                let Ok(record) = PageRecord::decode(&data, &oob) else {
                     continue;
                 };
                 block_max = block_max.max(record.seq);
-                match record.kind {
-                    PageKind::Data => apply(record.lpa, record.data_seq, ppn),
-                    PageKind::TrimLog => {
-                        for e in trim_log::decode(&data).unwrap_or_default() {
-                            apply(e.lpa, e.data_seq, TRIM_FLAG | ppn);
-                        }
+                if record.kind == PageKind::TrimLog {
+                    for e in trim_log::decode(&data).unwrap_or_default() {
+                        apply(e.lpa, e.data_seq, TRIM_FLAG | layout.psn(g, page, 0));
                     }
-                    _ => {}
                 }
             }
         }
@@ -530,18 +546,19 @@ pub fn open(
     engine.account_grown_bad(grown as u32);
     for lpa in 0..logical_pages as u32 {
         let entry = shared.entry(lpa);
-        if let Some(ppn) = entry.ppn() {
-            let (g, _) = layout.split_ppn(ppn);
-            engine.blocks[g as usize].valid += 1;
+        if let Some(psn) = entry.psn() {
+            engine.blocks[layout.block_of(psn) as usize].valid += 1;
         }
     }
     // A program lost to a crash may have carried any sequence number above the last one that was
     // durable. No block is erased without a barrier, so since the last sync every program went to
-    // its own erased page: at most one per physical page can have been lost. Starting past that
-    // many never repeats a sequence number, so never a page generation (the AES-GCM nonce of
-    // sealed pages). An open cannot tell a clean close from a crash that lost every program since
-    // (no block then looks changed), so the gap is taken on every open; u64 has room for it.
-    let lost_at_most = u64::from(layout.blocks) * u64::from(layout.pages_per_block);
+    // its own erased page: at most one per physical slot can have been lost, plus the slots of
+    // the pages still in assembly (one per stream), plus a trim entry per logical page (each
+    // takes a number). Starting past that many never repeats a sequence number, so never a page
+    // generation (the AES-GCM nonce of sealed pages). An open cannot tell a clean close from a
+    // crash that lost every program since (no block then looks changed), so the gap is taken on
+    // every open; u64 has room for it.
+    let lost_at_most = 2 * layout.slots() + logical_pages + 64;
     engine.next_seq = max_seq + lost_at_most + 1;
     engine.counters = Counters::from_array(checkpoint.counters);
     engine.checkpoint_blocks = held;

@@ -46,7 +46,7 @@ impl Engine {
             .len()
             .min(trim_log::capacity(self.layout.page_size));
         trim_log::encode(&self.trim_buffer[..n], &mut self.data_buf);
-        let ppn = loop {
+        let psn = loop {
             let gblock = match self.trim_block {
                 Some(g) => g,
                 None => {
@@ -83,7 +83,7 @@ impl Engine {
                         b.close_seq = seq;
                         self.trim_block = None;
                     }
-                    break self.layout.ppn(gblock, page);
+                    break self.layout.psn(gblock, page, 0);
                 }
                 Err(NandError::ProgramFailed { .. }) => {
                     b.kind = BlockKind::TrimClosed;
@@ -97,11 +97,11 @@ impl Engine {
                 }
             }
         };
-        self.counters.nand_pages_written += 1;
-        let (gblock, _) = self.layout.split_ppn(ppn);
+        self.count_program();
+        let gblock = self.layout.block_of(psn);
         for e in self.trim_buffer.drain(..n) {
             if sh.entry(e.lpa) == Entry::TrimBuffered {
-                sh.set(e.lpa, TRIM_FLAG | ppn);
+                sh.set(e.lpa, TRIM_FLAG | psn);
                 self.blocks[gblock as usize].valid += 1;
             }
         }

@@ -32,6 +32,7 @@ pub struct SimSummary {
     pub reads_checked: u64,
     pub media_errors: u64,
     pub read_only_seeds: u64,
+    pub sixteen_kib_seeds: u64,
     pub elapsed: Duration,
 }
 
@@ -45,6 +46,7 @@ impl SimSummary {
         self.reads_checked += r.reads_checked;
         self.media_errors += r.media_errors;
         self.read_only_seeds += u64::from(r.read_only);
+        self.sixteen_kib_seeds += u64::from(r.multi_slot_pages);
     }
 }
 
@@ -53,7 +55,8 @@ impl fmt::Display for SimSummary {
         write!(
             f,
             "sim: {} seeds passed, {} ops, {} crashes (+{} during recovery), {} clean reopens, \
-             {} reads checked, {} media errors, {} seeds went read-only, {:.1} s",
+             {} reads checked, {} media errors, {} seeds went read-only, {} seeds on 16 KiB \
+             pages, {:.1} s",
             self.seeds,
             self.ops,
             self.crashes,
@@ -62,6 +65,7 @@ impl fmt::Display for SimSummary {
             self.reads_checked,
             self.media_errors,
             self.read_only_seeds,
+            self.sixteen_kib_seeds,
             self.elapsed.as_secs_f64()
         )
     }

@@ -150,6 +150,18 @@ impl SeedPlan {
             Mix::TrimHeavy,
             Mix::FlushHeavy,
         ][rng.random_range(0..5)];
+        let ops = rng.random_range(1500..=3000);
+        // A third of the seeds run 16 KiB NAND pages: four logical pages per page, assembled in
+        // RAM and padded on flush (drawn last, so the other choices of a seed stay as they were).
+        let geometry = if rng.random_bool(0.33) {
+            Geometry {
+                page_size: 16384,
+                oob_size: 256,
+                ..geometry
+            }
+        } else {
+            geometry
+        };
         Self {
             seed,
             geometry,
@@ -157,7 +169,7 @@ impl SeedPlan {
             faults,
             options,
             mix,
-            ops: rng.random_range(1500..=3000),
+            ops,
         }
     }
 
@@ -173,7 +185,8 @@ impl fmt::Display for SeedPlan {
         let o = &self.options;
         write!(
             f,
-            "seed {}: {} devices x {}x{} dies x {} blocks x {} pages, mix {}, {} ops, op {}, \
+            "seed {}: {} devices x {}x{} dies x {} blocks x {} pages of {} KiB, mix {}, {} ops, \
+             op {}, \
              static-wl {}, streams {}, gc {}, faults: bad {} prog {} erase {} uncorr {}",
             self.seed,
             self.devices,
@@ -181,6 +194,7 @@ impl fmt::Display for SeedPlan {
             g.dies_per_channel,
             g.blocks_per_die(),
             g.pages_per_block,
+            g.page_size / 1024,
             self.mix,
             self.ops,
             o.op_ratio,

@@ -25,6 +25,8 @@ pub struct SeedReport {
     pub media_errors: u64,
     /// The target went read-only (spares exhausted) and the seed stopped writing.
     pub read_only: bool,
+    /// The seed ran NAND pages of several logical pages (16 KiB).
+    pub multi_slot_pages: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +116,7 @@ pub fn run_seed<F: SimFactory>(
     };
     run.run()
         .map_err(|why| format!("op {}: {why}", run.op_index))?;
+    run.report.multi_slot_pages = run.plan.geometry.page_size > PAGE_SIZE as u32;
     Ok(run.report)
 }
 

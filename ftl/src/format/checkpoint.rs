@@ -8,7 +8,8 @@
 //! ```text
 //! offset size field
 //!      0    4 magic          "FCKP"
-//!      4    2 version        1
+//!      4    2 version        2 (version 1, written before logical pages were slots of a NAND
+//!                            page, is read as version 2 with one slot per page)
 //!      6    2 reserved       zero
 //!      8    8 id             the FTL's next sequence number when it was taken (every page programmed
 //!                            before has a smaller seq; every page after, a larger one)
@@ -17,13 +18,15 @@
 //!     28    4 pages_per_block
 //!     32    8 stream_bytes   length of the whole stream, header included
 //!     40    4 crc32          crc32fast over the stream with these 4 bytes zero
-//!     44   20 reserved       zero
+//!     44    4 slots_per_page logical pages per NAND page (version 2; zero in version 1)
+//!     48   16 reserved       zero
 //!     64   64 counters       8 x u64: host pages written, NAND pages written, GC runs, GC pages
 //!                            moved, host pages read, trims, wear-leveling pages moved,
 //!                            wear-leveling runs
-//!    128  4*L map            per logical page u32: physical page, or 0xFFFF_FFFF unmapped, or
-//!                            0xFFFF_FFFD lost (unreadable during relocation), or else with
-//!                            bit 31 set: trimmed, by the trim-log entry in page (value & 0x7FFF_FFFF);
+//!    128  4*L map            per logical page u32: physical slot (page * slots_per_page + slot),
+//!                            or 0xFFFF_FFFF unmapped, or 0xFFFF_FFFD lost (unreadable during
+//!                            relocation), or else with bit 31 set: trimmed, by the trim-log entry
+//!                            in the page whose slot 0 is (value & 0x7FFF_FFFF);
 //!                            0xFFFF_FFFE (trim still buffered) never appears: the buffer is
 //!                            written before a checkpoint
 //!  +24*B  blocks             per block: close_seq u64, state u8, stream u8, 2 reserved,
@@ -34,7 +37,9 @@
 use super::{FormatError, le_u16, le_u32, le_u64};
 
 const MAGIC: [u8; 4] = *b"FCKP";
-pub const CHECKPOINT_VERSION: u16 = 1;
+pub const CHECKPOINT_VERSION: u16 = 2;
+/// The version before slots: its map entries are physical pages (one slot per page).
+const CHECKPOINT_VERSION_PAGES: u16 = 1;
 pub const CHECKPOINT_HEADER_BYTES: usize = 128;
 pub const COUNTERS: usize = 8;
 const CRC_OFFSET: usize = 40;
@@ -55,6 +60,7 @@ pub struct CheckpointBlock {
 pub struct Checkpoint {
     pub id: u64,
     pub pages_per_block: u32,
+    pub slots_per_page: u32,
     pub counters: [u64; COUNTERS],
     pub map: Vec<u32>,
     pub blocks: Vec<CheckpointBlock>,
@@ -77,7 +83,8 @@ impl Checkpoint {
         out.extend_from_slice(&self.pages_per_block.to_le_bytes());
         out.extend_from_slice(&(len as u64).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&[0; 20]);
+        out.extend_from_slice(&self.slots_per_page.to_le_bytes());
+        out.extend_from_slice(&[0; 16]);
         for c in self.counters {
             out.extend_from_slice(&c.to_le_bytes());
         }
@@ -111,7 +118,7 @@ impl Checkpoint {
             return Err(FormatError::Magic { what: "checkpoint" });
         }
         let version = le_u16(head, 4);
-        if version != CHECKPOINT_VERSION {
+        if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_PAGES {
             return Err(FormatError::Version {
                 what: "checkpoint",
                 version: u32::from(version),
@@ -165,9 +172,14 @@ impl Checkpoint {
                 }
             })
             .collect();
+        let slots_per_page = match le_u16(stream, 4) {
+            CHECKPOINT_VERSION_PAGES => 1,
+            _ => le_u32(stream, 44),
+        };
         Ok(Self {
             id: le_u64(stream, 8),
             pages_per_block: le_u32(stream, 28),
+            slots_per_page,
             counters,
             map,
             blocks,
@@ -184,6 +196,7 @@ mod tests {
         let cp = Checkpoint {
             id: 0x77,
             pages_per_block: 16,
+            slots_per_page: 4,
             counters: [1, 2, 3, 4, 5, 6, 7, 8],
             map: vec![u32::MAX, 5, 0x8000_0003],
             blocks: vec![CheckpointBlock {
@@ -197,12 +210,14 @@ mod tests {
         let bytes = cp.encode();
         assert_eq!(bytes.len(), 128 + 12 + 24);
         assert_eq!(&bytes[0..4], b"FCKP");
-        assert_eq!(&bytes[4..6], &[1, 0]);
+        assert_eq!(&bytes[4..6], &[2, 0]);
         assert_eq!(&bytes[8..16], &0x77u64.to_le_bytes());
         assert_eq!(&bytes[16..24], &3u64.to_le_bytes());
         assert_eq!(&bytes[24..28], &1u32.to_le_bytes());
         assert_eq!(&bytes[28..32], &16u32.to_le_bytes());
         assert_eq!(&bytes[32..40], &164u64.to_le_bytes());
+        assert_eq!(&bytes[44..48], &4u32.to_le_bytes());
+        assert_eq!(&bytes[48..64], &[0; 16]);
         assert_eq!(&bytes[64..72], &1u64.to_le_bytes());
         assert_eq!(&bytes[120..128], &8u64.to_le_bytes());
         assert_eq!(&bytes[132..136], &5u32.to_le_bytes());
@@ -213,10 +228,36 @@ mod tests {
         assert_eq!(&bytes[156..160], &13u32.to_le_bytes());
         assert_eq!(&bytes[160..164], &[0; 4]);
         assert_eq!(Checkpoint::decode(&bytes).expect("decodes"), cp);
-        for i in [0, 9, 41, 70, 130, 150] {
+        for i in [0, 9, 41, 45, 70, 130, 150] {
             let mut bad = bytes.clone();
             bad[i] ^= 4;
             assert!(Checkpoint::decode(&bad).is_err(), "byte {i}");
         }
+    }
+
+    /// A version-1 checkpoint (map of physical pages) reads as one slot per page.
+    #[test]
+    fn version_one_reads_as_one_slot_per_page() {
+        let cp = Checkpoint {
+            id: 5,
+            pages_per_block: 8,
+            slots_per_page: 0,
+            counters: [0; COUNTERS],
+            map: vec![3],
+            blocks: Vec::new(),
+        };
+        let mut bytes = cp.encode();
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        bytes[CRC_OFFSET..CRC_OFFSET + 4].fill(0);
+        let crc = crc32fast::hash(&bytes);
+        bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let read = Checkpoint::decode(&bytes).expect("version 1 decodes");
+        assert_eq!(read.slots_per_page, 1);
+        assert_eq!(read.map, vec![3]);
+        bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
+        assert!(matches!(
+            Checkpoint::decode(&bytes),
+            Err(FormatError::Version { version: 3, .. })
+        ));
     }
 }

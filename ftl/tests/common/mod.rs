@@ -23,6 +23,15 @@ pub fn geometry(dies: u32, blocks_per_die: u32, pages_per_block: u32) -> Geometr
     }
 }
 
+/// `geometry` with 16 KiB NAND pages: four 4 KiB logical pages per NAND page.
+pub fn sixteen_kib(g: Geometry) -> Geometry {
+    Geometry {
+        page_size: 16384,
+        oob_size: 256,
+        ..g
+    }
+}
+
 /// A set of RAM devices sharing one power rail.
 #[derive(Debug)]
 pub struct Rig {
