@@ -38,6 +38,8 @@ pub struct BenchParams {
     pub devices: u32,
     pub blocks: u32,
     pub pages_per_block: u32,
+    /// NAND page bytes (4096 or 16384); logical pages are 4 KiB either way.
+    pub page_size: u32,
     pub seed: u64,
     pub backend: Backend,
     /// Random reads in the last phase (capped by the number of filled pages times 4).
@@ -138,6 +140,7 @@ pub fn run<T: BenchTarget>(target: &T, params: &BenchParams) -> anyhow::Result<B
         devices: params.devices,
         blocks: params.blocks,
         pages_per_block: params.pages_per_block,
+        page_size: params.page_size,
         static_wear_leveling: params.options.static_wear_leveling,
         stream_separation: params.options.stream_separation,
         encrypted: params.encrypt,
@@ -182,6 +185,7 @@ mod tests {
             devices: 8,
             blocks: 64,
             pages_per_block: 16,
+            page_size: 4096,
             seed: 1,
             backend: Backend::Mem,
             reads: 500,
@@ -207,6 +211,7 @@ mod tests {
             "devices",
             "blocks",
             "pages_per_block",
+            "page_size",
             "logical_pages",
             "waf",
             "host_pages_written",

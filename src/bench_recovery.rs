@@ -216,7 +216,7 @@ fn geometry_for_target(
         per_plane += 1;
         ensure!(per_plane <= 1 << 20, "no geometry reaches the logical size");
     }
-    devices::geometry_for(devices, per_plane * planes, pages_per_block)
+    devices::geometry_for(devices, per_plane * planes, pages_per_block, 4096)
 }
 
 /// The bench's device set: RAM devices (kept across reopens), or device files under a directory.

@@ -174,6 +174,9 @@ pub struct BenchFtlArgs {
     /// Pages per block (4 KiB pages).
     #[arg(long, default_value_t = 256)]
     pub pages_per_block: u32,
+    /// NAND page size in bytes: 4096, or 16384 (four 4 KiB logical pages per NAND page).
+    #[arg(long, default_value_t = 4096)]
+    pub page_size: u32,
     /// Seed of the workload and of the random reads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -79,7 +79,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
-    let geometry = devices::geometry_for(a.devices, a.blocks, a.pages_per_block)?;
+    let geometry = devices::geometry_for(a.devices, a.blocks, a.pages_per_block, a.page_size)?;
     let params = BenchParams {
         workload: a.workload,
         options: FtlOptions {
@@ -93,6 +93,7 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
         devices: a.devices,
         blocks: a.blocks,
         pages_per_block: a.pages_per_block,
+        page_size: a.page_size,
         seed: a.seed,
         backend: a.backend,
         reads: a.reads,

@@ -8,7 +8,13 @@ use ftl::nand::{FaultConfig, Geometry, MemNand, Nand};
 
 /// Per-device geometry for `blocks` blocks in total over `devices` devices: 2 channels x 2 dies
 /// when the per-device count allows it (the default 4096 over 8 is 2 x 2 x 1 x 128), else fewer.
-pub fn geometry_for(devices: u32, blocks: u32, pages_per_block: u32) -> anyhow::Result<Geometry> {
+/// NAND pages of `page_size` bytes carry a 64-byte OOB record per 4 KiB logical page.
+pub fn geometry_for(
+    devices: u32,
+    blocks: u32,
+    pages_per_block: u32,
+    page_size: u32,
+) -> anyhow::Result<Geometry> {
     if devices == 0 {
         bail!("--devices must be at least 1");
     }
@@ -27,11 +33,11 @@ pub fn geometry_for(devices: u32, blocks: u32, pages_per_block: u32) -> anyhow::
         planes_per_die: 1,
         blocks_per_plane: per_device / (channels * dies_per_channel),
         pages_per_block,
-        page_size: 4096,
-        ..Geometry::default()
+        page_size,
+        oob_size: 64 * (page_size / 4096).max(1),
     };
     geometry.validate().with_context(|| {
-        format!("{devices} devices x {per_device} blocks x {pages_per_block} pages")
+        format!("{devices} devices x {per_device} blocks x {pages_per_block} pages of {page_size} bytes")
     })?;
     Ok(geometry)
 }
@@ -54,10 +60,13 @@ mod tests {
 
     #[test]
     fn default_bench_geometry_is_the_nand_default() {
-        let g = geometry_for(8, 4096, 256).expect("geometry");
+        let g = geometry_for(8, 4096, 256, 4096).expect("geometry");
         assert_eq!(g, Geometry::default());
-        assert_eq!(geometry_for(2, 6, 64).expect("odd").dies(), 1);
-        assert!(geometry_for(8, 4095, 256).is_err());
+        assert_eq!(geometry_for(2, 6, 64, 4096).expect("odd").dies(), 1);
+        assert!(geometry_for(8, 4095, 256, 4096).is_err());
+        let big = geometry_for(8, 4096, 256, 16384).expect("16 KiB pages");
+        assert_eq!((big.page_size, big.oob_size), (16384, 256));
+        assert!(geometry_for(8, 4096, 256, 8192).is_err());
         assert!(geometry_for(0, 4096, 256).is_err());
         assert!(geometry_for(8, 4096, 3).is_err());
     }

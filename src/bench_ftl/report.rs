@@ -14,6 +14,8 @@ pub struct BenchReport {
     pub devices: u32,
     pub blocks: u32,
     pub pages_per_block: u32,
+    /// NAND page bytes (logical pages are 4 KiB).
+    pub page_size: u32,
     pub static_wear_leveling: bool,
     pub stream_separation: bool,
     pub encrypted: bool,
@@ -48,11 +50,13 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "bench ftl: {} over {} devices, {} blocks x {} pages, op {}, gc {}, static-wl {}, streams {}",
+            "bench ftl: {} over {} devices, {} blocks x {} pages of {} KiB, op {}, gc {}, \
+             static-wl {}, streams {}",
             self.workload,
             self.devices,
             self.blocks,
             self.pages_per_block,
+            self.page_size / 1024,
             self.op,
             self.gc_policy,
             self.static_wear_leveling,
