@@ -37,7 +37,9 @@ pub fn geometry_for(
         oob_size: 64 * (page_size / 4096).max(1),
     };
     geometry.validate().with_context(|| {
-        format!("{devices} devices x {per_device} blocks x {pages_per_block} pages of {page_size} bytes")
+        format!(
+            "{devices} devices x {per_device} blocks x {pages_per_block} pages of {page_size} bytes"
+        )
     })?;
     Ok(geometry)
 }
@@ -67,7 +69,7 @@ mod tests {
         let big = geometry_for(8, 4096, 256, 16384).expect("16 KiB pages");
         assert_eq!((big.page_size, big.oob_size), (16384, 256));
         assert!(geometry_for(8, 4096, 256, 8192).is_err());
-        assert!(geometry_for(0, 4096, 256).is_err());
-        assert!(geometry_for(8, 4096, 3).is_err());
+        assert!(geometry_for(0, 4096, 256, 4096).is_err());
+        assert!(geometry_for(8, 4096, 3, 4096).is_err());
     }
 }
