@@ -23,6 +23,7 @@ pub mod namespace;
 pub mod queue;
 pub mod smart;
 pub mod status;
+pub mod vhost;
 
 pub use controller::{ActiveNamespace, Controller, NamespaceIdentity};
 pub use ftl_backend::FtlNamespace;
