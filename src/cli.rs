@@ -1,4 +1,5 @@
-//! The command line (clap derive): `ferrite sim`, `ferrite bench ftl` and `ferrite bench recovery`.
+//! The command line (clap derive): `ferrite sim`, `ferrite bench ftl`, `ferrite bench recovery`,
+//! `ferrite serve` and `ferrite nvme`.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,52 @@ pub enum Command {
     /// `bench recovery` the open time after a clean close and after a crash.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve NVMe-style namespaces to VMs over vhost-user-blk (Ctrl-C closes cleanly).
+    #[command(
+        long_about = "Serves namespaces, each an FTL volume over FileNand devices, on vhost-user-blk \
+                      sockets. With no arguments: 8 devices under ./ferrite-data, one namespace \
+                      using all of them, encryption on, socket ./ferrite-vhost.sock; it prints the \
+                      QEMU options that attach it. --config FILE (TOML) sets data_dir, encryption, \
+                      [geometry], [ftl], [transport] (queues, queue_size, logical_block_bytes, \
+                      poll_us) and [[namespace]] entries (nsid, devices, socket, serial, \
+                      read_only). The first start formats the devices; later starts recover them. \
+                      Ctrl-C drains every connection and closes every volume with a checkpoint."
+    )]
+    Serve(ServeArgs),
+    /// Identify data and SMART/health log of a namespace (running or stopped).
+    #[command(subcommand)]
+    Nvme(NvmeCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); without it, the built-in default.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Which namespace `ferrite nvme` asks about, and where its server or devices are.
+#[derive(Debug, Args)]
+pub struct NvmeTarget {
+    /// The `ferrite serve` configuration file (default: the built-in default).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, overriding the configuration's `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Namespace ID.
+    #[arg(long, default_value_t = 1)]
+    pub nsid: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NvmeCommand {
+    /// Identify Controller data (JSON).
+    IdentifyController(NvmeTarget),
+    /// Identify Namespace data (JSON).
+    Identify(NvmeTarget),
+    /// SMART / health information log (JSON).
+    SmartLog(NvmeTarget),
 }
 
 /// What `sim` and `bench ftl` drive.

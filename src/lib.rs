@@ -11,6 +11,7 @@ pub mod fake;
 pub mod glue;
 pub mod permutation;
 pub mod progress;
+pub mod serve;
 pub mod sim;
 pub mod svg;
 pub mod target;

@@ -10,17 +10,19 @@ use tracing_subscriber::EnvFilter;
 use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
-    BenchCommand, BenchFtlArgs, BenchRecoveryArgs, Cli, Command, SimArgs, TargetKind,
+    BenchCommand, BenchFtlArgs, BenchRecoveryArgs, Cli, Command, NvmeCommand, ServeArgs, SimArgs,
+    TargetKind,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
-use ferrite::{glue, sim};
+use ferrite::{glue, serve, sim};
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // The simulation injects faults on purpose: the FTL's warnings about them are noise there.
     let default_level = match cli.command {
         Command::Sim(_) => "error",
+        Command::Serve(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -35,7 +37,29 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Recovery(args)) => {
             bench_recovery(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve_cmd(&args).map(|()| ExitCode::SUCCESS),
+        Command::Nvme(command) => nvme_cmd(&command).map(|()| ExitCode::SUCCESS),
     }
+}
+
+fn serve_cmd(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = serve::ServeConfig::load_or_default(args.config.as_deref())?;
+    serve::signal::install()?;
+    serve::run(&config, serve::signal::stop_asked)
+}
+
+fn nvme_cmd(command: &NvmeCommand) -> anyhow::Result<()> {
+    let (request, target) = match command {
+        NvmeCommand::IdentifyController(t) => ("identify-controller", t),
+        NvmeCommand::Identify(t) => ("identify", t),
+        NvmeCommand::SmartLog(t) => ("smart-log", t),
+    };
+    let mut config = serve::ServeConfig::load_or_default(target.config.as_deref())?;
+    if let Some(dir) = &target.data {
+        config.data_dir = dir.clone();
+    }
+    println!("{}", serve::nvme_query(&config, request, target.nsid)?);
+    Ok(())
 }
 
 fn replay_command(args: &SimArgs, seed: u64) -> String {

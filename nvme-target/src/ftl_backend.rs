@@ -1,0 +1,86 @@
+//! The local namespace backend: one FTL volume over emulated NAND.
+
+use ftl::{Ftl, FtlError};
+
+use crate::namespace::{BackendHealth, Namespace, NamespaceError};
+
+/// A namespace stored in an `ftl::Ftl` (logical block = FTL logical page).
+#[derive(Debug)]
+pub struct FtlNamespace {
+    ftl: Ftl,
+}
+
+impl FtlNamespace {
+    pub fn new(ftl: Ftl) -> Self {
+        Self { ftl }
+    }
+
+    pub fn ftl(&self) -> &Ftl {
+        &self.ftl
+    }
+
+    /// Gives the FTL back, to close it (checkpoint) once no queue uses it.
+    pub fn into_inner(self) -> Ftl {
+        self.ftl
+    }
+}
+
+fn map_error(e: FtlError, lba: u64, count: u64) -> NamespaceError {
+    match e {
+        FtlError::OutOfRange { .. } => NamespaceError::OutOfRange { lba, count },
+        FtlError::ReadOnly { reason } => NamespaceError::ReadOnly { reason },
+        FtlError::Media { lpa, detail } => NamespaceError::Media { lba: lpa, detail },
+        FtlError::Nand(e) => NamespaceError::WriteFault(e.to_string()),
+        other => NamespaceError::Backend(other.to_string()),
+    }
+}
+
+impl Namespace for FtlNamespace {
+    fn block_size(&self) -> usize {
+        self.ftl.page_size()
+    }
+
+    fn blocks(&self) -> u64 {
+        self.ftl.logical_pages()
+    }
+
+    fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError> {
+        self.ftl.read(lba, buf).map_err(|e| map_error(e, lba, 1))
+    }
+
+    fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError> {
+        self.ftl
+            .write(lba, data, durable)
+            .map_err(|e| map_error(e, lba, 1))
+    }
+
+    fn flush(&self) -> Result<(), NamespaceError> {
+        self.ftl.flush().map_err(|e| map_error(e, 0, 0))
+    }
+
+    fn deallocate(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        self.ftl
+            .trim(lba, count)
+            .map_err(|e| map_error(e, lba, count))
+    }
+
+    fn write_zeroes(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        self.ftl
+            .write_zeroes(lba, count)
+            .map_err(|e| map_error(e, lba, count))
+    }
+
+    fn health(&self) -> BackendHealth {
+        let s = self.ftl.stats();
+        let page_bytes = self.ftl.page_size() as u64;
+        BackendHealth {
+            percentage_used: s.percentage_used,
+            available_spare: s.available_spare,
+            available_spare_threshold: 10,
+            read_only: s.read_only,
+            blocks_in_use: None,
+            lifetime_bytes_read: s.host_pages_read.saturating_mul(page_bytes),
+            lifetime_bytes_written: s.host_pages_written.saturating_mul(page_bytes),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The `Namespace` trait: a logical block space in whole blocks, as a backend provides it.
+//!
+//! The controller (queue.rs) turns sector-addressed requests into whole-block calls on this trait,
+//! so a backend never sees a partial block. Today's backend is a local FTL volume (ftl_backend.rs);
+//! a remote one (an EBS-style client) implements the same trait.
+
+use std::fmt::Debug;
+
+use thiserror::Error;
+
+use crate::status::Status;
+
+/// What a backend can fail with, mapped to an NVMe status by `status()`.
+#[derive(Debug, Error)]
+pub enum NamespaceError {
+    #[error("block {lba} (+{count}) is past the end of the namespace")]
+    OutOfRange { lba: u64, count: u64 },
+    #[error("namespace is read-only: {reason}")]
+    ReadOnly { reason: String },
+    #[error("block {lba} cannot be read: {detail}")]
+    Media { lba: u64, detail: String },
+    #[error("write could not be stored: {0}")]
+    WriteFault(String),
+    #[error("backend failure: {0}")]
+    Backend(String),
+}
+
+impl NamespaceError {
+    pub fn status(&self) -> Status {
+        match self {
+            NamespaceError::OutOfRange { .. } => Status::LbaOutOfRange,
+            NamespaceError::ReadOnly { .. } => Status::WriteProtected,
+            NamespaceError::Media { .. } => Status::UnrecoveredReadError,
+            NamespaceError::WriteFault(_) => Status::WriteFault,
+            NamespaceError::Backend(_) => Status::InternalError,
+        }
+    }
+}
+
+/// Wear and space figures a backend reports for the SMART/health log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendHealth {
+    /// Estimate of life used, in percent (may pass 100).
+    pub percentage_used: u8,
+    /// Spare capacity left, in percent of what was reserved.
+    pub available_spare: u8,
+    /// Below this `available_spare` the controller raises a critical warning.
+    pub available_spare_threshold: u8,
+    /// The backend refuses writes (worn out or failed).
+    pub read_only: bool,
+    /// Blocks that currently hold data (NVMe NUSE), when the backend knows it.
+    pub blocks_in_use: Option<u64>,
+    /// Bytes the backend has read and written for the host over its whole life (persisted by the
+    /// backend, so they survive a restart; a 512-byte write costs one block of each).
+    pub lifetime_bytes_read: u64,
+    pub lifetime_bytes_written: u64,
+}
+
+/// A logical block space addressed in whole blocks of `block_size()` bytes.
+///
+/// Implementations are shared by every I/O queue of a namespace, so every method takes `&self`
+/// and must be safe to call from several threads at once.
+pub trait Namespace: Send + Sync + Debug {
+    /// Bytes per logical block.
+    fn block_size(&self) -> usize;
+    /// Number of logical blocks.
+    fn blocks(&self) -> u64;
+    /// Reads block `lba` into `buf` (exactly one block). A never-written block reads as zeroes.
+    fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError>;
+    /// Writes one block; `durable` (FUA) returns only once the block survives a power cut.
+    fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError>;
+    /// Makes every completed write durable.
+    fn flush(&self) -> Result<(), NamespaceError>;
+    /// Forgets `count` blocks from `lba`: they read as zeroes afterwards.
+    fn deallocate(&self, lba: u64, count: u64) -> Result<(), NamespaceError>;
+    /// Sets `count` blocks from `lba` to zeroes (without writing zero pages where it can).
+    fn write_zeroes(&self, lba: u64, count: u64) -> Result<(), NamespaceError>;
+    /// Wear and space figures for the health log.
+    fn health(&self) -> BackendHealth;
+}

@@ -1,0 +1,172 @@
+//! `ferrite serve` configuration (TOML): devices, geometry, FTL, namespaces, transport, encryption.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ftl::FtlConfig;
+use ftl::nand::Geometry;
+use nvme_target::vhost::TransportOptions;
+use serde::{Deserialize, Serialize};
+
+/// The whole file. Every field has a default, so an empty file is the built-in default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the device files live: one directory per namespace (`ns1/nand-0.img`, ...).
+    pub data_dir: PathBuf,
+    /// Seal every page with AES-256-GCM under the instance key.
+    pub encryption: bool,
+    /// Geometry of every NAND device.
+    pub geometry: Geometry,
+    pub ftl: FtlConfig,
+    /// vhost-user settings shared by every namespace.
+    pub transport: TransportOptions,
+    #[serde(rename = "namespace")]
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+/// One namespace: its own FTL over its own devices, served on its own socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub nsid: u32,
+    /// NAND devices of this namespace (its FTL spans all of them).
+    #[serde(default = "default_devices")]
+    pub devices: u32,
+    /// vhost-user socket path (relative to the working directory).
+    pub socket: PathBuf,
+    /// Serial number (20 ASCII characters at most); defaults to `FERRITE-NS<nsid>`.
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+fn default_devices() -> u32 {
+    8
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ferrite-data"),
+            encryption: true,
+            geometry: Geometry::default(),
+            ftl: FtlConfig::default(),
+            transport: TransportOptions::default(),
+            namespaces: vec![NamespaceConfig {
+                nsid: 1,
+                devices: default_devices(),
+                socket: PathBuf::from("ferrite-vhost.sock"),
+                serial: None,
+                read_only: false,
+            }],
+        }
+    }
+}
+
+impl NamespaceConfig {
+    pub fn serial(&self) -> String {
+        self.serial
+            .clone()
+            .unwrap_or_else(|| format!("FERRITE-NS{}", self.nsid))
+    }
+}
+
+impl ServeConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config file, or the built-in default.
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Ok(Self::default()),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.namespaces.is_empty(), "no [[namespace]] configured");
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            anyhow::ensure!(ns.nsid >= 1, "namespace nsid must be 1 or more");
+            anyhow::ensure!(ns.devices >= 1, "namespace {} has no devices", ns.nsid);
+            anyhow::ensure!(
+                ns.serial().len() <= 20 && ns.serial().is_ascii(),
+                "namespace {} serial must be at most 20 ASCII characters",
+                ns.nsid
+            );
+            for other in &self.namespaces[i + 1..] {
+                anyhow::ensure!(other.nsid != ns.nsid, "nsid {} used twice", ns.nsid);
+                anyhow::ensure!(
+                    other.socket != ns.socket,
+                    "socket {} used twice",
+                    ns.socket.display()
+                );
+            }
+        }
+        self.geometry
+            .validate()
+            .map_err(|e| anyhow::anyhow!("geometry: {e}"))?;
+        self.ftl
+            .validate()
+            .map_err(|e| anyhow::anyhow!("ftl: {e}"))?;
+        Ok(())
+    }
+
+    /// The directory of namespace `nsid`'s device files.
+    pub fn namespace_dir(&self, nsid: u32) -> PathBuf {
+        self.data_dir.join(format!("ns{nsid}"))
+    }
+
+    /// Where a running `ferrite serve` answers `ferrite nvme` queries.
+    pub fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_default_and_fields_override_it() {
+        let empty: ServeConfig = toml::from_str("").unwrap();
+        assert_eq!(empty, ServeConfig::default());
+        let text = r#"
+            data_dir = "/tmp/x"
+            encryption = false
+            [transport]
+            queues = 4
+            [[namespace]]
+            nsid = 1
+            devices = 2
+            socket = "a.sock"
+            [[namespace]]
+            nsid = 2
+            devices = 2
+            socket = "b.sock"
+            read_only = true
+            serial = "SER2"
+        "#;
+        let c: ServeConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.transport.queues, 4);
+        assert_eq!(c.namespaces.len(), 2);
+        assert_eq!(c.namespaces[0].serial(), "FERRITE-NS1");
+        assert!(c.namespaces[1].read_only);
+        assert!(toml::from_str::<ServeConfig>("bogus = 1").is_err());
+        let dup = text.replace("nsid = 2", "nsid = 1");
+        assert!(
+            toml::from_str::<ServeConfig>(&dup)
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! `ferrite serve`: namespaces on FTL volumes, each served on a vhost-user-blk socket, until
+//! Ctrl-C; then every connection is drained and every volume closed with a checkpoint.
+
+pub mod config;
+pub mod control;
+pub mod signal;
+pub mod volume;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use nvme_target::Controller;
+use nvme_target::vhost::{self, StopHandle};
+
+pub use config::{NamespaceConfig, ServeConfig};
+
+/// The QEMU options that attach namespace `ns` (guest RAM must be a shared memfd).
+pub fn qemu_command(config: &ServeConfig, ns: &NamespaceConfig) -> String {
+    let socket = std::path::absolute(&ns.socket).unwrap_or_else(|_| ns.socket.clone());
+    format!(
+        "qemu-system-x86_64 -m 1G \
+         -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+         -chardev socket,id=ferrite{nsid},path={socket} \
+         -device vhost-user-blk-pci,chardev=ferrite{nsid},num-queues={queues} ...",
+        nsid = ns.nsid,
+        socket = socket.display(),
+        queues = config.transport.queues,
+    )
+}
+
+/// The controller over the configured namespaces' volumes.
+fn build_controller(
+    config: &ServeConfig,
+    volumes: &[volume::Volume],
+) -> (Controller, Vec<Arc<nvme_target::ActiveNamespace>>) {
+    let mut controller = Controller::new(
+        "FERRITE-CTRL",
+        "Ferrite NVMe controller",
+        env!("CARGO_PKG_VERSION"),
+    );
+    let mut active = Vec::new();
+    for (ns, vol) in config.namespaces.iter().zip(volumes) {
+        let a = volume::activate(ns, vol);
+        controller.add_namespace(a.clone());
+        active.push(a);
+    }
+    (controller, active)
+}
+
+fn open_volumes(config: &ServeConfig) -> anyhow::Result<Vec<volume::Volume>> {
+    let key = volume::instance_key(config)?;
+    config
+        .namespaces
+        .iter()
+        .map(|ns| volume::open_volume(config, ns, key.as_ref()))
+        .collect()
+}
+
+/// Runs until `stop()` returns true (Ctrl-C in the CLI); returns after a clean close.
+pub fn run(config: &ServeConfig, stop: impl Fn() -> bool) -> anyhow::Result<()> {
+    config.validate()?;
+    let volumes = open_volumes(config)?;
+    for v in &volumes {
+        match &v.recovered {
+            Some(r) => println!("namespace {}: recovered ({r:?})", v.nsid),
+            None => println!("namespace {}: formatted", v.nsid),
+        }
+    }
+    let (controller, active) = build_controller(config, &volumes);
+    let controller = Arc::new(controller);
+    let stops: Vec<StopHandle> = active.iter().map(|_| StopHandle::new()).collect();
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let result = std::thread::scope(|s| -> anyhow::Result<()> {
+        let mut servers = Vec::new();
+        for ((ns_config, ns), stop) in config.namespaces.iter().zip(&active).zip(&stops) {
+            let capacity_mib = ns.capacity_bytes() >> 20;
+            let (ns, stop) = (ns.clone(), stop.clone());
+            let socket = ns_config.socket.clone();
+            let options = config.transport.clone();
+            servers.push(s.spawn(move || vhost::serve(&socket, ns, &options, &stop)));
+            println!(
+                "namespace {} ({} MiB{}) on {}\n  attach: {}",
+                ns_config.nsid,
+                capacity_mib,
+                if ns_config.read_only {
+                    ", read-only"
+                } else {
+                    ""
+                },
+                ns_config.socket.display(),
+                qemu_command(config, ns_config)
+            );
+        }
+        let control = {
+            let (path, controller, flag) = (
+                config.control_socket(),
+                controller.clone(),
+                control_stop.clone(),
+            );
+            s.spawn(move || control::serve(&path, controller, || flag.load(Ordering::SeqCst)))
+        };
+        println!(
+            "control socket {}; Ctrl-C stops",
+            config.control_socket().display()
+        );
+        while !stop() && !servers.iter().any(|t| t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for h in &stops {
+            h.stop();
+        }
+        control_stop.store(true, Ordering::SeqCst);
+        let mut first_error = None;
+        for t in servers {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(anyhow::Error::new(e));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a namespace server panicked"));
+                }
+            }
+        }
+        match control.join() {
+            Ok(r) => {
+                if let Err(e) = r {
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(_) => {
+                first_error.get_or_insert(anyhow::anyhow!("the control server panicked"));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    });
+    drop(active);
+    drop(controller);
+    for v in volumes {
+        volume::close_volume(v)?;
+    }
+    println!("closed cleanly");
+    result
+}
+
+/// Identify or SMART data of a namespace: from the running server if there is one, else by
+/// opening the stopped namespace's devices (and closing them again).
+pub fn nvme_query(config: &ServeConfig, request: &str, nsid: u32) -> anyhow::Result<String> {
+    let line = if request == "identify-controller" {
+        request.to_owned()
+    } else {
+        format!("{request} {nsid}")
+    };
+    if let Some(v) = control::query(&config.control_socket(), &line)? {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    let ns = config
+        .namespaces
+        .iter()
+        .find(|n| n.nsid == nsid)
+        .with_context(|| format!("no namespace {nsid} in the configuration"))?;
+    anyhow::ensure!(
+        crate::glue::device_path(&config.namespace_dir(nsid), 0).exists(),
+        "namespace {nsid} has no devices under {} (never served?)",
+        config.namespace_dir(nsid).display()
+    );
+    // Identify and SMART read no host data, so no instance key is needed to open the volume.
+    let vol = volume::open_volume(config, ns, None)?;
+    let (controller, active) = build_controller(
+        &ServeConfig {
+            namespaces: vec![ns.clone()],
+            ..config.clone()
+        },
+        std::slice::from_ref(&vol),
+    );
+    let value = control::answer(&controller, &line);
+    drop(active);
+    drop(controller);
+    volume::close_volume(vol)?;
+    if let Some(e) = value.get("error") {
+        anyhow::bail!("{e}");
+    }
+    Ok(serde_json::to_string_pretty(&value)?)
+}

@@ -1,0 +1,82 @@
+//! The FTL volume behind each namespace: formatted on first start, recovered on every later one.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ftl::{Ftl, RecoveryReport};
+use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
+
+use super::config::{NamespaceConfig, ServeConfig};
+use crate::glue;
+
+/// The instance key that seals every namespace's pages, if encryption is on.
+///
+/// The one place that decides where the key comes from. Today a fresh key per process: data
+/// sealed by an earlier run cannot be opened after a restart. The keyring-backed
+/// `InstanceKey::open_or_create(instance_id, backend)` replaces this body once it lands.
+pub fn instance_key(config: &ServeConfig) -> anyhow::Result<Option<keys::InstanceKey>> {
+    if !config.encryption {
+        return Ok(None);
+    }
+    keys::InstanceKey::generate(keys::Backend::AwsLc)
+        .map(Some)
+        .context("generating the instance key")
+}
+
+/// A namespace's FTL, and whether it was formatted now or recovered from its files.
+#[derive(Debug)]
+pub struct Volume {
+    pub nsid: u32,
+    pub ftl_namespace: Arc<FtlNamespace>,
+    pub recovered: Option<RecoveryReport>,
+}
+
+/// Opens namespace `ns`'s devices (creating and formatting them on first use).
+pub fn open_volume(
+    config: &ServeConfig,
+    ns: &NamespaceConfig,
+    key: Option<&keys::InstanceKey>,
+) -> anyhow::Result<Volume> {
+    let dir = config.namespace_dir(ns.nsid);
+    let sealer = key.map(|k| k.sealer(u64::from(ns.nsid)));
+    let exists = glue::device_path(&dir, 0).exists();
+    let (ftl, recovered) = if exists {
+        let devices = glue::open_file_devices(&dir, ns.devices)?;
+        let (ftl, report) = Ftl::open_sealed(devices, config.ftl.clone(), sealer)
+            .with_context(|| format!("recovering namespace {} from {}", ns.nsid, dir.display()))?;
+        (ftl, Some(report))
+    } else {
+        let devices = glue::file_devices(&dir, config.geometry, ns.devices)?;
+        let ftl = Ftl::format_sealed(devices, config.ftl.clone(), sealer)
+            .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
+        (ftl, None)
+    };
+    Ok(Volume {
+        nsid: ns.nsid,
+        ftl_namespace: Arc::new(FtlNamespace::new(ftl)),
+        recovered,
+    })
+}
+
+/// The controller's view of a volume.
+pub fn activate(ns: &NamespaceConfig, volume: &Volume) -> Arc<ActiveNamespace> {
+    let serial = ns.serial();
+    let identity = NamespaceIdentity {
+        nsid: ns.nsid,
+        eui64: NamespaceIdentity::eui64_from_serial(&serial),
+        serial,
+        model: "Ferrite NVMe namespace".to_owned(),
+        read_only: ns.read_only,
+    };
+    ActiveNamespace::new(identity, volume.ftl_namespace.clone())
+}
+
+/// Closes a volume (flush + checkpoint) once nothing else holds it.
+pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
+    let nsid = volume.nsid;
+    let ns = Arc::try_unwrap(volume.ftl_namespace)
+        .map_err(|_| anyhow::anyhow!("namespace {nsid} is still in use at close"))?;
+    ns.into_inner()
+        .close()
+        .with_context(|| format!("closing namespace {nsid}"))
+}
