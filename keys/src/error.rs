@@ -16,4 +16,14 @@ pub enum KeyError {
     Random,
     #[error("the AEAD backend refused the key")]
     Backend,
+    #[error("secret key memory: {op} failed: {}", os_error(*errno))]
+    SecretMemory { op: &'static str, errno: i32 },
+    #[error("secret key memory: all {limit} key pages are in use")]
+    SecretMemoryFull { limit: usize },
+    #[error("process protection: prctl(PR_SET_DUMPABLE) failed: {}", os_error(*errno))]
+    Dumpable { errno: i32 },
+}
+
+fn os_error(errno: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(errno)
 }

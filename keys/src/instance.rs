@@ -8,6 +8,7 @@ use crate::KeyError;
 use crate::aead::Backend;
 use crate::holder::Holder;
 use crate::page::PageSealer;
+use crate::process;
 use crate::secret::Secret;
 
 #[derive(Clone)]
@@ -16,10 +17,11 @@ pub struct InstanceKey {
 }
 
 impl InstanceKey {
-    /// A fresh key for a new instance.
+    /// A fresh key for a new instance. The process becomes non-dumpable first.
     pub fn generate(backend: Backend) -> Result<Self, KeyError> {
+        process::forbid_dumps()?;
         Ok(Self {
-            holder: Holder::new(Secret::random()?, backend),
+            holder: Holder::new(Secret::random()?, backend)?,
         })
     }
 
@@ -41,6 +43,11 @@ impl InstanceKey {
 
     pub fn is_destroyed(&self) -> bool {
         self.holder.is_destroyed()
+    }
+
+    #[cfg(feature = "scan-test")]
+    pub(crate) fn holder(&self) -> &Holder {
+        &self.holder
     }
 }
 
