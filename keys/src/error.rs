@@ -22,6 +22,31 @@ pub enum KeyError {
     SecretMemoryFull { limit: usize },
     #[error("process protection: prctl(PR_SET_DUMPABLE) failed: {}", os_error(*errno))]
     Dumpable { errno: i32 },
+    #[error("instance id {id:?}: {reason}")]
+    InstanceId { id: String, reason: &'static str },
+    #[error(
+        "the kernel user keyring is unavailable ({op}: {}), so the instance key cannot outlive \
+         this process; run where add_key(2)/keyctl(2) are allowed, or use a RAM-only key",
+        os_error(*errno)
+    )]
+    KeyringUnavailable { op: &'static str, errno: i32 },
+    #[error("kernel user keyring: {op} of {description:?} failed: {}", os_error(*errno))]
+    Keyring {
+        op: &'static str,
+        description: String,
+        errno: i32,
+    },
+    #[error("kernel user keyring: {description:?} holds {bytes} bytes, not a {expected}-byte key")]
+    KeyringPayload {
+        description: String,
+        bytes: usize,
+        expected: usize,
+    },
+    #[error(
+        "kernel user keyring: {description:?} changed while this process created it; another \
+         process is opening the same instance"
+    )]
+    KeyringRace { description: String },
 }
 
 fn os_error(errno: i32) -> std::io::Error {

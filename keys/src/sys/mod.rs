@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  secret_page.rs  one page per secret: memfd_secret(2), else an mlock'ed MADV_DONTDUMP page
+//!  keyctl.rs       add_key(2) / keyctl(2) on the user keyring (search, read, invalidate)
 //!  process.rs      prctl(PR_SET_DUMPABLE): no core dumps, no ptrace or /proc/PID/mem by peers
 //! ```
 //! Each function here is a thin wrapper around its system calls; every `unsafe` block says why it
@@ -9,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod keyctl;
 pub(crate) mod process;
 pub(crate) mod secret_page;
 
