@@ -39,4 +39,4 @@ pub use keyring::INSTANCE_ID_BYTES_MAX;
 pub use page::{PageSealer, SEAL_FORMAT_VERSION, aad, nonce};
 pub use process::process_dumpable;
 pub use secret::KEY_BYTES;
-pub use sys::secret_page::{KeyMemory, MAX_SECRET_PAGES, key_memory};
+pub use sys::secret_page::{KeyMemory, SECRET_PAGES_MAX, key_memory};

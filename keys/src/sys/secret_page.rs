@@ -7,7 +7,7 @@
 //! one through `/proc/PID/mem`. Both are `MADV_DONTFORK`, so a forked child never inherits them.
 //! The bytes are zeroed with volatile writes before the page is unmapped.
 //!
-//! One page per secret keeps this simple; live pages are bounded by `MAX_SECRET_PAGES`.
+//! One page per secret keeps this simple; live pages are bounded by `SECRET_PAGES_MAX`.
 
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,7 +23,7 @@ use crate::secret::KEY_BYTES;
 
 /// At most this many secrets live at once: 4 MiB of 4 KiB pages, half the default
 /// RLIMIT_MEMLOCK of an unprivileged process (both kinds of page count against it).
-pub const MAX_SECRET_PAGES: usize = 1024;
+pub const SECRET_PAGES_MAX: usize = 1024;
 
 /// Where this process keeps key bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,18 +84,18 @@ fn page_bytes() -> Result<usize, KeyError> {
     Ok(rc as usize)
 }
 
-/// A reserved place under `MAX_SECRET_PAGES`, given back on drop.
+/// A reserved place under `SECRET_PAGES_MAX`, given back on drop.
 struct Slot;
 
 impl Slot {
     fn reserve() -> Result<Self, KeyError> {
         LIVE_PAGES
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
-                (live < MAX_SECRET_PAGES).then_some(live + 1)
+                (live < SECRET_PAGES_MAX).then_some(live + 1)
             })
             .map(|_| Slot)
             .map_err(|_| KeyError::SecretMemoryFull {
-                limit: MAX_SECRET_PAGES,
+                limit: SECRET_PAGES_MAX,
             })
     }
 }
