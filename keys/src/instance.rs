@@ -28,7 +28,7 @@ pub enum KeyOrigin {
     FromKeyring,
 }
 
-/// Every instance key this process opened from the keyring, so `terminate(id)` can destroy them
+/// Every instance key this process opened or created through the keyring, so `terminate(id)` can destroy them
 /// all. The lock also serialises open_or_create and terminate within the process.
 static OPEN_INSTANCES: Mutex<Vec<(InstanceId, Weak<Holder>)>> = Mutex::new(Vec::new());
 
@@ -85,7 +85,8 @@ impl InstanceKey {
     /// Terminates instance `instance_id`: destroys every copy of its key this process holds,
     /// then invalidates the keyring key, so the next `open_or_create` creates a new key and the
     /// old pages never open again. `Ok(true)` if the keyring held a key, `Ok(false)` if not
-    /// (terminating an instance without a key is not an error). Idempotent.
+    /// (terminating an instance without a key is not an error). Idempotent. If the keyring
+    /// cannot be searched (`KeyringUnavailable`), the in-process copies are destroyed all the same.
     pub fn terminate(instance_id: &str) -> Result<bool, KeyError> {
         let id = InstanceId::new(instance_id)?;
         let mut open = OPEN_INSTANCES.lock();

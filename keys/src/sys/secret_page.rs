@@ -1,8 +1,8 @@
 //! One page of memory per secret, the only place key bytes live while a key is active.
 //!
 //! Where the kernel offers it, the page is `memfd_secret(2)` memory: removed from the kernel's
-//! direct map, never swapped, not in core dumps, and unreadable through `/proc/PID/mem` even by
-//! root. Elsewhere (ENOSYS: kernel without `secretmem`, EPERM: seccomp), an anonymous page that
+//! direct map, never swapped, not in core dumps, and unreadable through `/proc/PID/mem` or ptrace
+//! even by root (the kernel, and so a root able to load kernel code, still could). Elsewhere (ENOSYS: kernel without `secretmem`, EPERM: seccomp), an anonymous page that
 //! is `mlock`ed (never swapped) and `MADV_DONTDUMP` (not in core dumps); root can still read that
 //! one through `/proc/PID/mem`. Both are `MADV_DONTFORK`, so a forked child never inherits them.
 //! The bytes are zeroed with volatile writes before the page is unmapped.
@@ -28,7 +28,8 @@ pub const SECRET_PAGES_MAX: usize = 1024;
 /// Where this process keeps key bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyMemory {
-    /// `memfd_secret(2)` pages: unreadable by any other process, root included.
+    /// `memfd_secret(2)` pages: no other process, root included, can read them through
+    /// `/proc/PID/mem` or ptrace.
     MemfdSecret,
     /// `mlock`ed, `MADV_DONTDUMP` anonymous pages (the kernel offers no `memfd_secret`).
     Locked,
