@@ -72,9 +72,9 @@ impl AeadKey {
             }
             #[cfg(feature = "rustcrypto")]
             AeadKey::RustCrypto(cipher) => {
-                use aes_gcm::AeadInPlace;
+                use aes_gcm::AeadInOut;
                 let tag = cipher
-                    .encrypt_in_place_detached(&nonce.into(), aad, data)
+                    .encrypt_inout_detached(&nonce.into(), aad, data.into())
                     .map_err(|_| KeyError::Backend)?;
                 Ok(tag.into())
             }
@@ -110,11 +110,15 @@ impl AeadKey {
                 .is_ok(),
             #[cfg(feature = "rustcrypto")]
             AeadKey::RustCrypto(cipher) => {
-                use aes_gcm::AeadInPlace;
-                plaintext.copy_from_slice(ciphertext);
-                cipher
-                    .decrypt_in_place_detached(&nonce.into(), aad, plaintext, tag.into())
-                    .is_ok()
+                use aes_gcm::AeadInOut;
+                use aes_gcm::aead::inout::InOutBuf;
+                // Lengths are equal (checked above), so this always builds; decrypts in one pass
+                // from `ciphertext` into `plaintext`.
+                InOutBuf::new(ciphertext, plaintext).is_ok_and(|buf| {
+                    cipher
+                        .decrypt_inout_detached(&nonce.into(), aad, buf, &(*tag).into())
+                        .is_ok()
+                })
             }
         };
         if ok {

@@ -31,24 +31,29 @@ const WRAP_AAD_PREFIX: &[u8] = b"ferrite-wrap-v1";
 /// A key-encryption key, held by the client side (`--kek-file`).
 pub struct Kek {
     secret: Secret,
+    fingerprint: String,
 }
 
 impl Kek {
     pub fn generate() -> Result<Self, KeyError> {
-        Ok(Self {
-            secret: Secret::random()?,
-        })
+        Self::from_secret(Secret::random()?)
     }
 
     /// The KEK from its 32 bytes (read from its file; zero the caller's copy afterwards).
-    pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Self {
-        Self {
-            secret: Secret::from_bytes(bytes),
-        }
+    pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Result<Self, KeyError> {
+        Self::from_secret(Secret::from_bytes(bytes)?)
+    }
+
+    fn from_secret(secret: Secret) -> Result<Self, KeyError> {
+        let fingerprint = secret.fingerprint()?;
+        Ok(Self {
+            secret,
+            fingerprint,
+        })
     }
 
     fn id(&self) -> [u8; 4] {
-        let f = self.secret.fingerprint();
+        let f = &self.fingerprint;
         let mut id = [0u8; 4];
         for (i, b) in id.iter_mut().enumerate() {
             *b = u8::from_str_radix(&f[2 * i..2 * i + 2], 16).unwrap_or(0);
@@ -56,8 +61,8 @@ impl Kek {
         id
     }
 
-    pub fn fingerprint(&self) -> String {
-        self.secret.fingerprint()
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 
@@ -76,7 +81,7 @@ pub struct VolumeKey {
 impl VolumeKey {
     pub fn generate(backend: Backend) -> Result<Self, KeyError> {
         Ok(Self {
-            holder: Holder::new(Secret::random()?, backend),
+            holder: Holder::new(Secret::random()?, backend)?,
         })
     }
 
@@ -192,7 +197,7 @@ impl WrappedKey {
             "wrapped key",
         )?;
         Ok(VolumeKey {
-            holder: Holder::new(Secret::from_bytes(&plain), backend),
+            holder: Holder::new(Secret::from_bytes(&plain)?, backend)?,
         })
     }
 

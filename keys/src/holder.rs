@@ -1,6 +1,11 @@
 //! The one place a live master key sits, with its derived page keys, and its lifecycle:
 //! active -> destroyed (terminal). Destroying drops every copy the process holds: the master
 //! bytes are zeroed, the derived AEAD keys dropped (their schedules cleaned by the backend).
+//!
+//! The master key and each derived subkey sit in secret pages (`sys::secret_page`) only while
+//! they are bytes; a subkey's expanded AES key schedule lives in the AEAD library's heap memory
+//! (aws-lc-rs: AWS-LC's allocator, cleansed on free; RustCrypto: a Box zeroized on drop). That
+//! is accepted: it is what every AES implementation needs to run, and it dies with the key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,16 +34,16 @@ pub(crate) struct Holder {
 }
 
 impl Holder {
-    pub fn new(master: Secret, backend: Backend) -> Arc<Self> {
-        let fingerprint = master.fingerprint();
-        Arc::new(Self {
+    pub fn new(master: Secret, backend: Backend) -> Result<Arc<Self>, KeyError> {
+        let fingerprint = master.fingerprint()?;
+        Ok(Arc::new(Self {
             state: RwLock::new(Some(State {
                 master,
                 subkeys: HashMap::new(),
             })),
             backend,
             fingerprint,
-        })
+        }))
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -73,7 +78,7 @@ impl Holder {
         let subkey = state.master.derive(
             SUBKEY_SALT,
             &[b"page", &id.to_le_bytes(), &epoch.to_le_bytes()],
-        );
+        )?;
         let key = Arc::new(AeadKey::new(self.backend, &subkey)?);
         state.subkeys.insert((id, epoch), key.clone());
         Ok(key)

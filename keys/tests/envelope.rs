@@ -70,7 +70,10 @@ fn wrong_kek_or_volume_or_damage_is_refused() {
 
 #[test]
 fn rewrap_on_kek_rotation_keeps_the_data_key() {
-    let (old, new) = (Kek::generate().unwrap(), Kek::from_bytes(&[42u8; 32]));
+    let (old, new) = (
+        Kek::generate().unwrap(),
+        Kek::from_bytes(&[42u8; 32]).unwrap(),
+    );
     let key = VolumeKey::generate(Backend::AwsLc).unwrap();
     let sealed = sealed_with(&key);
     let wrapped = key.wrap(&old, "v").unwrap();
