@@ -11,6 +11,22 @@ use crate::fake::FakeFlaw;
 use crate::target::GcChoice;
 use crate::workload::WorkloadSpec;
 
+/// `ftl::nand::FileDurability` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    Host,
+    Process,
+}
+
+impl From<Durability> for ftl::nand::FileDurability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Host => Self::Host,
+            Durability::Process => Self::Process,
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferrite",
@@ -246,6 +262,10 @@ pub struct BenchFtlArgs {
     /// Directory for --backend file.
     #[arg(long, required_if_eq("backend", "file"))]
     pub dir: Option<PathBuf>,
+    /// What a device file's sync survives (--backend file): `host` flushes to disk at every
+    /// barrier, `process` leaves it to the page cache (what `ferrite serve` uses when encrypted).
+    #[arg(long, value_enum, default_value_t = Durability::Host)]
+    pub durability: Durability,
     /// Random reads in the read phase.
     #[arg(long, default_value_t = 200_000)]
     pub reads: u64,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ftl::nand::{FaultConfig, FileNand, Geometry, Nand};
+use ftl::nand::{FaultConfig, FileDurability, FileNand, Geometry, Nand};
 use ftl::{Ftl, FtlConfig, FtlError, GcPolicy};
 
 use crate::bench_ftl::{self, BenchParams, BenchReport};
@@ -139,6 +139,16 @@ pub fn file_devices(
     geometry: Geometry,
     count: u32,
 ) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
+    file_devices_with(dir, geometry, count, FileDurability::Host)
+}
+
+/// `file_devices` whose `sync` gives `durability` (see `ftl::nand::FileDurability`).
+pub fn file_devices_with(
+    dir: &Path,
+    geometry: Geometry,
+    count: u32,
+    durability: FileDurability,
+) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     (0..count)
         .map(|i| {
@@ -149,6 +159,7 @@ pub fn file_devices(
             }
             let dev = FileNand::create(&path, geometry, FaultConfig::none().for_device(i), None)
                 .with_context(|| format!("creating {}", path.display()))?;
+            dev.store().set_durability(durability);
             Ok(Arc::new(dev) as Arc<dyn Nand>)
         })
         .collect()
@@ -156,11 +167,21 @@ pub fn file_devices(
 
 /// Opens the `count` device files `file_devices` created under `dir`, as they are now.
 pub fn open_file_devices(dir: &Path, count: u32) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
+    open_file_devices_with(dir, count, FileDurability::Host)
+}
+
+/// `open_file_devices` whose `sync` gives `durability`.
+pub fn open_file_devices_with(
+    dir: &Path,
+    count: u32,
+    durability: FileDurability,
+) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
     (0..count)
         .map(|i| {
             let path = device_path(dir, i);
             let dev = FileNand::open(&path, FaultConfig::none().for_device(i), None)
                 .with_context(|| format!("opening {}", path.display()))?;
+            dev.store().set_durability(durability);
             Ok(Arc::new(dev) as Arc<dyn Nand>)
         })
         .collect()

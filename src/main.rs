@@ -130,7 +130,7 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
                 bench_ftl::Backend::Mem => devices::mem_devices(geometry, a.devices)?,
                 bench_ftl::Backend::File => {
                     let dir = a.dir.as_deref().context("--backend file needs --dir")?;
-                    glue::file_devices(dir, geometry, a.devices)?
+                    glue::file_devices_with(dir, geometry, a.devices, a.durability.into())?
                 }
             };
             glue::bench_on_ftl(devs, &params, a.svg.as_deref())?

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use ftl::nand::FileDurability;
 use ftl::{Ftl, RecoveryReport};
 use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
 
@@ -23,6 +24,18 @@ pub fn instance_key(config: &ServeConfig) -> anyhow::Result<Option<keys::Instanc
         .context("generating the instance key")
 }
 
+/// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
+/// failure (its key is RAM-only), so it needs to survive only a crash of this process, which loses
+/// nothing already written to the page cache: no disk flush per barrier. Unsealed data outlives
+/// the host, so its barriers and flushes reach the disk.
+fn durability(config: &ServeConfig) -> FileDurability {
+    if config.encryption {
+        FileDurability::Process
+    } else {
+        FileDurability::Host
+    }
+}
+
 /// A namespace's FTL, and whether it was formatted now or recovered from its files.
 #[derive(Debug)]
 pub struct Volume {
@@ -40,13 +53,14 @@ pub fn open_volume(
     let dir = config.namespace_dir(ns.nsid);
     let sealer = key.map(|k| k.sealer(u64::from(ns.nsid)));
     let exists = glue::device_path(&dir, 0).exists();
+    let durability = durability(config);
     let (ftl, recovered) = if exists {
-        let devices = glue::open_file_devices(&dir, ns.devices)?;
+        let devices = glue::open_file_devices_with(&dir, ns.devices, durability)?;
         let (ftl, report) = Ftl::open_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("recovering namespace {} from {}", ns.nsid, dir.display()))?;
         (ftl, Some(report))
     } else {
-        let devices = glue::file_devices(&dir, config.geometry, ns.devices)?;
+        let devices = glue::file_devices_with(&dir, config.geometry, ns.devices, durability)?;
         let ftl = Ftl::format_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
         (ftl, None)

@@ -21,12 +21,20 @@
 //!
 //! The store is thread-safe without a lock: every access is a positional read or write
 //! (`pread`/`pwrite`) of a distinct range, and `Device` serialises the operations of one die.
+//!
+//! **Durability.** With `FileDurability::Host` (the default) `sync` is an `fdatasync`: what it
+//! covers survives a host power failure. With `FileDurability::Process`, `sync` only orders (every
+//! `pwrite` that returned is in the page cache already, which a crash of the process does not lose)
+//! and the device survives process crashes only. That is all encrypted instance storage needs: its
+//! key lives in RAM and is gone after a host failure, and with it every byte on the device, so
+//! paying a disk flush per barrier (several per GC batch) would buy nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::device::Device;
 use super::store::{BlockHealth, BlockMeta, PageStore};
@@ -280,9 +288,33 @@ pub struct FileStore {
     path: String,
     geometry: Geometry,
     layout: FileLayout,
+    /// `FileDurability as u8`: set after open, read by every `sync`.
+    durability: AtomicU8,
+}
+
+/// What `sync` of a file device survives (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FileDurability {
+    /// `sync` is `fdatasync`: a host power failure keeps what was synced.
+    #[default]
+    Host = 0,
+    /// `sync` leaves the bytes in the page cache: only a process crash is survived.
+    Process = 1,
 }
 
 impl FileStore {
+    pub fn set_durability(&self, durability: FileDurability) {
+        self.durability.store(durability as u8, Ordering::Relaxed);
+    }
+
+    pub fn durability(&self) -> FileDurability {
+        match self.durability.load(Ordering::Relaxed) {
+            0 => FileDurability::Host,
+            _ => FileDurability::Process,
+        }
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -365,7 +397,10 @@ impl PageStore for FileStore {
     }
 
     fn sync(&self) -> Result<(), NandError> {
-        self.file.sync_data().map_err(|e| self.io(e))
+        match self.durability() {
+            FileDurability::Host => self.file.sync_data().map_err(|e| self.io(e)),
+            FileDurability::Process => Ok(()),
+        }
     }
 }
 
@@ -417,6 +452,7 @@ impl Device<FileStore> {
             path: name,
             geometry,
             layout,
+            durability: AtomicU8::new(FileDurability::Host as u8),
         };
         Device::from_parts(geometry, faults, store, metas, rail)
     }
@@ -481,6 +517,7 @@ impl Device<FileStore> {
             path: name,
             geometry,
             layout,
+            durability: AtomicU8::new(FileDurability::Host as u8),
         };
         Device::from_parts(geometry, faults, store, metas, rail)
     }

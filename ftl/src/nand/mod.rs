@@ -20,7 +20,7 @@ mod tests;
 pub use device::Device;
 pub use error::NandError;
 pub use faults::{FaultConfig, mix};
-pub use file::{FileHeader, FileLayout, FileNand, FileStore};
+pub use file::{FileDurability, FileHeader, FileLayout, FileNand, FileStore};
 pub use geometry::Geometry;
 pub use mem::{MemNand, MemStore};
 pub use power::PowerRail;
