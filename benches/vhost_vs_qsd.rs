@@ -161,7 +161,14 @@ fn ferrite(dir: &Path, bytes: u64, encrypt: bool, secs: Duration) -> anyhow::Res
         oob_size: 64,
     };
     let nand_dir = dir.join(if encrypt { "ferrite-enc" } else { "ferrite" });
-    let devices = ferrite::glue::file_devices(&nand_dir, g, 4)?;
+    // As `ferrite serve` does: sealed instance storage syncs to the page cache only (a host failure
+    // takes its key, so its data, anyway); unsealed data flushes to disk at every barrier.
+    let durability = if encrypt {
+        ftl::nand::FileDurability::Process
+    } else {
+        ftl::nand::FileDurability::Host
+    };
+    let devices = ferrite::glue::file_devices_with(&nand_dir, g, 4, durability)?;
     let key = encrypt
         .then(|| keys::InstanceKey::generate(keys::Backend::AwsLc))
         .transpose()?;
