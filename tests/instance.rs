@@ -82,11 +82,11 @@ fn terminate(dir: &Path, args: &[&str]) -> (String, String) {
 #[test]
 fn a_restart_without_terminate_reads_the_encrypted_data_back() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let data = pattern(1);
 
     let server = Server::start(dir.path(), &[]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &data);
     // One process per instance: a second server on the same data directory is refused.
     let second = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
@@ -134,11 +134,11 @@ fn a_restart_without_terminate_reads_the_encrypted_data_back() {
 #[test]
 fn a_crash_is_not_a_terminate() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let data = pattern(2);
 
     let server = Server::start(dir.path(), &[]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &data);
     server.crash();
     assert!(
@@ -172,9 +172,9 @@ fn no_backing_file_holds_the_plaintext_or_the_key_active_or_terminated() {
     );
 
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &[]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &marker);
     assert_eq!(read_back(dir.path()), marker);
     let key = support::keyring_payload(&id);
@@ -204,9 +204,9 @@ fn no_backing_file_holds_the_plaintext_or_the_key_active_or_terminated() {
 #[test]
 fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &[]);
-    let old_id = cleanup.watch(dir.path());
+    let old_id = cleanup.watch();
     let old_fingerprint = support::record(dir.path()).unwrap().key_fingerprint;
     write_flushed(dir.path(), &pattern(3));
     server.stop();
@@ -238,7 +238,7 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
     assert!(stdout.contains("nothing to terminate"), "{stdout}");
 
     let server = Server::start(dir.path(), &[]);
-    let new_id = cleanup.watch(dir.path());
+    let new_id = cleanup.watch();
     assert_ne!(new_id, old_id);
     assert_ne!(
         support::record(dir.path()).unwrap().key_fingerprint,
@@ -256,9 +256,9 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
 #[test]
 fn terminating_a_running_server_destroys_its_key_and_stops_it() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &[]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &pattern(4));
     assert!(support::keyring_serial(&id).is_some());
 
@@ -294,9 +294,9 @@ fn terminating_a_running_server_destroys_its_key_and_stops_it() {
 #[test]
 fn terminate_on_exit_terminates_on_sigterm() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &["--terminate-on-exit"]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &pattern(5));
     server.signal("TERM");
     let (status, output) = server.wait();
@@ -312,7 +312,7 @@ fn terminate_on_exit_terminates_on_sigterm() {
     assert!(support::record(dir.path()).is_none());
 
     let server = Server::start(dir.path(), &[]);
-    cleanup.watch(dir.path());
+    cleanup.watch();
     assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
     server.stop();
 }
@@ -320,9 +320,9 @@ fn terminate_on_exit_terminates_on_sigterm() {
 #[test]
 fn a_lost_key_formats_the_namespace_fresh_and_says_why() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &[]);
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     write_flushed(dir.path(), &pattern(6));
     server.stop();
     support::drop_keyring_key(&id);
@@ -347,9 +347,9 @@ fn a_lost_key_formats_the_namespace_fresh_and_says_why() {
 #[test]
 fn changing_the_encryption_setting_needs_a_terminate() {
     let dir = setup(true);
-    let mut cleanup = KeyringCleanup::default();
+    let mut cleanup = KeyringCleanup::new(dir.path());
     Server::start(dir.path(), &[]).stop();
-    let id = cleanup.watch(dir.path());
+    let id = cleanup.watch();
     std::fs::write(dir.path().join("ferrite.toml"), support::config(false)).unwrap();
 
     let out = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);

@@ -194,16 +194,30 @@ pub fn drop_keyring_key(instance_id: &str) {
     assert!(keyctl(&["invalidate", &serial]).status.success());
 }
 
-/// Destroys the keyring keys of every instance this test's data directory had, however the
-/// test ends (a passing test has terminated them already: then this does nothing).
-#[derive(Debug, Default)]
-pub struct KeyringCleanup(Vec<String>);
+/// Destroys the keyring keys of every instance a test's data directory had, however the test
+/// ends, even when a server failed to start after creating its key (a passing test has
+/// terminated them already: then this does nothing).
+#[derive(Debug)]
+pub struct KeyringCleanup {
+    dir: PathBuf,
+    seen: Vec<String>,
+}
 
 impl KeyringCleanup {
-    pub fn watch(&mut self, dir: &Path) -> String {
-        let id = record(dir).expect("an instance is recorded").instance_id;
-        if !self.0.contains(&id) {
-            self.0.push(id.clone());
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The instance recorded now, remembered for the cleanup.
+    pub fn watch(&mut self) -> String {
+        let id = record(&self.dir)
+            .expect("an instance is recorded")
+            .instance_id;
+        if !self.seen.contains(&id) {
+            self.seen.push(id.clone());
         }
         id
     }
@@ -211,7 +225,11 @@ impl KeyringCleanup {
 
 impl Drop for KeyringCleanup {
     fn drop(&mut self) {
-        for id in &self.0 {
+        let recorded = InstanceRecord::load(&data_dir(&self.dir))
+            .ok()
+            .flatten()
+            .map(|r| r.instance_id);
+        for id in self.seen.iter().chain(&recorded) {
             let _ = keys::InstanceKey::terminate(id);
         }
     }
