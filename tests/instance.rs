@@ -368,3 +368,33 @@ fn changing_the_encryption_setting_needs_a_terminate() {
     assert!(!record.encryption && record.key_fingerprint.is_none());
     server.stop();
 }
+
+#[test]
+fn a_terminate_cut_short_is_finished_by_the_next_start() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let old_id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(7));
+    server.stop();
+    // What a terminate leaves when it dies right after recording itself: the key and the
+    // blocks are still there.
+    let mut record = support::record(dir.path()).unwrap();
+    record.state = InstanceState::Terminating;
+    record.save(&support::data_dir(dir.path())).unwrap();
+
+    let server = Server::start(dir.path(), &[]);
+    let new_id = cleanup.watch();
+    assert_ne!(new_id, old_id);
+    assert!(support::keyring_serial(&old_id).is_none());
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    let output = server.stop();
+    assert!(
+        output.contains(&format!("instance {old_id}: a terminate did not finish")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("instance {new_id} (new)")),
+        "{output}"
+    );
+}
