@@ -1,5 +1,5 @@
 //! The command line (clap derive): `ferrite sim`, `ferrite bench ftl`, `ferrite bench recovery`,
-//! `ferrite serve` and `ferrite nvme`.
+//! `ferrite serve`, `ferrite terminate` and `ferrite nvme`.
 
 use std::path::PathBuf;
 
@@ -66,10 +66,26 @@ pub enum Command {
                       QEMU options that attach it. --config FILE (TOML) sets data_dir, encryption, \
                       [geometry], [ftl], [transport] (queues, queue_size, logical_block_bytes, \
                       poll_us) and [[namespace]] entries (nsid, devices, socket, serial, \
-                      read_only). The first start formats the devices; later starts recover them. \
-                      Ctrl-C drains every connection and closes every volume with a checkpoint."
+                      read_only). The first start creates an instance (data_dir/instance.toml: \
+                      its id, encryption, the key's fingerprint) whose key is kept in the kernel \
+                      keyring, and formats the devices; later starts recover them with the same \
+                      key. If the key is gone (host reboot, unfinished terminate), the old data \
+                      cannot be opened and every namespace is formatted fresh. Ctrl-C drains every \
+                      connection and closes every volume with a checkpoint; with \
+                      --terminate-on-exit it terminates the instance instead."
     )]
     Serve(ServeArgs),
+    /// End an instance: destroy its key (crypto-erase), erase every block, forget the instance.
+    #[command(
+        long_about = "Terminates the instance of a data directory, as terminating an instance \
+                      ends its instance storage: the instance key is destroyed in the running \
+                      ferrite serve (asked over its control socket, it stops serving) and in the \
+                      kernel keyring, then every block of every namespace is erased (progress on \
+                      stderr) and data_dir/instance.toml removed. The next ferrite serve creates \
+                      a new instance with a new key on empty namespaces. A stop or crash of \
+                      ferrite serve is not a terminate."
+    )]
+    Terminate(TerminateArgs),
     /// Identify data and SMART/health log of a namespace (running or stopped).
     #[command(subcommand)]
     Nvme(NvmeCommand),
@@ -80,6 +96,20 @@ pub struct ServeArgs {
     /// Configuration file (TOML); without it, the built-in default.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// On Ctrl-C or SIGTERM, terminate the instance (destroy its key, erase every block) instead
+    /// of closing it.
+    #[arg(long)]
+    pub terminate_on_exit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TerminateArgs {
+    /// The `ferrite serve` configuration file (its data_dir); default: the built-in default.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the instance.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
 }
 
 /// Which namespace `ferrite nvme` asks about, and where its server or devices are.
@@ -383,6 +413,21 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn serve_and_terminate_args() {
+        let cli = parse(&["serve", "--terminate-on-exit"]).expect("parse");
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve");
+        };
+        assert!(a.terminate_on_exit && a.config.is_none());
+        let cli = parse(&["terminate", "--data", "d"]).expect("parse");
+        let Command::Terminate(a) = cli.command else {
+            panic!("not terminate");
+        };
+        assert_eq!(a.data, Some(PathBuf::from("d")));
+        assert!(parse(&["terminate", "--data", "d", "--config", "f"]).is_err());
     }
 
     #[test]

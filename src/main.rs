@@ -11,7 +11,7 @@ use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
     BenchCommand, BenchFtlArgs, BenchRecoveryArgs, Cli, Command, NvmeCommand, ServeArgs, SimArgs,
-    TargetKind,
+    TargetKind, TerminateArgs,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<ExitCode> {
     // The simulation injects faults on purpose: the FTL's warnings about them are noise there.
     let default_level = match cli.command {
         Command::Sim(_) => "error",
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Terminate(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<ExitCode> {
             bench_recovery(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve_cmd(&args).map(|()| ExitCode::SUCCESS),
+        Command::Terminate(args) => terminate_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Nvme(command) => nvme_cmd(&command).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -45,7 +46,18 @@ fn main() -> anyhow::Result<ExitCode> {
 fn serve_cmd(args: &ServeArgs) -> anyhow::Result<()> {
     let config = serve::ServeConfig::load_or_default(args.config.as_deref())?;
     serve::signal::install()?;
-    serve::run(&config, serve::signal::stop_asked)
+    let options = serve::RunOptions {
+        terminate_on_exit: args.terminate_on_exit,
+    };
+    serve::run(&config, options, serve::signal::stop_asked)
+}
+
+fn terminate_cmd(args: &TerminateArgs) -> anyhow::Result<()> {
+    let mut config = serve::ServeConfig::load_or_default(args.config.as_deref())?;
+    if let Some(dir) = &args.data {
+        config.data_dir = dir.clone();
+    }
+    serve::terminate::terminate_instance(&config)
 }
 
 fn nvme_cmd(command: &NvmeCommand) -> anyhow::Result<()> {

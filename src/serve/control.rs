@@ -1,6 +1,8 @@
 //! The control socket of a running `ferrite serve`: one request line in, one JSON line out.
 //!
-//! Requests: `identify-controller`, `identify <nsid>`, `smart-log <nsid>`.
+//! Requests: `identify-controller`, `identify <nsid>`, `smart-log <nsid>`, and
+//! `terminate <instance id>`, which answers with JSON lines (`{"progress": ...}` for each step,
+//! then `{"terminated": id}` or `{"error": ...}`) until the instance is erased.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -10,6 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nvme_target::Controller;
+
+use super::terminate::Termination;
+
+/// How long `ferrite terminate` waits for each progress line of a running server (stopping
+/// drains in-flight requests, and a device's erase is one line).
+const TERMINATE_LINE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Answers one request line from the controller's current state.
 pub fn answer(controller: &Controller, line: &str) -> serde_json::Value {
@@ -33,6 +41,7 @@ pub fn answer(controller: &Controller, line: &str) -> serde_json::Value {
 pub fn serve(
     path: &Path,
     controller: Arc<Controller>,
+    termination: Arc<Termination>,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(path);
@@ -42,7 +51,7 @@ pub fn serve(
     while !stop() {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = handle(stream, &controller) {
+                if let Err(e) = handle(stream, &controller, &termination) {
                     tracing::warn!(error = %e, "control request failed");
                 }
             }
@@ -56,13 +65,22 @@ pub fn serve(
     Ok(())
 }
 
-fn handle(stream: UnixStream, controller: &Controller) -> anyhow::Result<()> {
+fn handle(
+    stream: UnixStream,
+    controller: &Controller,
+    termination: &Termination,
+) -> anyhow::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(stream.try_clone()?)
         .take(4096)
         .read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    if words.next() == Some("terminate") {
+        termination.request(words.next().unwrap_or(""), stream);
+        return Ok(());
+    }
     let mut out = stream;
     writeln!(out, "{}", answer(controller, line.trim()))?;
     Ok(())
@@ -83,4 +101,40 @@ pub fn query(path: &Path, request: &str) -> anyhow::Result<Option<serde_json::Va
         anyhow::bail!("ferrite serve answered: {e}");
     }
     Ok(Some(value))
+}
+
+/// Asks the `ferrite serve` listening at `path` to terminate instance `instance_id`, passing each
+/// progress line to `progress`, until it is done. `Ok(false)` if nothing listens at `path`.
+pub fn request_terminate(
+    path: &Path,
+    instance_id: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<bool> {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(_) => return Ok(false),
+    };
+    stream.set_read_timeout(Some(TERMINATE_LINE_TIMEOUT))?;
+    writeln!(stream, "terminate {instance_id}")?;
+    let unfinished = || {
+        format!(
+            "ferrite serve (control socket {}) stopped answering before instance {instance_id} \
+             was terminated; run `ferrite terminate` again to finish",
+            path.display()
+        )
+    };
+    for line in BufReader::new(stream).lines() {
+        let line = line.with_context(unfinished)?;
+        let value: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("control reply {line:?}"))?;
+        if let Some(text) = value.get("progress").and_then(|p| p.as_str()) {
+            progress(text);
+        } else if value.get("terminated").is_some() {
+            return Ok(true);
+        } else if let Some(e) = value.get("error") {
+            let e = e.as_str().map_or_else(|| e.to_string(), str::to_owned);
+            anyhow::bail!("ferrite serve could not terminate instance {instance_id}: {e}");
+        }
+    }
+    anyhow::bail!(unfinished())
 }

@@ -1,9 +1,24 @@
 //! `ferrite serve`: namespaces on FTL volumes, each served on a vhost-user-blk socket, until
-//! Ctrl-C; then every connection is drained and every volume closed with a checkpoint.
+//! Ctrl-C; then every connection is drained and every volume closed with a checkpoint. Or until a
+//! terminate (`ferrite terminate`, or a signal under `--terminate-on-exit`): then the key is
+//! destroyed, connections drained and every block erased.
+//!
+//! ```text
+//!  instance.rs   which instance and key a start serves; whether old data can still be opened
+//!  record.rs     <data_dir>/instance.toml: instance id, encryption, key fingerprint, state
+//!  lock.rs       one process owns a data directory
+//!  terminate.rs  terminate: record, destroy the key, stop, erase (erase.rs), remove the record
+//!  volume.rs     each namespace's FTL volume;  control.rs  the control socket
+//! ```
 
 pub mod config;
 pub mod control;
+pub mod erase;
+pub mod instance;
+pub mod lock;
+pub mod record;
 pub mod signal;
+pub mod terminate;
 pub mod volume;
 
 use std::sync::Arc;
@@ -49,25 +64,48 @@ fn build_controller(
     (controller, active)
 }
 
-fn open_volumes(config: &ServeConfig) -> anyhow::Result<Vec<volume::Volume>> {
-    let key = volume::instance_key(config)?;
+fn open_volumes(
+    config: &ServeConfig,
+    instance: &instance::Instance,
+) -> anyhow::Result<Vec<volume::Volume>> {
+    let fresh = instance.fresh_reason.is_some();
     config
         .namespaces
         .iter()
-        .map(|ns| volume::open_volume(config, ns, key.as_ref()))
+        .map(|ns| volume::open_volume(config, ns, instance.key.as_ref(), fresh))
         .collect()
 }
 
-/// Runs until `stop()` returns true (Ctrl-C in the CLI); returns after a clean close.
-pub fn run(config: &ServeConfig, stop: impl Fn() -> bool) -> anyhow::Result<()> {
+/// How a run ends when `stop()` returns true.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Terminate the instance (destroy its key, erase every block) instead of closing.
+    pub terminate_on_exit: bool,
+}
+
+/// Runs until `stop()` returns true (Ctrl-C in the CLI) or a terminate request; returns after a
+/// clean close, or once the terminated instance is erased.
+pub fn run(
+    config: &ServeConfig,
+    options: RunOptions,
+    stop: impl Fn() -> bool,
+) -> anyhow::Result<()> {
     config.validate()?;
-    let volumes = open_volumes(config)?;
+    let _lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
+    let mut instance = instance::Instance::start(config)?;
+    let volumes = open_volumes(config, &instance)?;
     for v in &volumes {
         match &v.recovered {
             Some(r) => println!("namespace {}: recovered ({r:?})", v.nsid),
             None => println!("namespace {}: formatted", v.nsid),
         }
     }
+    instance.mark_active(&config.data_dir)?;
+    let termination = Arc::new(terminate::Termination::serving(
+        &config.data_dir,
+        instance.record.clone(),
+        instance.key.clone(),
+    ));
     let (controller, active) = build_controller(config, &volumes);
     let controller = Arc::new(controller);
     let stops: Vec<StopHandle> = active.iter().map(|_| StopHandle::new()).collect();
@@ -94,25 +132,41 @@ pub fn run(config: &ServeConfig, stop: impl Fn() -> bool) -> anyhow::Result<()> 
             );
         }
         let control = {
-            let (path, controller, flag) = (
+            let (path, controller, termination, flag) = (
                 config.control_socket(),
                 controller.clone(),
+                termination.clone(),
                 control_stop.clone(),
             );
-            s.spawn(move || control::serve(&path, controller, || flag.load(Ordering::SeqCst)))
+            s.spawn(move || {
+                control::serve(&path, controller, termination, || {
+                    flag.load(Ordering::SeqCst)
+                })
+            })
         };
         println!(
-            "control socket {}; Ctrl-C stops",
-            config.control_socket().display()
+            "control socket {}; Ctrl-C {}",
+            config.control_socket().display(),
+            if options.terminate_on_exit {
+                "terminates the instance (--terminate-on-exit)"
+            } else {
+                "stops"
+            }
         );
-        while !stop() && !servers.iter().any(|t| t.is_finished()) {
+        while !stop() && !termination.begun() && !servers.iter().any(|t| t.is_finished()) {
             std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut first_error = None;
+        if options.terminate_on_exit && !termination.begun() {
+            // Keys first: destroyed before the connections are even drained.
+            if let Err(e) = termination.begin() {
+                first_error = Some(e);
+            }
         }
         for h in &stops {
             h.stop();
         }
         control_stop.store(true, Ordering::SeqCst);
-        let mut first_error = None;
         for t in servers {
             match t.join() {
                 Ok(Ok(())) => {}
@@ -138,6 +192,14 @@ pub fn run(config: &ServeConfig, stop: impl Fn() -> bool) -> anyhow::Result<()> 
     });
     drop(active);
     drop(controller);
+    if termination.begun() {
+        // No close: the key is destroyed, so nothing more may be sealed or checkpointed; the
+        // devices are erased instead.
+        drop(volumes);
+        let erased = termination.complete();
+        termination.finish(&erased);
+        return erased.and(result);
+    }
     for v in volumes {
         volume::close_volume(v)?;
     }
@@ -167,7 +229,7 @@ pub fn nvme_query(config: &ServeConfig, request: &str, nsid: u32) -> anyhow::Res
         config.namespace_dir(nsid).display()
     );
     // Identify and SMART read no host data, so no instance key is needed to open the volume.
-    let vol = volume::open_volume(config, ns, None)?;
+    let vol = volume::open_volume(config, ns, None, false)?;
     let (controller, active) = build_controller(
         &ServeConfig {
             namespaces: vec![ns.clone()],

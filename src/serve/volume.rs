@@ -10,20 +10,6 @@ use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
 use super::config::{NamespaceConfig, ServeConfig};
 use crate::glue;
 
-/// The instance key that seals every namespace's pages, if encryption is on.
-///
-/// The one place that decides where the key comes from. Today a fresh key per process: data
-/// sealed by an earlier run cannot be opened after a restart. The keyring-backed
-/// `InstanceKey::open_or_create(instance_id, backend)` replaces this body once it lands.
-pub fn instance_key(config: &ServeConfig) -> anyhow::Result<Option<keys::InstanceKey>> {
-    if !config.encryption {
-        return Ok(None);
-    }
-    keys::InstanceKey::generate(keys::Backend::AwsLc)
-        .map(Some)
-        .context("generating the instance key")
-}
-
 /// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
 /// failure (its key is RAM-only), so it needs to survive only a crash of this process, which loses
 /// nothing already written to the page cache: no disk flush per barrier. Unsealed data outlives
@@ -44,17 +30,30 @@ pub struct Volume {
     pub recovered: Option<RecoveryReport>,
 }
 
-/// Opens namespace `ns`'s devices (creating and formatting them on first use).
+/// Opens namespace `ns`'s devices: recovers them, or formats them on first use and, with
+/// `fresh`, formats the existing ones (their data belongs to no key this instance has; the
+/// device files stay, with their wear).
 pub fn open_volume(
     config: &ServeConfig,
     ns: &NamespaceConfig,
     key: Option<&keys::InstanceKey>,
+    fresh: bool,
 ) -> anyhow::Result<Volume> {
     let dir = config.namespace_dir(ns.nsid);
     let sealer = key.map(|k| k.sealer(u64::from(ns.nsid)));
     let exists = glue::device_path(&dir, 0).exists();
     let durability = durability(config);
-    let (ftl, recovered) = if exists {
+    let (ftl, recovered) = if exists && fresh {
+        let devices = glue::open_file_devices_with(&dir, ns.devices, durability)?;
+        let ftl = Ftl::format_sealed(devices, config.ftl.clone(), sealer).with_context(|| {
+            format!(
+                "formatting namespace {} in {} fresh",
+                ns.nsid,
+                dir.display()
+            )
+        })?;
+        (ftl, None)
+    } else if exists {
         let devices = glue::open_file_devices_with(&dir, ns.devices, durability)?;
         let (ftl, report) = Ftl::open_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("recovering namespace {} from {}", ns.nsid, dir.display()))?;

@@ -1,0 +1,400 @@
+#![allow(clippy::unwrap_used)]
+//! The instance lifecycle of `ferrite serve` with encryption on, as processes, with a libblkio
+//! client: a restart or a crash keeps the data (the key waits in the kernel keyring); a terminate
+//! (through a running server, of a stopped one, or by a signal under --terminate-on-exit)
+//! destroys the key and erases the blocks, and the next start serves a fresh namespace; no device
+//! file ever holds the plaintext or the key; a lost key (host reboot) formats fresh.
+//!
+//! Each test has its own data directory, hence its own random instance id, and terminates any
+//! key it left in the keyring however it ends.
+
+mod support;
+
+use std::path::Path;
+
+use blkio_client::Client;
+use ferrite::serve::record::InstanceState;
+use support::{KeyringCleanup, Server};
+
+/// Where the tests write: past the first blocks, so it is not the first thing formatted.
+const OFFSET_BYTES: u64 = 1 << 20;
+const DATA_BYTES: usize = 256 * 1024;
+
+fn setup(encryption: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferrite.toml"), support::config(encryption)).unwrap();
+    dir
+}
+
+fn pattern(seed: u32) -> Vec<u8> {
+    (0..DATA_BYTES as u32)
+        .map(|i| (i.wrapping_mul(7).wrapping_add(seed) % 253) as u8)
+        .collect()
+}
+
+fn client(dir: &Path) -> Client {
+    Client::connect(&dir.join("ns1.sock"), 2).unwrap()
+}
+
+fn write_flushed(dir: &Path, data: &[u8]) {
+    let mut c = client(dir);
+    c.write(0, OFFSET_BYTES, data, false).unwrap();
+    c.flush(1).unwrap();
+}
+
+fn read_back(dir: &Path) -> Vec<u8> {
+    client(dir).read(1, OFFSET_BYTES, DATA_BYTES).unwrap()
+}
+
+/// Reads the whole namespace and asserts every byte is zero: a fresh namespace.
+fn assert_namespace_is_zeroes(dir: &Path) {
+    let mut c = client(dir);
+    let capacity = c.capacity_bytes().unwrap();
+    let chunk = 1 << 20;
+    let mut offset = 0;
+    while offset < capacity {
+        let len = chunk.min(capacity - offset) as usize;
+        let bytes = c.read(0, offset, len).unwrap();
+        if let Some(i) = bytes.iter().position(|&b| b != 0) {
+            panic!(
+                "byte {} of a fresh namespace is {:#x}",
+                offset + i as u64,
+                bytes[i]
+            );
+        }
+        offset += len as u64;
+    }
+}
+
+fn terminate(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = support::run(dir, &[&["terminate"], args].concat());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "ferrite terminate failed:\n{stdout}{stderr}"
+    );
+    (stdout, stderr)
+}
+
+#[test]
+fn a_restart_without_terminate_reads_the_encrypted_data_back() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let data = pattern(1);
+
+    let server = Server::start(dir.path(), &[]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &data);
+    // One process per instance: a second server on the same data directory is refused.
+    let second = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("lock"));
+    let first_run = server.stop();
+
+    let record = support::record(dir.path()).unwrap();
+    assert_eq!(record.instance_id, id);
+    assert!(record.encryption);
+    assert_eq!(record.state, InstanceState::Active);
+    let fingerprint = record.key_fingerprint.unwrap();
+    assert!(
+        first_run.contains(&format!(
+            "instance {id} (new): encryption on, key fingerprint {fingerprint}"
+        )),
+        "{first_run}"
+    );
+    let memory = keys::key_memory().to_string();
+    assert!(
+        first_run.contains(&format!("key memory {memory}")),
+        "{first_run}"
+    );
+
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), data);
+    let second_run = server.stop();
+    assert!(
+        second_run.contains(&format!("instance {id} (restarted)"))
+            && second_run.contains(&format!(
+                "fingerprint {fingerprint} (from the kernel keyring)"
+            )),
+        "{second_run}"
+    );
+    assert!(!second_run.contains("formatted fresh"), "{second_run}");
+    assert_eq!(
+        support::record(dir.path())
+            .unwrap()
+            .key_fingerprint
+            .as_deref(),
+        Some(fingerprint.as_str())
+    );
+}
+
+#[test]
+fn a_crash_is_not_a_terminate() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let data = pattern(2);
+
+    let server = Server::start(dir.path(), &[]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &data);
+    server.crash();
+    assert!(
+        support::keyring_serial(&id).is_some(),
+        "a crash destroyed the key"
+    );
+
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), data);
+    let output = server.stop();
+    assert!(
+        output.contains(&format!("instance {id} (restarted)")),
+        "{output}"
+    );
+}
+
+#[test]
+fn no_backing_file_holds_the_plaintext_or_the_key_active_or_terminated() {
+    let marker_line = format!("FERRITE-PLAINTEXT-MARKER-{:016x}|", std::process::id());
+    let marker: Vec<u8> = marker_line.bytes().cycle().take(DATA_BYTES).collect();
+    let needle = &marker[..marker_line.len()];
+
+    // The scan works: unsealed, the marker is in the device files.
+    let plain = setup(false);
+    let server = Server::start(plain.path(), &[]);
+    write_flushed(plain.path(), &marker);
+    server.stop();
+    assert!(
+        !support::files_containing(&support::data_dir(plain.path()), needle).is_empty(),
+        "the scanner finds no unsealed marker"
+    );
+
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &marker);
+    assert_eq!(read_back(dir.path()), marker);
+    let key = support::keyring_payload(&id);
+    assert_eq!(key.len(), 32);
+    assert!(key.iter().any(|&b| b != 0));
+    let needles: [(&str, &[u8]); 4] = [
+        ("plaintext marker", needle),
+        ("instance key", &key),
+        ("first half of the key", &key[..16]),
+        ("second half of the key", &key[16..]),
+    ];
+    // Everything this test made: device files, instance record, configuration, server logs.
+    let scan = |when: &str| {
+        for (what, bytes) in needles {
+            let found = support::files_containing(dir.path(), bytes);
+            assert!(found.is_empty(), "{when}: {what} found in {found:?}");
+        }
+    };
+    scan("active");
+
+    terminate(dir.path(), &["--config", "ferrite.toml"]);
+    let (status, _) = server.wait();
+    assert!(status.success());
+    scan("terminated");
+}
+
+#[test]
+fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let old_id = cleanup.watch();
+    let old_fingerprint = support::record(dir.path()).unwrap().key_fingerprint;
+    write_flushed(dir.path(), &pattern(3));
+    server.stop();
+    assert!(support::programmed_blocks(dir.path()) > 0);
+
+    // A stopped instance: `ferrite terminate` does it all itself.
+    let (stdout, stderr) = terminate(dir.path(), &["--data", "ferrite-data"]);
+    assert!(
+        stdout.contains(&format!("instance {old_id} terminated")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("destroyed in the kernel keyring"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nand-0.img") && stderr.contains("nand-1.img"),
+        "{stderr}"
+    );
+    assert!(support::keyring_serial(&old_id).is_none());
+    assert!(support::record(dir.path()).is_none());
+    assert_eq!(
+        support::programmed_blocks(dir.path()),
+        0,
+        "a block was not erased"
+    );
+    // Again: nothing left to terminate, and that is not an error.
+    let (stdout, _) = terminate(dir.path(), &["--data", "ferrite-data"]);
+    assert!(stdout.contains("nothing to terminate"), "{stdout}");
+
+    let server = Server::start(dir.path(), &[]);
+    let new_id = cleanup.watch();
+    assert_ne!(new_id, old_id);
+    assert_ne!(
+        support::record(dir.path()).unwrap().key_fingerprint,
+        old_fingerprint
+    );
+    assert_namespace_is_zeroes(dir.path());
+    let output = server.stop();
+    assert!(
+        output.contains(&format!("instance {new_id} (new)")),
+        "{output}"
+    );
+    assert!(output.contains("formatted fresh"), "{output}");
+}
+
+#[test]
+fn terminating_a_running_server_destroys_its_key_and_stops_it() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(4));
+    assert!(support::keyring_serial(&id).is_some());
+
+    // The server's progress comes back to `ferrite terminate`.
+    let (stdout, stderr) = terminate(dir.path(), &["--config", "ferrite.toml"]);
+    assert!(
+        stdout.contains(&format!("instance {id} terminated")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("destroyed in ferrite serve and in the kernel keyring"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("erased"), "{stderr}");
+    assert!(
+        support::keyring_serial(&id).is_none(),
+        "the keyring still holds the key"
+    );
+    let (status, output) = server.wait();
+    assert!(
+        status.success(),
+        "ferrite serve exited with {status}:\n{output}"
+    );
+    assert!(!output.contains("closed cleanly"), "{output}");
+    assert!(support::record(dir.path()).is_none());
+    assert_eq!(
+        support::programmed_blocks(dir.path()),
+        0,
+        "a block was not erased"
+    );
+}
+
+#[test]
+fn terminate_on_exit_terminates_on_sigterm() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &["--terminate-on-exit"]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(5));
+    server.signal("TERM");
+    let (status, output) = server.wait();
+    assert!(
+        status.success(),
+        "ferrite serve exited with {status}:\n{output}"
+    );
+    assert!(
+        output.contains("destroyed in ferrite serve and in the kernel keyring"),
+        "{output}"
+    );
+    assert!(support::keyring_serial(&id).is_none());
+    assert!(support::record(dir.path()).is_none());
+
+    let server = Server::start(dir.path(), &[]);
+    cleanup.watch();
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    server.stop();
+}
+
+#[test]
+fn a_lost_key_formats_the_namespace_fresh_and_says_why() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(6));
+    server.stop();
+    support::drop_keyring_key(&id);
+
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    let output = server.stop();
+    assert!(
+        output.contains(&format!("instance {id} (restarted)")),
+        "{output}"
+    );
+    assert!(
+        output.contains("formatted fresh") && output.contains("gone from the kernel keyring"),
+        "{output}"
+    );
+    assert_eq!(
+        support::record(dir.path()).unwrap().state,
+        InstanceState::Active
+    );
+}
+
+#[test]
+fn changing_the_encryption_setting_needs_a_terminate() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    Server::start(dir.path(), &[]).stop();
+    let id = cleanup.watch();
+    std::fs::write(dir.path().join("ferrite.toml"), support::config(false)).unwrap();
+
+    let out = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("instance {id}"))
+            && err.contains("created with encryption on")
+            && err.contains("ferrite terminate"),
+        "{err}"
+    );
+
+    terminate(dir.path(), &["--config", "ferrite.toml"]);
+    let server = Server::start(dir.path(), &[]);
+    let record = support::record(dir.path()).unwrap();
+    assert!(!record.encryption && record.key_fingerprint.is_none());
+    server.stop();
+}
+
+#[test]
+fn a_terminate_cut_short_is_finished_by_the_next_start() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let old_id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(7));
+    server.stop();
+    // What a terminate leaves when it dies right after recording itself: the key and the
+    // blocks are still there.
+    let mut record = support::record(dir.path()).unwrap();
+    record.state = InstanceState::Terminating;
+    record.save(&support::data_dir(dir.path())).unwrap();
+
+    let server = Server::start(dir.path(), &[]);
+    let new_id = cleanup.watch();
+    assert_ne!(new_id, old_id);
+    assert!(support::keyring_serial(&old_id).is_none());
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    let output = server.stop();
+    assert!(
+        output.contains(&format!("instance {old_id}: a terminate did not finish")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("instance {new_id} (new)")),
+        "{output}"
+    );
+}
