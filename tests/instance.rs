@@ -170,6 +170,13 @@ fn no_backing_file_holds_the_plaintext_or_the_key_active_or_terminated() {
         !support::files_containing(&support::data_dir(plain.path()), needle).is_empty(),
         "the scanner finds no unsealed marker"
     );
+    // Terminating erases every block, and an erased block leaves no bytes in its file.
+    terminate(plain.path(), &["--config", "ferrite.toml"]);
+    let left = support::files_containing(&support::data_dir(plain.path()), needle);
+    assert!(
+        left.is_empty(),
+        "terminated, the plaintext stays in {left:?}"
+    );
 
     let dir = setup(true);
     let mut cleanup = KeyringCleanup::new(dir.path());

@@ -16,8 +16,10 @@
 //! an FTL scans at mount) are contiguous. A program costs two positional writes instead of one.
 //!
 //! The file is created sparse: only the header and the metadata table are written at creation.
-//! An erase does not touch page bytes (the device never shows an erased page), so the file keeps,
-//! for an erased page, whatever was last programmed there, or zeros if it never was.
+//! An erase punches a hole over the block's data and OOB (`fallocate(PUNCH_HOLE)`, or zeros where
+//! the file system cannot punch): the device never shows an erased page, but the file must not
+//! keep what was on it either, or erasing (a terminate, say) would leave old data readable in the
+//! file by anyone with the file.
 //!
 //! The store is thread-safe without a lock: every access is a positional read or write
 //! (`pread`/`pwrite`) of a distinct range, and `Device` serialises the operations of one die.
@@ -35,6 +37,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use rustix::fs::FallocateFlags;
 
 use super::device::Device;
 use super::store::{BlockHealth, BlockMeta, PageStore};
@@ -331,6 +335,28 @@ impl FileStore {
         u64::from(block) * u64::from(self.geometry.pages_per_block) + u64::from(page)
     }
 
+    /// Makes `len` bytes at `at` read as zeros and frees them where the file system can.
+    fn drop_range(&self, at: u64, len: u64) -> Result<(), NandError> {
+        let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(&self.file, punch, at, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                const CHUNK: u64 = 1 << 16;
+                let zeros = [0u8; CHUNK as usize];
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(CHUNK);
+                    self.file
+                        .write_all_at(&zeros[..n as usize], at + done)
+                        .map_err(|e| self.io(e))?;
+                    done += n;
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.io(e.into())),
+        }
+    }
+
     fn data_at(&self, block: u32, page: u32) -> u64 {
         self.layout.data_offset + self.page_index(block, page) * u64::from(self.geometry.page_size)
     }
@@ -384,8 +410,19 @@ impl PageStore for FileStore {
             .map_err(|e| self.io(e))
     }
 
-    /// Leaves the bytes alone: an erased page keeps its last content in the file (see module docs).
-    fn erase_pages(&self, _block: u32, _from_page: u32) -> Result<(), NandError> {
+    /// Drops the bytes of pages `from_page..` of the block, data and OOB (see module docs).
+    fn erase_pages(&self, block: u32, from_page: u32) -> Result<(), NandError> {
+        let end = self.geometry.pages_per_block;
+        if from_page >= end {
+            return Ok(());
+        }
+        let data = self.data_at(block, from_page)
+            ..self.data_at(block, end - 1) + u64::from(self.geometry.page_size);
+        let oob = self.oob_at(block, from_page)
+            ..self.oob_at(block, end - 1) + u64::from(self.geometry.oob_size);
+        for range in [data, oob] {
+            self.drop_range(range.start, range.end - range.start)?;
+        }
         Ok(())
     }
 

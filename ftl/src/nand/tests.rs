@@ -1152,3 +1152,38 @@ fn file_is_sparse_and_reads_oob_alone() {
     assert_eq!(&raw[at..at + 4096], &data[..]);
     assert_eq!(read_oob(&dev, 5, 0).expect("oob"), oob);
 }
+
+/// An erase leaves none of the block's old bytes in the file (data or OOB), and a power cut that
+/// drops pages drops their bytes too; other blocks keep theirs.
+#[test]
+fn file_erase_drops_old_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dev.nand");
+    let g = many_blocks();
+    let dev = FileNand::create(&path, g, none(), None).expect("create");
+    let layout = *dev.store().layout();
+    for page in 0..g.pages_per_block {
+        program(&dev, 5, page).expect("program");
+        program(&dev, 6, page).expect("program");
+    }
+    let block_bytes = |raw: &[u8], block: u64| {
+        let pages = u64::from(g.pages_per_block);
+        let data = (layout.data_offset + block * pages * 4096) as usize;
+        let oob = (layout.oob_offset + block * pages * 64) as usize;
+        let mut bytes = raw[data..data + (pages * 4096) as usize].to_vec();
+        bytes.extend_from_slice(&raw[oob..oob + (pages * 64) as usize]);
+        bytes
+    };
+    let raw = std::fs::read(&path).expect("read file");
+    assert!(block_bytes(&raw, 5).iter().any(|&b| b != 0));
+    dev.erase_block(5).expect("erase");
+    let raw = std::fs::read(&path).expect("read file");
+    assert!(
+        block_bytes(&raw, 5).iter().all(|&b| b == 0),
+        "old bytes left"
+    );
+    assert!(holds(&dev, 6, 0, 0), "a neighbour lost its data");
+    let (data, _) = pattern(&g, 6, 3, 0);
+    let at = (layout.data_offset + (6 * 4 + 3) * 4096) as usize;
+    assert_eq!(&raw[at..at + 4096], &data[..]);
+}
