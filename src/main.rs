@@ -35,6 +35,9 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Recovery(args)) => {
             bench_recovery(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Fio(args) => {
+            ferrite::fio::main(&args.jobfiles, args.output_format, args.output.as_deref())
+        }
     }
 }
 
