@@ -12,7 +12,7 @@
 //! | 0x10 | 8 | offset of the interval in the file |
 //! | 0x18 | 4 | time_sec, 0x1c 4 time_nsec: since the job started |
 //! | 0x20 | 2 | thread (job number, from 1), 0x22 2 numberio (the job's I/O count) |
-//! | 0x24 | 4 | crc32c of bytes 0x00..0x24 |
+//! | 0x24 | 4 | fio's crc32c (see `fio_crc32c`) of bytes 0x00..0x24 |
 //!
 //! then the checksum of the rest of the interval: crc32c (4 bytes) or md5 (16 bytes), computed
 //! over the bytes after it. `verify=pattern` has no header: the interval is the pattern repeated.
@@ -26,6 +26,13 @@ use md5::{Digest, Md5};
 use super::options::VerifyKind;
 
 pub const MAGIC: u16 = 0xacca;
+
+/// fio's crc32c: the Castagnoli CRC started from !0 like the standard one but without the final
+/// inversion, so it is the bitwise NOT of the standard CRC-32C (checked against files fio 3.33
+/// wrote).
+pub fn fio_crc32c(data: &[u8]) -> u32 {
+    !crc32c::crc32c(data)
+}
 pub const HEADER_BYTES: usize = 40;
 const TYPE_MD5: u16 = 2;
 const TYPE_CRC32C: u16 = 5;
@@ -87,13 +94,13 @@ pub fn seal_interval(interval: &mut [u8], kind: VerifyKind, fields: HeaderFields
     h[28..32].copy_from_slice(&fields.time_nsec.to_le_bytes());
     h[32..34].copy_from_slice(&fields.thread.to_le_bytes());
     h[34..36].copy_from_slice(&fields.numberio.to_le_bytes());
-    let crc = crc32c::crc32c(&h[..36]);
+    let crc = fio_crc32c(&h[..36]);
     h[36..40].copy_from_slice(&crc.to_le_bytes());
     let data_start = header_size(kind);
     let (head, data) = interval.split_at_mut(data_start);
     match kind {
         VerifyKind::Crc32c => {
-            head[HEADER_BYTES..].copy_from_slice(&crc32c::crc32c(data).to_le_bytes());
+            head[HEADER_BYTES..].copy_from_slice(&fio_crc32c(data).to_le_bytes());
         }
         VerifyKind::Md5 => head[HEADER_BYTES..].copy_from_slice(&Md5::digest(&*data)),
         VerifyKind::None | VerifyKind::Pattern => {}
@@ -185,7 +192,7 @@ fn check_interval(
             "verify: bad header offset {header_offset}, wanted {offset}"
         ));
     }
-    let crc = crc32c::crc32c(&interval[..36]);
+    let crc = fio_crc32c(&interval[..36]);
     if crc != u32_at(36) {
         return Err(format!(
             "verify: bad header crc {:x}, calculated {crc:x}",
@@ -199,7 +206,7 @@ fn check_interval(
             if stored_type != TYPE_CRC32C {
                 return Err(format!("verify: header type {stored_type}, wanted crc32c"));
             }
-            let got = crc32c::crc32c(data);
+            let got = fio_crc32c(data);
             let want = u32_at(HEADER_BYTES);
             if got != want {
                 return Err(format!(
@@ -248,6 +255,17 @@ mod tests {
     }
 
     #[test]
+    fn crc_matches_a_header_fio_wrote() {
+        // The first 40 bytes fio 3.33 wrote with verify=crc32c (offset 0, 4 KiB blocks).
+        let header: [u8; 40] = [
+            0xca, 0xac, 0x05, 0x00, 0x00, 0x10, 0x00, 0x00, 0x3c, 0x54, 0x09, 0xc5, 0x01, 0xcc,
+            0xa4, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x86, 0x57, 0xcb, 0x06, 0x01, 0x00, 0x00, 0x00, 0x4f, 0x3b, 0x2b, 0x90,
+        ];
+        assert_eq!(fio_crc32c(&header[..36]), 0x902b_3b4f);
+    }
+
+    #[test]
     fn header_layout_is_fios() {
         let mut block = vec![0x5au8; 4096];
         seal_block(&mut block, VerifyKind::Crc32c, 4096, None, fields(0x1000));
@@ -260,11 +278,11 @@ mod tests {
         assert_eq!(&block[32..36], &[1, 0, 0, 0]);
         assert_eq!(
             u32::from_le_bytes([block[36], block[37], block[38], block[39]]),
-            crc32c::crc32c(&block[..36])
+            fio_crc32c(&block[..36])
         );
         assert_eq!(
             u32::from_le_bytes([block[40], block[41], block[42], block[43]]),
-            crc32c::crc32c(&block[44..])
+            fio_crc32c(&block[44..])
         );
         check_block(&block, 0x1000, VerifyKind::Crc32c, 4096, None).expect("verifies");
     }
