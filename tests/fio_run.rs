@@ -225,3 +225,37 @@ fn bad_job_files_fail_with_the_option_and_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn progress_line_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_job(
+        dir.path(),
+        "progress.fio",
+        "[j]\nioengine=null\nsize=1g\nrw=randread\ntime_based\nruntime=3\nrate_iops=1000\n",
+    );
+    let report = dir.path().join("report.txt");
+    let command = format!(
+        "{} fio {} --output {}",
+        env!("CARGO_BIN_EXE_ferrite"),
+        file.display(),
+        report.display()
+    );
+    // `script` gives the command a terminal (util-linux, in every Debian).
+    let out = Command::new("script")
+        .args(["-qc", &command, "/dev/null"])
+        .output()
+        .expect("run script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("Jobs: 1: [r="), "{screen}");
+    assert!(screen.contains("IOPS][eta 00m:0"), "{screen}");
+    assert!(
+        std::fs::read_to_string(&report)
+            .expect("report")
+            .contains("read: IOPS=")
+    );
+    // Without a terminal (this test's pipes): no progress line.
+    let out = ferrite(&[file.to_str().expect("utf-8")]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Jobs:"));
+}

@@ -237,3 +237,16 @@ fn fio_verifies_what_ferrite_wrote() {
         );
     }
 }
+
+#[test]
+fn direct_io_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("direct.dat");
+    let case = &CASES[0];
+    let job = case.job_file(dir.path(), &file, "randwrite", "direct=1\niodepth=4\n");
+    let out = ferrite(&job);
+    assert!(out.status.success(), "ferrite direct write: {}", text(&out));
+    let out = fio(&case.fio_args(&file, "read", &["--direct=1"]));
+    assert_eq!(json_of(&out)["jobs"][0]["error"], 0, "{}", text(&out));
+    assert_eq!(json_of(&out)["jobs"][0]["read"]["total_ios"], BLOCKS);
+}

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::error::JobError;
@@ -185,12 +186,12 @@ impl FileTarget {
             ));
         };
         let writes = o.rw.has(super::options::Ddir::Write) && !o.verify_only;
+        let missing = !Path::new(name).exists();
         let mut opts = OpenOptions::new();
         opts.read(true)
-            .write(writes || o.rw.has(super::options::Ddir::Trim));
-        if writes {
-            opts.create(true);
-        }
+            .write(writes || missing || o.rw.has(super::options::Ddir::Trim));
+        // fio creates a missing file (and lays it out before reading it).
+        opts.create(missing);
         if o.direct {
             opts.custom_flags(O_DIRECT);
         }

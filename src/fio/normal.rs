@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::json::{Entry, entries};
-use super::options::Ddir;
+use super::options::{Ddir, UnifiedReporting};
 use super::runner::RunResult;
 use super::stats::{DirStats, LatencyStats, percent_of};
 
@@ -86,7 +86,7 @@ fn percentile_lines(out: &mut String, s: &LatencyStats, list: &[f64]) {
     }
 }
 
-fn dir_block(out: &mut String, ddir: Ddir, d: &DirStats, list: &[f64]) {
+fn dir_block(out: &mut String, name: &str, d: &DirStats, list: &[f64]) {
     if d.total_ios == 0 {
         return;
     }
@@ -96,7 +96,7 @@ fn dir_block(out: &mut String, ddir: Ddir, d: &DirStats, list: &[f64]) {
     let _ = writeln!(
         out,
         "  {}: IOPS={}, BW={}/s ({}/s)({}/{}msec)",
-        ddir.name(),
+        name,
         count(iops),
         bin_bytes(bw),
         dec_bytes(bw),
@@ -141,13 +141,19 @@ fn job_block(out: &mut String, e: &Entry) {
     if let Some(m) = &s.error_message {
         let _ = writeln!(out, "  error: {m}");
     }
-    for ddir in Ddir::ALL {
-        dir_block(
-            out,
-            ddir,
-            &s.dirs[ddir.index()],
-            &r.job.options.percentile_list,
-        );
+    let list = &r.job.options.percentile_list;
+    let unified = r.job.options.unified_rw_reporting;
+    if unified != UnifiedReporting::Mixed {
+        for ddir in Ddir::ALL {
+            dir_block(out, ddir.name(), &s.dirs[ddir.index()], list);
+        }
+    }
+    if unified != UnifiedReporting::None {
+        let mut mixed = DirStats::default();
+        for d in &s.dirs {
+            mixed.merge(d);
+        }
+        dir_block(out, "mixed", &mixed, list);
     }
     if s.sync_lat.running.samples > 0 {
         let _ = writeln!(out, "  fsync/fdatasync/sync_file_range:");

@@ -94,6 +94,8 @@ impl ProgressLine {
             eta = eta.max(job_eta);
         }
         let secs = interval.as_secs_f64().max(1e-3);
+        // Rounded up: "00m:00s" only when nothing is left.
+        let eta_secs = eta.as_secs_f64().ceil() as u64;
         let rate = |i: usize| (now[i] - last[i]) as f64 / secs;
         let line = format!(
             "Jobs: {running}: [r={:.1}MiB/s,w={:.1}MiB/s][r={:.0},w={:.0} IOPS][eta {:02}m:{:02}s]",
@@ -101,8 +103,8 @@ impl ProgressLine {
             rate(1) / 1_048_576.0,
             rate(2),
             rate(3),
-            eta.as_secs() / 60,
-            eta.as_secs() % 60
+            eta_secs / 60,
+            eta_secs % 60
         );
         *last = now;
         line

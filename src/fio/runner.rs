@@ -447,9 +447,10 @@ fn worker(
     let mut stats = JobStats::default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let max_bs = Ddir::ALL.iter().map(|d| o.max_bs(*d)).max().unwrap_or(4096) as usize;
-    let mut buf = vec![0u8; max_bs];
+    let mut aligned = AlignedBuf::new(max_bs);
+    let buf = aligned.as_mut_slice();
     if !o.zero_buffers {
-        fill_random(&mut buf, &mut rng, o.buffer_compress_percentage);
+        fill_random(buf, &mut rng, o.buffer_compress_percentage);
     }
     let interval = min_bs(o, Ddir::Write).max(1) as usize;
     loop {
@@ -639,6 +640,35 @@ fn wait_for_rate(shared: &JobShared<'_>, plan: &IoPlan) {
     };
     if slot > now_ns {
         std::thread::sleep(Duration::from_nanos(slot - now_ns));
+    }
+}
+
+/// An I/O buffer aligned to 4 KiB, as O_DIRECT (direct=1) needs: a Vec with room to spare,
+/// used from its first aligned byte.
+struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    const ALIGN: usize = 4096;
+
+    fn new(len: usize) -> Self {
+        let storage = vec![0u8; len + Self::ALIGN];
+        // align_offset may give up (usize::MAX); then the buffer is unaligned and a direct
+        // I/O fails with an error the job reports.
+        let start = storage.as_ptr().align_offset(Self::ALIGN);
+        let start = if start < Self::ALIGN { start } else { 0 };
+        Self {
+            storage,
+            start,
+            len,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
     }
 }
 
