@@ -259,3 +259,86 @@ fn progress_line_on_a_terminal_only() {
     let out = ferrite(&[file.to_str().expect("utf-8")]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Jobs:"));
 }
+
+fn run_text(text: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_job(dir.path(), "job.fio", text);
+    ferrite_json(&file)
+}
+
+#[test]
+fn io_counts_agree_with_fio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for text in [
+        "[j]\nioengine=null\nsize=64k\nbs=4k\nrw=write\nloops=3\nfsync=5\nend_fsync=1\n",
+        "[j]\nioengine=null\nsize=1m\nbs=4k,64k\nrw=randwrite\nio_size=3m\n",
+        "[j]\nioengine=null\nsize=1m\nbs=16k\nrw=read:16k\n",
+        "[j]\nioengine=null\nsize=1m\noffset=256k\nbs=8k\nrw=trimwrite\n",
+        "[j]\nioengine=null\nsize=2m\nbs=4k\nrw=randread:8\nnumjobs=2\n",
+    ] {
+        let file = write_job(dir.path(), "counts.fio", text);
+        let theirs = parse_json(
+            &run_fio(&["--output-format=json", file.to_str().expect("utf-8")]),
+            "fio",
+        );
+        let ours = ferrite_json(&file);
+        let (a, b) = (theirs["jobs"].as_array(), ours["jobs"].as_array());
+        assert_eq!(a.map(Vec::len), b.map(Vec::len), "{text}");
+        for (t, o) in a.into_iter().flatten().zip(b.into_iter().flatten()) {
+            for key in ["read", "write", "trim"] {
+                for field in ["total_ios", "io_bytes"] {
+                    assert_eq!(t[key][field], o[key][field], "{text}: {key}.{field}");
+                }
+            }
+            assert_eq!(
+                t["sync"]["total_ios"], o["sync"]["total_ios"],
+                "{text}: syncs"
+            );
+        }
+    }
+}
+
+#[test]
+fn startdelay_thinktime_and_ramp_time_shape_the_run() {
+    let started = std::time::Instant::now();
+    let r = run_text(
+        "[j]\nioengine=null\nsize=1m\nbs=4k\nrw=read\nio_size=80k\nstartdelay=1\n\
+         thinktime=20ms\n",
+    );
+    let j = &r["jobs"][0];
+    assert_eq!(j["read"]["total_ios"], 20);
+    // 20 I/Os with 20 ms of think time each: at least 400 ms of job runtime, after a 1 s delay.
+    let runtime_ms = j["job_runtime"].as_u64().expect("runtime");
+    assert!(runtime_ms >= 380, "{runtime_ms} ms");
+    assert!(started.elapsed().as_millis() >= 1_380);
+    // Ramp time: I/Os in the first second are not counted.
+    let r = run_text(
+        "[j]\nioengine=null\nsize=1g\nrw=randread\nrate_iops=100\nramp_time=1\ntime_based\n\
+         runtime=1\n",
+    );
+    let ios = r["jobs"][0]["read"]["total_ios"].as_u64().expect("ios");
+    assert!(
+        (70..=130).contains(&ios),
+        "{ios} I/Os counted in 1 s at 100 IOPS"
+    );
+}
+
+#[test]
+fn numjobs_clones_and_group_reporting() {
+    let r = run_text(
+        "[global]\nioengine=ferrite\nsize=1m\nbs=4k\n[w]\nrw=randwrite\nnumjobs=3\n\
+         verify=crc32c\n[sum]\nstonewall\nrw=read\nnumjobs=2\ngroup_reporting\n",
+    );
+    let jobs = r["jobs"].as_array().expect("jobs");
+    // Three clones reported one by one, then one entry for the reporting group.
+    assert_eq!(jobs.len(), 4);
+    for j in &jobs[..3] {
+        assert_eq!(j["jobname"], "w");
+        assert_eq!(j["write"]["total_ios"], 256);
+        assert_eq!(j["read"]["total_ios"], 256);
+    }
+    assert_eq!(jobs[3]["jobname"], "sum");
+    assert_eq!(jobs[3]["read"]["total_ios"], 512);
+    // Each clone has a namespace of its own (fio's default file per clone).
+    assert_eq!(r["disk_util"].as_array().map(Vec::len), Some(5));
+}

@@ -111,9 +111,10 @@ impl Targets {
     }
 }
 
-/// fio's default file name: `jobname.jobnum.filenum`; Ferrite's jobs share one per section.
+/// fio's default file name, `jobname.jobnum.filenum`: each numjobs clone has its own target;
+/// sections with the same name share theirs.
 fn default_filename(job: &Job) -> String {
-    format!("{}.{}.0", job.name, job.section_index)
+    format!("{}.{}.0", job.name, job.clone_index)
 }
 
 /// The bytes a target must have for this job: offset + size (both may not be percentages when
