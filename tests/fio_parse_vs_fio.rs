@@ -180,11 +180,20 @@ fn files_fio_rejects_ferrite_rejects() {
         assert!(!out.status.success(), "fio accepted {}", file.display());
         let env = |_: &str| None;
         let err = load_files(&[&file], &env).expect_err("Ferrite accepted a bad file");
-        let line = err.at.as_ref().map(|a| a.line);
-        assert!(
-            line.is_some(),
-            "{}: error without a line: {err}",
-            file.display()
-        );
+        let line = err
+            .at
+            .as_ref()
+            .map(|a| a.line)
+            .unwrap_or_else(|| panic!("{}: error without a line: {err}", file.display()));
+        // The line named is the one with the offending option.
+        let text = std::fs::read_to_string(&file).expect("read");
+        let named = text.lines().nth(line - 1).unwrap_or_default();
+        if let Some(option) = &err.option {
+            assert!(
+                named.starts_with(option.as_str()),
+                "{}: {err} names {named:?}",
+                file.display()
+            );
+        }
     }
 }
