@@ -13,7 +13,16 @@ fn job(name: &str) -> PathBuf {
 }
 
 fn run_fio(args: &[&str]) -> Output {
-    Command::new("fio").args(args).output().unwrap_or_else(|e| {
+    run_fio_env(args, &[])
+}
+
+fn run_fio_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("fio");
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| {
         panic!(
             "cannot run `fio` ({e}): these tests compare against the real fio 3.33; run \
              scripts/test-all, which installs it (apt-get install fio)"
@@ -22,11 +31,16 @@ fn run_fio(args: &[&str]) -> Output {
 }
 
 fn ferrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .arg("fio")
-        .args(args)
-        .output()
-        .expect("run ferrite")
+    ferrite_env(args, &[])
+}
+
+fn ferrite_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
+    cmd.arg("fio").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run ferrite")
 }
 
 /// fio sometimes prints "fio: ..." lines before its JSON; the JSON starts at the first '{'.
@@ -103,11 +117,15 @@ fn shape_diff(path: &str, theirs: &Value, ours: &Value, out: &mut Vec<String>) {
 }
 
 fn compare_shapes(file: &str, format: &str) {
+    compare_shapes_env(file, format, &[]);
+}
+
+fn compare_shapes_env(file: &str, format: &str, env: &[(&str, &str)]) {
     let path = job(file);
     let p = path.to_str().expect("utf-8 path");
     let flag = format!("--output-format={format}");
-    let theirs = parse_json(&run_fio(&[&flag, p]), "fio");
-    let out = ferrite(&[&flag, p]);
+    let theirs = parse_json(&run_fio_env(&[&flag, p], env), "fio");
+    let out = ferrite_env(&[&flag, p], env);
     assert!(
         out.status.success(),
         "{}",
@@ -127,6 +145,13 @@ fn json_shape_matches_fio() {
 #[test]
 fn json_shape_matches_fio_with_unified_reporting_and_percentiles() {
     compare_shapes("null-both.fio", "json");
+}
+
+#[test]
+fn json_shape_matches_fio_on_a_file_with_disk_util() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8");
+    compare_shapes_env("psync-file.fio", "json", &[("FERRITE_TEST_DIR", d)]);
 }
 
 #[test]

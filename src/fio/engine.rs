@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::diskstats::DiskWatch;
 use super::error::JobError;
 use super::ferrite_engine::FerriteTarget;
 use super::jobs::Job;
@@ -66,11 +67,8 @@ impl Targets {
     /// The target of `job`, opened on first use.
     pub fn open(&self, job: &Job) -> Result<Arc<dyn IoTarget>, JobError> {
         let o = &job.options;
-        let key = format!(
-            "{:?}:{}",
-            o.ioengine,
-            o.filename.clone().unwrap_or_else(|| default_filename(job))
-        );
+        let filename = o.filename.clone().unwrap_or_else(|| default_filename(job));
+        let key = format!("{:?}:{filename}", o.ioengine);
         let mut map = self
             .by_name
             .lock()
@@ -83,7 +81,11 @@ impl Targets {
                 size_bytes: needed_bytes(job)?,
             }),
             EngineKind::Psync | EngineKind::Sync => Arc::new(FileTarget::open(job)?),
-            EngineKind::Ferrite => Arc::new(FerriteTarget::open(job, needed_bytes(job)?)?),
+            EngineKind::Ferrite => Arc::new(FerriteTarget::open(
+                job,
+                &format!("ferrite:{filename}"),
+                needed_bytes(job)?,
+            )?),
         };
         map.insert(key, target.clone());
         Ok(target)
@@ -106,7 +108,9 @@ impl Targets {
             return Vec::new();
         };
         let mut utils: Vec<DiskUtil> = map.values().filter_map(|t| t.disk_util()).collect();
-        utils.sort_by(|a, b| a.name.cmp(&b.name));
+        // Files on one disk report that disk once (the watch opened first saw the most).
+        utils.sort_by(|a, b| a.name.cmp(&b.name).then(b.read_ios.cmp(&a.read_ios)));
+        utils.dedup_by(|a, b| a.name == b.name);
         utils
     }
 }
@@ -175,6 +179,7 @@ pub struct FileTarget {
     file: File,
     size_bytes: u64,
     direct: bool,
+    disk: Option<DiskWatch>,
 }
 
 impl FileTarget {
@@ -234,6 +239,7 @@ impl FileTarget {
             file,
             size_bytes: wanted.max(current),
             direct: o.direct,
+            disk: DiskWatch::for_file(Path::new(name)),
         })
     }
 }
@@ -263,6 +269,10 @@ impl IoTarget for FileTarget {
     }
     fn sync(&self) -> Result<(), String> {
         self.file.sync_all().map_err(|e| e.to_string())
+    }
+
+    fn disk_util(&self) -> Option<DiskUtil> {
+        self.disk.as_ref().and_then(DiskWatch::util)
     }
 }
 

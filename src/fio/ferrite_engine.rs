@@ -43,7 +43,8 @@ pub struct FerriteTarget {
 
 impl FerriteTarget {
     /// Formats an FTL big enough for `needed_bytes` (or `ferrite_capacity`).
-    pub fn open(job: &Job, needed_bytes: u64) -> Result<Self, JobError> {
+    /// `name` is what "disk_util" calls the namespace.
+    pub fn open(job: &Job, name: &str, needed_bytes: u64) -> Result<Self, JobError> {
         let f = &job.options.ferrite;
         let capacity = f.capacity_bytes.unwrap_or(needed_bytes);
         if capacity < PAGE_BYTES || !capacity.is_multiple_of(PAGE_BYTES) {
@@ -91,10 +92,7 @@ impl FerriteTarget {
                 .map_err(|e| job.error("ioengine", format!("formatting the FTL: {e}")))?;
             if ftl.logical_pages() >= pages_needed {
                 return Ok(Self {
-                    name: format!(
-                        "ferrite:{}",
-                        job.options.filename.as_deref().unwrap_or(&job.name)
-                    ),
+                    name: name.to_string(),
                     ftl: RwLock::new(Some(ftl)),
                     size_bytes: capacity,
                     read_pages: AtomicU64::new(0),

@@ -43,13 +43,13 @@ pub fn entries(run: &RunResult) -> Vec<Entry> {
     out
 }
 
+/// Options as given, values as text. fio leaves out bare flags (`time_based`): so do we.
 fn options_map(options: &[RawOption]) -> Value {
     let mut map = Map::new();
     for o in options {
-        map.insert(
-            o.name.clone(),
-            Value::String(o.value.clone().unwrap_or_default()),
-        );
+        if let Some(value) = &o.value {
+            map.insert(o.name.clone(), Value::String(value.clone()));
+        }
     }
     Value::Object(map)
 }

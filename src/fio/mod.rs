@@ -11,6 +11,7 @@ pub mod options;
 pub mod units;
 
 pub use error::JobError;
+pub mod diskstats;
 pub mod engine;
 pub mod ferrite_engine;
 pub mod json;
