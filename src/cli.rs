@@ -58,6 +58,19 @@ pub enum Command {
     /// `bench recovery` the open time after a clean close and after a crash.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Runs fio 3.33 job files against Ferrite's targets and reports as fio does.
+    #[command(
+        long_about = "Runs fio 3.33 job files: the same grammar, units and options (an option \
+                      Ferrite does not support is an error naming it and its line). Engines: \
+                      ioengine=ferrite runs in-process against an FTL over emulated NAND \
+                      (ferrite_devices, ferrite_capacity, ferrite_pages_per_block, ferrite_op, \
+                      ferrite_backend=mem|file, ferrite_dir); psync/sync use a regular file \
+                      (filename=); null moves no data. iodepth=N runs N worker threads per job, \
+                      each with one synchronous I/O in flight. verify=crc32c|md5|pattern writes \
+                      fio's verify format, so real fio verifies what Ferrite wrote and the other \
+                      way round.\n\nExit status 1 when a job hit an I/O or verify error."
+    )]
+    Fio(FioArgs),
     /// Serve NVMe-style namespaces to VMs over vhost-user-blk (Ctrl-C closes cleanly).
     #[command(
         long_about = "Serves namespaces, each an FTL volume over FileNand devices, on vhost-user-blk \
@@ -134,6 +147,19 @@ pub enum NvmeCommand {
     Identify(NvmeTarget),
     /// SMART / health information log (JSON).
     SmartLog(NvmeTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct FioArgs {
+    /// Job files, run in order (each file after the first starts with a stonewall).
+    #[arg(required = true, value_name = "JOBFILE")]
+    pub jobfiles: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = crate::fio::OutputFormat::Normal)]
+    pub output_format: crate::fio::OutputFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// What `sim` and `bench ftl` drive.

@@ -40,6 +40,9 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Terminate(args) => terminate_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Nvme(command) => nvme_cmd(&command).map(|()| ExitCode::SUCCESS),
+        Command::Fio(args) => {
+            ferrite::fio::main(&args.jobfiles, args.output_format, args.output.as_deref())
+        }
     }
 }
 
