@@ -12,6 +12,9 @@
 //!
 //! A failed program retires its block; the page's slots that are still current are placed again
 //! (keeping their versions and seals), so a program failure never loses an acknowledged write.
+//!
+//! With 4 KiB NAND pages a page is one logical page: it is programmed at once from the caller's
+//! buffer (`place_whole_page`), which saves a copy per write and per relocation.
 
 use crate::engine::{DATA_STREAMS, Engine, NO_LPA, PageFacts, Shared};
 use crate::error::FtlError;
@@ -65,27 +68,14 @@ impl Engine {
         assert_eq!(data.len(), LOGICAL_PAGE_BYTES);
         let s = stream as usize;
         let slots = self.layout.slots_per_page as usize;
+        if slots == 1 {
+            return self.place_whole_page(sh, stream, facts, data, relocation);
+        }
         if self.pending[s].records.len() == slots {
             // Normally programmed right after the placement that filled it.
             self.program_pending(sh, stream, false)?;
         }
-        for attempt in 0..2 {
-            // Foreground GC (below) may itself have started this stream's page: use it then.
-            if self.pending[s].at.is_some() {
-                break;
-            }
-            if let Some(at) = self.alloc_page(stream, relocation) {
-                self.pending[s].at = Some(at);
-                break;
-            }
-            if relocation || attempt == 1 {
-                return Err(self.out_of_space("no free block for a write"));
-            }
-            self.foreground_gc(sh)?;
-        }
-        let Some(at) = self.pending[s].at else {
-            return Err(self.out_of_space("no free block for a write"));
-        };
+        let at = self.reserve_page(sh, stream, relocation)?;
         let slot = self.pending[s].records.len();
         assert!(slot < slots, "stream {stream} placed into a full page");
         let seq = self.take_seq();
@@ -108,6 +98,89 @@ impl Engine {
         open.entries.push(SummaryEntry { lpa, data_seq });
         self.blocks[at.gblock as usize].valid += 1;
         Ok(self.layout.psn(at.gblock, at.page, slot as u32))
+    }
+
+    /// The page `stream` assembles: the current one, or a new one. Only host writes
+    /// (`relocation` false) may wait for foreground GC; relocation may use the GC reserve.
+    fn reserve_page(
+        &mut self,
+        sh: &Shared,
+        stream: u8,
+        relocation: bool,
+    ) -> Result<PageAt, FtlError> {
+        let s = stream as usize;
+        for attempt in 0..2 {
+            // Foreground GC (below) may itself have started this stream's page: use it then.
+            if let Some(at) = self.pending[s].at {
+                return Ok(at);
+            }
+            if let Some(at) = self.alloc_page(stream, relocation) {
+                self.pending[s].at = Some(at);
+                return Ok(at);
+            }
+            if relocation || attempt == 1 {
+                break;
+            }
+            self.foreground_gc(sh)?;
+        }
+        match self.pending[s].at {
+            Some(at) => Ok(at),
+            None => Err(self.out_of_space("no free block for a write")),
+        }
+    }
+
+    /// With one logical page per NAND page there is nothing to assemble: the page is programmed
+    /// at once from the caller's buffer (no copy), and a failed program is retried in another
+    /// block before the map ever points at it.
+    fn place_whole_page(
+        &mut self,
+        sh: &Shared,
+        stream: u8,
+        facts: PageFacts,
+        data: &[u8],
+        relocation: bool,
+    ) -> Result<u32, FtlError> {
+        let s = stream as usize;
+        // Every failure retires a block, so this ends; the bound is for the impossible case.
+        for _ in 0..=self.layout.blocks {
+            let at = self.reserve_page(sh, stream, relocation)?;
+            self.pending[s].at = None;
+            let seq = self.take_seq();
+            let PageFacts { lpa, data_seq, tag } = facts;
+            let record = PageRecord {
+                kind: PageKind::Data,
+                stream,
+                lpa,
+                seq,
+                data_seq,
+                tag,
+            };
+            record.encode(data, &mut self.oob_buf);
+            let (device, block) = self.layout.split_block(at.gblock);
+            self.dirty_devices[device] = true;
+            match sh.devices[device].program_page(block, at.page, data, &self.oob_buf) {
+                Ok(()) => {}
+                Err(NandError::ProgramFailed { .. }) => {
+                    self.retire_open(stream, at.die, seq);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.count_program();
+            self.pages_since_open[s] += 1;
+            let b = &mut self.blocks[at.gblock as usize];
+            b.valid += 1;
+            b.written += 1;
+            let open = self.open[s][at.die as usize]
+                .as_mut()
+                .expect("a reserved page has its open block");
+            open.entries.push(SummaryEntry { lpa, data_seq });
+            if open.entries.len() == self.layout.data_slots_per_block() as usize {
+                self.close_with_summary(sh, stream, at.die)?;
+            }
+            return Ok(self.layout.psn(at.gblock, at.page, 0));
+        }
+        Err(self.out_of_space("program failures in every block"))
     }
 
     /// Programs every stream's page in assembly that is full.
