@@ -73,8 +73,17 @@ fn nvme_cmd(command: &NvmeCommand) -> anyhow::Result<()> {
     if let Some(dir) = &target.data {
         config.data_dir = dir.clone();
     }
-    println!("{}", serve::nvme_query(&config, request, target.nsid)?);
-    Ok(())
+    stdout_line(serve::nvme_query(&config, request, target.nsid)?)
+}
+
+/// Prints one line of a command's result. A reader that went away (`ferrite ... | head`) is not
+/// an error of the command: the rest is dropped quietly, as Unix tools do, instead of panicking.
+fn stdout_line(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn replay_command(args: &SimArgs, seed: u64) -> String {
@@ -106,12 +115,12 @@ fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
             progress,
         ),
     };
-    println!("{summary}");
+    stdout_line(&summary)?;
     match failure {
         None => Ok(ExitCode::SUCCESS),
         Some(f) => {
-            println!("FAIL seed {}: {}", f.seed, f.reason);
-            println!("replay: {}", replay_command(args, f.seed));
+            stdout_line(format!("FAIL seed {}: {}", f.seed, f.reason))?;
+            stdout_line(format!("replay: {}", replay_command(args, f.seed)))?;
             Ok(ExitCode::FAILURE)
         }
     }
@@ -157,9 +166,9 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        stdout_line(serde_json::to_string(&report)?)?;
     } else {
-        println!("{report}");
+        stdout_line(&report)?;
     }
     Ok(())
 }
@@ -179,9 +188,9 @@ fn bench_recovery(a: &BenchRecoveryArgs) -> anyhow::Result<()> {
     };
     let report = bench_recovery::run(&params)?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        stdout_line(serde_json::to_string(&report)?)?;
     } else {
-        println!("{report}");
+        stdout_line(&report)?;
     }
     Ok(())
 }

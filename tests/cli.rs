@@ -135,3 +135,21 @@ fn bad_arguments_are_errors_not_panics() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A reader that goes away before the report (`ferrite ... | head`) does not make ferrite panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["sim", "--target", "fake", "--seeds", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferrite");
+    // Close the read end before ferrite writes its summary.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
