@@ -115,7 +115,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
             progress,
         ),
     };
-    stdout_line(&summary)?;
+    stdout_line(summary)?;
     match failure {
         None => Ok(ExitCode::SUCCESS),
         Some(f) => {
