@@ -18,7 +18,7 @@
 
 use crate::engine::{DATA_STREAMS, Engine, NO_LPA, PageFacts, Shared};
 use crate::error::FtlError;
-use crate::format::oob::{OOB_RECORD_BYTES, PageKind, PageRecord};
+use crate::format::oob::{OOB_RECORD_BYTES, PageRecord};
 use crate::format::summary::SummaryEntry;
 use crate::io::slot_data;
 use crate::layout::{Entry, LOGICAL_PAGE_BYTES};
@@ -79,18 +79,11 @@ impl Engine {
         let slot = self.pending[s].records.len();
         assert!(slot < slots, "stream {stream} placed into a full page");
         let seq = self.take_seq();
-        let PageFacts { lpa, data_seq, tag } = facts;
+        let PageFacts { lpa, data_seq, .. } = facts;
         let pending = &mut self.pending[s];
         pending.data[slot * LOGICAL_PAGE_BYTES..(slot + 1) * LOGICAL_PAGE_BYTES]
             .copy_from_slice(data);
-        pending.records.push(PageRecord {
-            kind: PageKind::Data,
-            stream,
-            lpa,
-            seq,
-            data_seq,
-            tag,
-        });
+        pending.records.push(facts.record(stream, seq));
         let open = self.open[s][at.die as usize]
             .as_mut()
             .expect("a page in assembly has its open block");
@@ -146,16 +139,8 @@ impl Engine {
             let at = self.reserve_page(sh, stream, relocation)?;
             self.pending[s].at = None;
             let seq = self.take_seq();
-            let PageFacts { lpa, data_seq, tag } = facts;
-            let record = PageRecord {
-                kind: PageKind::Data,
-                stream,
-                lpa,
-                seq,
-                data_seq,
-                tag,
-            };
-            record.encode(data, &mut self.oob_buf);
+            let PageFacts { lpa, data_seq, .. } = facts;
+            facts.record(stream, seq).encode(data, &mut self.oob_buf);
             let (device, block) = self.layout.split_block(at.gblock);
             self.dirty_devices[device] = true;
             match sh.devices[device].program_page(block, at.page, data, &self.oob_buf) {

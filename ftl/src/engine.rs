@@ -49,6 +49,20 @@ pub struct PageFacts {
     pub tag: [u8; 16],
 }
 
+impl PageFacts {
+    /// The OOB record of these facts programmed by `stream` with sequence number `seq`.
+    pub fn record(self, stream: u8, seq: u64) -> PageRecord {
+        PageRecord {
+            kind: PageKind::Data,
+            stream,
+            lpa: self.lpa,
+            seq,
+            data_seq: self.data_seq,
+            tag: self.tag,
+        }
+    }
+}
+
 /// What readers and writers share: the devices and the logical-to-physical map.
 #[derive(Debug)]
 pub struct Shared {
