@@ -1,6 +1,7 @@
 //! NVMe-style namespaces over the FTL, served to virtual machines as a vhost-user-blk backend.
 //!
 //! ```text
+//!  nbd/             transport: NBD export (a thread per connection) and an NBD client
 //!  vhost/           transport: vhost-user-blk on rust-vmm (one worker thread per virtqueue)
 //!   |- request.rs   parses a guest's descriptor chain (hostile input) into a Command
 //!   |- worker.rs    per-queue loop: pop, execute, status, used ring, notify, adaptive polling
@@ -20,6 +21,7 @@ pub mod controller;
 pub mod ftl_backend;
 pub mod identify;
 pub mod namespace;
+pub mod nbd;
 pub mod queue;
 pub mod smart;
 pub mod status;

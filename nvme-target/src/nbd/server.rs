@@ -1,0 +1,264 @@
+//! Listeners (unix socket, TCP), a thread per connection, and the stop handle that stops
+//! accepting, lets every connection finish the requests it has read, and closes them.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::connection::{self, Ended};
+use super::stream::Stream;
+use super::{Export, NbdError, validate_exports};
+
+/// How often the accept loop looks for new connections and for a stop.
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket path (a stale socket file there is replaced).
+    Unix(PathBuf),
+    /// A TCP address (loopback unless the operator chose otherwise: NBD has no authentication).
+    Tcp(SocketAddr),
+}
+
+/// Stops a running `NbdServer::serve` from another thread.
+#[derive(Clone, Debug, Default)]
+pub struct NbdStopHandle {
+    inner: Arc<StopInner>,
+}
+
+#[derive(Debug, Default)]
+struct StopInner {
+    stop: AtomicBool,
+    /// Live connections, to shut their read side down on stop.
+    live: Mutex<HashMap<u64, Stream>>,
+    accepted: AtomicU64,
+}
+
+impl NbdStopHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops accepting; each connection finishes the requests it has already read, sends their
+    /// replies and closes. `serve` returns once all of them are closed.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        for s in self.inner.live.lock().values() {
+            // Ends the connection's next read; its writes still go out.
+            let _ = s.shutdown(Shutdown::Read);
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.inner.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Records a connection; false (and the connection shut) if a stop came first.
+    fn register(&self, id: u64, stream: Stream) -> bool {
+        let mut live = self.inner.live.lock();
+        // `stop` sets the flag before taking the lock: either it sees this entry or this sees
+        // the flag.
+        if self.is_stopped() {
+            let _ = stream.shutdown(Shutdown::Read);
+            return false;
+        }
+        live.insert(id, stream);
+        true
+    }
+
+    fn unregister(&self, id: u64) {
+        self.inner.live.lock().remove(&id);
+    }
+}
+
+#[derive(Debug)]
+enum Bound {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl Bound {
+    fn accept(&self) -> std::io::Result<Option<Stream>> {
+        let r = match self {
+            Bound::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Bound::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+        };
+        match r {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            // The peer gave up between SYN and accept: not the listener's problem.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Bound listeners and the exports they serve.
+#[derive(Debug)]
+pub struct NbdServer {
+    listeners: Vec<Bound>,
+    exports: Arc<Vec<Export>>,
+}
+
+impl NbdServer {
+    /// Binds every listener (so that errors show before anything is served).
+    pub fn bind(listen: &[Listen], exports: Vec<Export>) -> Result<Self, NbdError> {
+        validate_exports(&exports)?;
+        let mut listeners = Vec::new();
+        for l in listen {
+            let bound = match l {
+                Listen::Unix(path) => {
+                    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                        use std::os::unix::fs::FileTypeExt;
+                        m.file_type().is_socket()
+                    }) {
+                        std::fs::remove_file(path)?;
+                    }
+                    let listener = UnixListener::bind(path).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("binding {}: {e}", path.display()))
+                    })?;
+                    listener.set_nonblocking(true)?;
+                    Bound::Unix(listener, path.clone())
+                }
+                Listen::Tcp(addr) => {
+                    let listener = TcpListener::bind(addr).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("binding {addr}: {e}"))
+                    })?;
+                    listener.set_nonblocking(true)?;
+                    Bound::Tcp(listener)
+                }
+            };
+            listeners.push(bound);
+        }
+        Ok(Self {
+            listeners,
+            exports: Arc::new(exports),
+        })
+    }
+
+    /// The TCP addresses actually bound (port 0 resolved).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Bound::Tcp(t) => t.local_addr().ok(),
+                Bound::Unix(..) => None,
+            })
+            .collect()
+    }
+
+    /// Accepts and serves connections until `stop`; returns once every connection is closed.
+    /// Unix socket files are removed on the way out.
+    pub fn serve(self, stop: &NbdStopHandle) -> Result<(), NbdError> {
+        let result = self.accept_loop(stop);
+        for l in &self.listeners {
+            if let Bound::Unix(_, path) = l {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        result
+    }
+
+    fn accept_loop(&self, stop: &NbdStopHandle) -> Result<(), NbdError> {
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut result = Ok(());
+        'accepting: while !stop.is_stopped() {
+            let mut accepted_any = false;
+            for l in &self.listeners {
+                match l.accept() {
+                    Ok(Some(stream)) => {
+                        accepted_any = true;
+                        match self.spawn(stream, stop) {
+                            Ok(Some(t)) => threads.push(t),
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "NBD connection not started"),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(NbdError::Io(e));
+                        stop.stop();
+                        break 'accepting;
+                    }
+                }
+            }
+            threads.retain(|t| !t.is_finished());
+            if !accepted_any {
+                std::thread::sleep(ACCEPT_POLL);
+            }
+        }
+        // Drain: every connection ends after the requests it holds.
+        stop.stop();
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("an NBD connection thread panicked");
+            }
+        }
+        result
+    }
+
+    fn spawn(
+        &self,
+        stream: Stream,
+        stop: &NbdStopHandle,
+    ) -> Result<Option<JoinHandle<()>>, NbdError> {
+        stream.set_blocking()?;
+        stream.set_nodelay()?;
+        let id = stop.inner.accepted.fetch_add(1, Ordering::SeqCst);
+        if !stop.register(id, stream.try_clone()?) {
+            return Ok(None);
+        }
+        let exports = self.exports.clone();
+        let handle = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("nbd-conn-{id}"))
+            .spawn(move || {
+                run_connection(id, stream, &exports);
+                handle.unregister(id);
+            });
+        match spawned {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                stop.unregister(id);
+                Err(NbdError::Io(e))
+            }
+        }
+    }
+}
+
+fn run_connection(id: u64, stream: Stream, exports: &[Export]) {
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(connection = id, error = %e, "NBD connection: cloning the socket");
+            return;
+        }
+    };
+    match connection::serve(stream, writer, exports) {
+        Ok(Ended::InHandshake) => {
+            tracing::debug!(connection = id, "NBD client left during the handshake");
+        }
+        Ok(Ended::Transmission { export, counts }) => tracing::info!(
+            connection = id,
+            export,
+            completed = counts.completed,
+            failed = counts.failed,
+            "NBD connection closed"
+        ),
+        Err(e) => tracing::warn!(connection = id, error = %e, "NBD connection closed on an error"),
+    }
+}
