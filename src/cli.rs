@@ -71,20 +71,24 @@ pub enum Command {
                       way round.\n\nExit status 1 when a job hit an I/O or verify error."
     )]
     Fio(FioArgs),
-    /// Serve NVMe-style namespaces to VMs over vhost-user-blk (Ctrl-C closes cleanly).
+    /// Serve NVMe-style namespaces over vhost-user-blk and NBD (Ctrl-C closes cleanly).
     #[command(
         long_about = "Serves namespaces, each an FTL volume over FileNand devices, on vhost-user-blk \
-                      sockets. With no arguments: 8 devices under ./ferrite-data, one namespace \
-                      using all of them, encryption on, socket ./ferrite-vhost.sock; it prints the \
-                      QEMU options that attach it. --config FILE (TOML) sets data_dir, encryption, \
-                      [geometry], [ftl], [transport] (queues, queue_size, logical_block_bytes, \
-                      poll_us) and [[namespace]] entries (nsid, devices, socket, serial, \
-                      read_only). The first start creates an instance (data_dir/instance.toml: \
+                      sockets and as NBD exports. With no arguments: 8 devices under \
+                      ./ferrite-data, one namespace using all of them, encryption on, vhost-user \
+                      socket ./ferrite-vhost.sock, NBD on ./ferrite-nbd.sock with the export \
+                      `ferrite`; it prints the QEMU options and the fio command line that attach \
+                      it. --config FILE (TOML) sets data_dir, encryption, [geometry], [ftl], \
+                      [transport] (queues, queue_size, logical_block_bytes, poll_us), [nbd] \
+                      (enabled, socket, tcp = \"127.0.0.1:10809\", tcp_allow_remote) and \
+                      [[namespace]] entries (nsid, devices, socket, serial, read_only, export: \
+                      the NBD export name, default `ferrite` for the first namespace and \
+                      `ferrite-NSID` for the others). The first start creates an instance (data_dir/instance.toml: \
                       its id, encryption, the key's fingerprint) whose key is kept in the kernel \
                       keyring, and formats the devices; later starts recover them with the same \
                       key. If the key is gone (host reboot, unfinished terminate), the old data \
                       cannot be opened and every namespace is formatted fresh. Ctrl-C drains every \
-                      connection and closes every volume with a checkpoint; with \
+                      connection (vhost-user and NBD) and closes every volume with a checkpoint; with \
                       --terminate-on-exit it terminates the instance instead."
     )]
     Serve(ServeArgs),

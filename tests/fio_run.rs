@@ -229,9 +229,14 @@ fn bad_job_files_fail_with_the_option_and_line() {
             "[j]\nioengine=null\nsize=1m\nbogus=1\n",
             ["line 4", "bogus"],
         ),
+        ("[j]\nsize=1m\n\nioengine=nbd\n", ["line 4", "needs uri="]),
         (
-            "[j]\nsize=1m\n\nioengine=nbd\n",
-            ["line 4", "not built yet"],
+            "[j]\nioengine=nbd\nuri=http://host/x\n",
+            ["line 3", "unknown scheme"],
+        ),
+        (
+            "[j]\nioengine=nbd\nuri=nbd+unix:///x?socket=/nonexistent/nbd.sock\n",
+            ["line 3", "connecting to /nonexistent/nbd.sock"],
         ),
         ("[j]\nioengine=vhost-user\n", ["line 2", "not built yet"]),
         (

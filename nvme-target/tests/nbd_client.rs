@@ -80,19 +80,16 @@ fn ferrite_server_over_unix_and_tcp_with_several_connections_and_stop() {
         description: String::new(),
         namespace: ns,
     }];
-    let server = NbdServer::bind(
-        &[
-            Listen::Unix(sock.clone()),
-            Listen::Tcp("127.0.0.1:0".parse().unwrap()),
-        ],
-        exports,
-    )
+    let server = NbdServer::bind(&[
+        Listen::Unix(sock.clone()),
+        Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+    ])
     .unwrap();
     let tcp = server.tcp_addrs()[0].to_string();
     let stop = NbdStopHandle::new();
     let t = {
         let stop = stop.clone();
-        std::thread::spawn(move || server.serve(&stop))
+        std::thread::spawn(move || server.serve(exports, &stop))
     };
     let mut a = NbdClient::connect_unix(&sock, "ferrite").unwrap();
     assert!(a.can_multi_conn());

@@ -15,6 +15,7 @@ pub mod diskstats;
 pub mod engine;
 pub mod ferrite_engine;
 pub mod json;
+pub mod nbd_engine;
 pub mod normal;
 pub mod progress;
 pub mod runner;

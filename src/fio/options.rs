@@ -183,6 +183,8 @@ pub enum EngineKind {
     Sync,
     /// No data at all: every I/O completes at once (fio's `null`).
     Null,
+    /// An NBD export (`uri=`), through Ferrite's NBD client.
+    Nbd,
 }
 
 /// `unified_rw_reporting=`.
@@ -269,6 +271,8 @@ pub struct JobOptions {
     pub offset: SizeValue,
     pub io_size_bytes: Option<u64>,
     pub filename: Option<String>,
+    /// `uri=`: the NBD export of `ioengine=nbd`.
+    pub uri: Option<String>,
     pub iodepth: u32,
     pub ioengine: EngineKind,
     pub direct: bool,
@@ -321,6 +325,7 @@ impl Default for JobOptions {
             offset: SizeValue::Bytes(0),
             io_size_bytes: None,
             filename: None,
+            uri: None,
             iodepth: 1,
             ioengine: EngineKind::Psync,
             direct: false,
@@ -435,7 +440,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "disable_clat",
     "disable_slat",
     "disable_bw_measurement",
-    "uri",
 ];
 
 fn values(o: &RawOption) -> Result<&str, JobError> {
@@ -517,6 +521,7 @@ impl JobOptions {
                 return Ok(int(v));
             }
             "filename" => self.filename = Some(values(o)?.to_string()),
+            "uri" => self.uri = Some(values(o)?.to_string()),
             "iodepth" => {
                 let v = parse_u64(values(o)?, kb).map_err(&e)?;
                 if v == 0 || v > 65536 {
@@ -924,15 +929,17 @@ fn parse_engine(o: &RawOption) -> Result<EngineKind, JobError> {
         "psync" | "pvsync" => Ok(EngineKind::Psync),
         "sync" => Ok(EngineKind::Sync),
         "null" => Ok(EngineKind::Null),
-        e @ ("nbd" | "vhost-user" | "libblkio") => Err(JobError::option(
+        "nbd" => Ok(EngineKind::Nbd),
+        e @ ("vhost-user" | "libblkio") => Err(JobError::option(
             o,
             format!(
-                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, psync, sync or null)"
+                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, nbd, psync, sync \
+                 or null)"
             ),
         )),
         other => Err(JobError::option(
             o,
-            format!("ioengine={other} is not supported (ferrite, psync, sync or null)"),
+            format!("ioengine={other} is not supported (ferrite, nbd, psync, sync or null)"),
         )),
     }
 }

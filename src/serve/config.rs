@@ -1,5 +1,6 @@
 //! `ferrite serve` configuration (TOML): devices, geometry, FTL, namespaces, transport, encryption.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -21,6 +22,8 @@ pub struct ServeConfig {
     pub ftl: FtlConfig,
     /// vhost-user settings shared by every namespace.
     pub transport: TransportOptions,
+    /// The NBD export of every namespace (one listener for all of them).
+    pub nbd: NbdConfig,
     #[serde(rename = "namespace")]
     pub namespaces: Vec<NamespaceConfig>,
 }
@@ -40,6 +43,33 @@ pub struct NamespaceConfig {
     pub serial: Option<String>,
     #[serde(default)]
     pub read_only: bool,
+    /// NBD export name; defaults to `ferrite` for the first namespace, `ferrite-<nsid>` for others.
+    #[serde(default)]
+    pub export: Option<String>,
+}
+
+/// `[nbd]`: where the NBD exports listen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NbdConfig {
+    pub enabled: bool,
+    /// Unix socket path (relative to the working directory).
+    pub socket: PathBuf,
+    /// Optional TCP address, e.g. "127.0.0.1:10809".
+    pub tcp: Option<SocketAddr>,
+    /// NBD has no authentication: a TCP address that is not loopback must be asked for.
+    pub tcp_allow_remote: bool,
+}
+
+impl Default for NbdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: PathBuf::from("ferrite-nbd.sock"),
+            tcp: None,
+            tcp_allow_remote: false,
+        }
+    }
 }
 
 fn default_devices() -> u32 {
@@ -54,12 +84,14 @@ impl Default for ServeConfig {
             geometry: Geometry::default(),
             ftl: FtlConfig::default(),
             transport: TransportOptions::default(),
+            nbd: NbdConfig::default(),
             namespaces: vec![NamespaceConfig {
                 nsid: 1,
                 devices: default_devices(),
                 socket: PathBuf::from("ferrite-vhost.sock"),
                 serial: None,
                 read_only: false,
+                export: None,
             }],
         }
     }
@@ -110,6 +142,37 @@ impl ServeConfig {
                 );
             }
         }
+        let names: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|ns| self.export_name(ns))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 4096,
+                "NBD export name {name:?} must be 1 to 4096 bytes"
+            );
+            anyhow::ensure!(
+                !names[i + 1..].contains(name),
+                "NBD export name {name:?} used twice"
+            );
+        }
+        if self.nbd.enabled {
+            anyhow::ensure!(
+                self.namespaces
+                    .iter()
+                    .all(|ns| ns.socket != self.nbd.socket),
+                "[nbd] socket {} is also a namespace's vhost-user socket",
+                self.nbd.socket.display()
+            );
+        }
+        if let Some(addr) = self.nbd.tcp {
+            anyhow::ensure!(
+                addr.ip().is_loopback() || self.nbd.tcp_allow_remote,
+                "[nbd] tcp = {addr} is not a loopback address: NBD has no authentication, so \
+                 set tcp_allow_remote = true to serve it to other hosts"
+            );
+        }
         self.geometry
             .validate()
             .map_err(|e| anyhow::anyhow!("geometry: {e}"))?;
@@ -117,6 +180,19 @@ impl ServeConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("ftl: {e}"))?;
         Ok(())
+    }
+
+    /// The NBD export name of namespace `ns`.
+    pub fn export_name(&self, ns: &NamespaceConfig) -> String {
+        if let Some(name) = &ns.export {
+            return name.clone();
+        }
+        let first = self.namespaces.first().map(|n| n.nsid);
+        if first == Some(ns.nsid) {
+            "ferrite".to_owned()
+        } else {
+            format!("ferrite-{}", ns.nsid)
+        }
     }
 
     /// The directory of namespace `nsid`'s device files.
@@ -161,6 +237,30 @@ mod tests {
         assert_eq!(c.namespaces[0].serial(), "FERRITE-NS1");
         assert!(c.namespaces[1].read_only);
         assert!(toml::from_str::<ServeConfig>("bogus = 1").is_err());
+        assert!(c.nbd.enabled);
+        assert_eq!(c.export_name(&c.namespaces[0]), "ferrite");
+        assert_eq!(c.export_name(&c.namespaces[1]), "ferrite-2");
+        let named: ServeConfig = toml::from_str(&text.replace(
+            "serial = \"SER2\"",
+            "serial = \"SER2\"\nexport = \"ferrite\"",
+        ))
+        .unwrap();
+        let e = named.validate().unwrap_err().to_string();
+        assert!(e.contains("\"ferrite\" used twice"), "{e}");
+        let remote: ServeConfig =
+            toml::from_str(&format!("{text}\n[nbd]\ntcp = \"0.0.0.0:10809\"\n")).unwrap();
+        assert!(
+            remote
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("loopback")
+        );
+        let local: ServeConfig = toml::from_str(&format!(
+            "{text}\n[nbd]\ntcp = \"127.0.0.1:10809\"\nsocket = \"x.sock\"\n"
+        ))
+        .unwrap();
+        local.validate().unwrap();
         let dup = text.replace("nsid = 2", "nsid = 1");
         assert!(
             toml::from_str::<ServeConfig>(&dup)

@@ -1,4 +1,5 @@
-//! `ferrite serve`: namespaces on FTL volumes, each served on a vhost-user-blk socket, until
+//! `ferrite serve`: namespaces on FTL volumes, each served on a vhost-user-blk socket and as an
+//! NBD export (nbd.rs), until
 //! Ctrl-C; then every connection is drained and every volume closed with a checkpoint. Or until a
 //! terminate (`ferrite terminate`, or a signal under `--terminate-on-exit`): then the key is
 //! destroyed, connections drained and every block erased.
@@ -16,6 +17,7 @@ pub mod control;
 pub mod erase;
 pub mod instance;
 pub mod lock;
+pub mod nbd;
 pub mod record;
 pub mod signal;
 pub mod terminate;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nvme_target::Controller;
+use nvme_target::nbd::NbdStopHandle;
 use nvme_target::vhost::{self, StopHandle};
 
 pub use config::{NamespaceConfig, ServeConfig};
@@ -92,6 +95,8 @@ pub fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let _lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
+    // Bound before any volume opens, so a taken socket or port fails cleanly.
+    let nbd_server = nbd::bind(config)?;
     let mut instance = instance::Instance::start(config)?;
     let volumes = open_volumes(config, &instance)?;
     for v in &volumes {
@@ -109,6 +114,7 @@ pub fn run(
     let (controller, active) = build_controller(config, &volumes);
     let controller = Arc::new(controller);
     let stops: Vec<StopHandle> = active.iter().map(|_| StopHandle::new()).collect();
+    let nbd_stop = NbdStopHandle::new();
     let control_stop = Arc::new(AtomicBool::new(false));
     let result = std::thread::scope(|s| -> anyhow::Result<()> {
         let mut servers = Vec::new();
@@ -117,7 +123,9 @@ pub fn run(
             let (ns, stop) = (ns.clone(), stop.clone());
             let socket = ns_config.socket.clone();
             let options = config.transport.clone();
-            servers.push(s.spawn(move || vhost::serve(&socket, ns, &options, &stop)));
+            servers.push(s.spawn(move || {
+                vhost::serve(&socket, ns, &options, &stop).map_err(anyhow::Error::new)
+            }));
             println!(
                 "namespace {} ({} MiB{}) on {}\n  attach: {}",
                 ns_config.nsid,
@@ -130,6 +138,16 @@ pub fn run(
                 ns_config.socket.display(),
                 qemu_command(config, ns_config)
             );
+        }
+        if let Some(server) = nbd_server {
+            nbd::print_exports(config, &active, &server);
+            let exports = nbd::exports(config, &active);
+            let stop = nbd_stop.clone();
+            servers.push(s.spawn(move || {
+                server
+                    .serve(exports, &stop)
+                    .map_err(|e| anyhow::anyhow!("NBD server: {e}"))
+            }));
         }
         let control = {
             let (path, controller, termination, flag) = (
@@ -166,12 +184,14 @@ pub fn run(
         for h in &stops {
             h.stop();
         }
+        // NBD connections finish the requests they hold before the volumes close below.
+        nbd_stop.stop();
         control_stop.store(true, Ordering::SeqCst);
         for t in servers {
             match t.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    first_error.get_or_insert(anyhow::Error::new(e));
+                    first_error.get_or_insert(e);
                 }
                 Err(_) => {
                     first_error.get_or_insert(anyhow::anyhow!("a namespace server panicked"));

@@ -107,17 +107,15 @@ impl Bound {
     }
 }
 
-/// Bound listeners and the exports they serve.
+/// Bound listeners, ready to serve exports.
 #[derive(Debug)]
 pub struct NbdServer {
     listeners: Vec<Bound>,
-    exports: Arc<Vec<Export>>,
 }
 
 impl NbdServer {
-    /// Binds every listener (so that errors show before anything is served).
-    pub fn bind(listen: &[Listen], exports: Vec<Export>) -> Result<Self, NbdError> {
-        validate_exports(&exports)?;
+    /// Binds every listener, so that a taken port or path fails before any volume is opened.
+    pub fn bind(listen: &[Listen]) -> Result<Self, NbdError> {
         let mut listeners = Vec::new();
         for l in listen {
             let bound = match l {
@@ -144,10 +142,7 @@ impl NbdServer {
             };
             listeners.push(bound);
         }
-        Ok(Self {
-            listeners,
-            exports: Arc::new(exports),
-        })
+        Ok(Self { listeners })
     }
 
     /// The TCP addresses actually bound (port 0 resolved).
@@ -163,8 +158,9 @@ impl NbdServer {
 
     /// Accepts and serves connections until `stop`; returns once every connection is closed.
     /// Unix socket files are removed on the way out.
-    pub fn serve(self, stop: &NbdStopHandle) -> Result<(), NbdError> {
-        let result = self.accept_loop(stop);
+    pub fn serve(self, exports: Vec<Export>, stop: &NbdStopHandle) -> Result<(), NbdError> {
+        let result =
+            validate_exports(&exports).and_then(|()| self.accept_loop(&Arc::new(exports), stop));
         for l in &self.listeners {
             if let Bound::Unix(_, path) = l {
                 let _ = std::fs::remove_file(path);
@@ -173,7 +169,11 @@ impl NbdServer {
         result
     }
 
-    fn accept_loop(&self, stop: &NbdStopHandle) -> Result<(), NbdError> {
+    fn accept_loop(
+        &self,
+        exports: &Arc<Vec<Export>>,
+        stop: &NbdStopHandle,
+    ) -> Result<(), NbdError> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let mut result = Ok(());
         'accepting: while !stop.is_stopped() {
@@ -182,7 +182,7 @@ impl NbdServer {
                 match l.accept() {
                     Ok(Some(stream)) => {
                         accepted_any = true;
-                        match self.spawn(stream, stop) {
+                        match spawn(stream, exports, stop) {
                             Ok(Some(t)) => threads.push(t),
                             Ok(None) => {}
                             Err(e) => tracing::warn!(error = %e, "NBD connection not started"),
@@ -210,32 +210,33 @@ impl NbdServer {
         }
         result
     }
+}
 
-    fn spawn(
-        &self,
-        stream: Stream,
-        stop: &NbdStopHandle,
-    ) -> Result<Option<JoinHandle<()>>, NbdError> {
-        stream.set_blocking()?;
-        stream.set_nodelay()?;
-        let id = stop.inner.accepted.fetch_add(1, Ordering::SeqCst);
-        if !stop.register(id, stream.try_clone()?) {
-            return Ok(None);
-        }
-        let exports = self.exports.clone();
-        let handle = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("nbd-conn-{id}"))
-            .spawn(move || {
-                run_connection(id, stream, &exports);
-                handle.unregister(id);
-            });
-        match spawned {
-            Ok(t) => Ok(Some(t)),
-            Err(e) => {
-                stop.unregister(id);
-                Err(NbdError::Io(e))
-            }
+/// Starts a connection's thread (none if a stop came first).
+fn spawn(
+    stream: Stream,
+    exports: &Arc<Vec<Export>>,
+    stop: &NbdStopHandle,
+) -> Result<Option<JoinHandle<()>>, NbdError> {
+    stream.set_blocking()?;
+    stream.set_nodelay()?;
+    let id = stop.inner.accepted.fetch_add(1, Ordering::SeqCst);
+    if !stop.register(id, stream.try_clone()?) {
+        return Ok(None);
+    }
+    let exports = exports.clone();
+    let handle = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("nbd-conn-{id}"))
+        .spawn(move || {
+            run_connection(id, stream, &exports);
+            handle.unregister(id);
+        });
+    match spawned {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            stop.unregister(id);
+            Err(NbdError::Io(e))
         }
     }
 }
