@@ -115,6 +115,61 @@ fn ferrite_server_over_unix_and_tcp_with_several_connections_and_stop() {
     assert_eq!(stop.connections(), 3);
 }
 
+#[test]
+fn stop_closes_a_connection_whose_client_stopped_reading() {
+    use nvme_target::nbd::wire::*;
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("nbd.sock");
+    let exports = vec![Export {
+        name: "ferrite".into(),
+        description: String::new(),
+        namespace: common_ftl::namespace(false),
+    }];
+    let server = NbdServer::bind(&[Listen::Unix(sock.clone())]).unwrap();
+    let stop = NbdStopHandle::new();
+    stop.set_drain_timeout(Duration::from_millis(200));
+    let t = {
+        let stop = stop.clone();
+        std::thread::spawn(move || server.serve(exports, &stop))
+    };
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut greeting = [0u8; GREETING_BYTES];
+    s.read_exact(&mut greeting).unwrap();
+    s.write_all(&(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES).to_be_bytes())
+        .unwrap();
+    let h = OptionHeader {
+        magic: IHAVEOPT,
+        option: OPT_EXPORT_NAME,
+        length: 7,
+    };
+    s.write_all(&h.encode()).unwrap();
+    s.write_all(b"ferrite").unwrap();
+    let mut reply = [0u8; EXPORT_NAME_REPLY_BYTES];
+    s.read_exact(&mut reply).unwrap();
+    // 64 reads of 1 MiB, never read back: the server blocks writing the replies.
+    for handle in 0..64 {
+        let r = Request {
+            magic: REQUEST_MAGIC,
+            flags: 0,
+            kind: CMD_READ,
+            handle,
+            offset: 0,
+            length: 1 << 20,
+        };
+        s.write_all(&r.encode()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stopped = Instant::now();
+    stop.stop();
+    t.join().unwrap().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+}
+
 /// qemu-nbd serving a raw file on a unix socket; killed on drop.
 struct QemuNbd(Child);
 

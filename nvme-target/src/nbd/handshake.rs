@@ -59,12 +59,18 @@ fn reply(w: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> Result<(), 
 
 /// An error reply with a message for humans (the spec allows UTF-8 text as its data).
 fn refuse(w: &mut impl Write, option: u32, kind: u32, message: &str) -> Result<(), NbdError> {
-    tracing::warn!(
-        option,
-        reply = kind & !REP_FLAG_ERROR,
-        message,
-        "NBD option refused"
-    );
+    if kind == REP_ERR_UNSUP {
+        // Clients probe for what they would like (libnbd asks for structured replies every
+        // time): an ordinary part of haggling, not bad input.
+        tracing::debug!(option, message, "NBD option not supported");
+    } else {
+        tracing::warn!(
+            option,
+            reply = kind & !REP_FLAG_ERROR,
+            message,
+            "NBD option refused"
+        );
+    }
     reply(w, option, kind, message.as_bytes())?;
     w.flush()?;
     Ok(())

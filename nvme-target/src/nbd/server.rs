@@ -18,6 +18,11 @@ use super::{Export, NbdError, validate_exports};
 
 /// How often the accept loop looks for new connections and for a stop.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// Connections served at once; more are closed at accept (a thread each, on a small machine).
+pub const MAX_CONNECTIONS: usize = 256;
+/// After a stop, how long connections may take to finish what they have read before their
+/// sockets are shut both ways (a client that stops reading would otherwise block its writer).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +45,8 @@ struct StopInner {
     /// Live connections, to shut their read side down on stop.
     live: Mutex<HashMap<u64, Stream>>,
     accepted: AtomicU64,
+    /// Overrides DRAIN_TIMEOUT (tests), in milliseconds; 0 = the default.
+    drain_timeout_ms: AtomicU64,
 }
 
 impl NbdStopHandle {
@@ -59,6 +66,30 @@ impl NbdStopHandle {
 
     pub fn is_stopped(&self) -> bool {
         self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// How long connections may drain after a stop before they are closed (default 10 s).
+    pub fn set_drain_timeout(&self, timeout: Duration) {
+        let ms = (timeout.as_millis() as u64).max(1);
+        self.inner.drain_timeout_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        match self.inner.drain_timeout_ms.load(Ordering::SeqCst) {
+            0 => DRAIN_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
+    /// Shuts every live connection both ways: a blocked reply write fails at once.
+    fn force_close(&self) {
+        for s in self.inner.live.lock().values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.inner.live.lock().len()
     }
 
     /// Connections accepted so far.
@@ -182,6 +213,13 @@ impl NbdServer {
                 match l.accept() {
                     Ok(Some(stream)) => {
                         accepted_any = true;
+                        if stop.live() >= MAX_CONNECTIONS {
+                            tracing::warn!(
+                                limit = MAX_CONNECTIONS,
+                                "NBD connection refused: too many connections"
+                            );
+                            continue;
+                        }
                         match spawn(stream, exports, stop) {
                             Ok(Some(t)) => threads.push(t),
                             Ok(None) => {}
@@ -203,6 +241,15 @@ impl NbdServer {
         }
         // Drain: every connection ends after the requests it holds.
         stop.stop();
+        let deadline = std::time::Instant::now() + stop.drain_timeout();
+        while threads.iter().any(|t| !t.is_finished()) {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("NBD connections still busy after the drain timeout: closing them");
+                stop.force_close();
+                break;
+            }
+            std::thread::sleep(ACCEPT_POLL);
+        }
         for t in threads {
             if t.join().is_err() {
                 tracing::error!("an NBD connection thread panicked");
