@@ -85,6 +85,49 @@ fn serve_prints_the_fio_command_line_of_its_export() {
 }
 
 #[test]
+fn tcp_export_serves_real_fio_and_ferrite_fio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}\n[nbd]\ntcp = \"127.0.0.1:0\"\n", support::config(false));
+    std::fs::write(dir.path().join("ferrite.toml"), config).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let out = server.output();
+    let addr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("NBD on ferrite-nbd.sock, tcp "))
+        .unwrap_or_else(|| panic!("no TCP address printed:\n{out}"))
+        .trim()
+        .to_owned();
+    let uri = format!("nbd://{addr}/ferrite");
+    let report = job_ok(&fio(&[
+        "--name=tcp",
+        "--ioengine=nbd",
+        &format!("--uri={uri}"),
+        "--rw=randwrite",
+        "--bs=4k",
+        "--iodepth=8",
+        "--size=1M",
+        "--verify=crc32c",
+        "--output-format=json",
+    ]));
+    assert_eq!(report["jobs"][0]["read"]["io_bytes"], 1 << 20);
+    let job = dir.path().join("tcp.fio");
+    std::fs::write(
+        &job,
+        format!("[tcp]\nioengine=nbd\nuri={uri}\nsize=1M\nbs=4k\nrw=read\nverify=crc32c\n"),
+    )
+    .unwrap();
+    // ferrite fio verifies over TCP what real fio wrote.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["fio", "--output-format=json"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let report = job_ok(&out);
+    assert_eq!(report["jobs"][0]["read"]["total_ios"], 256);
+    server.stop();
+}
+
+#[test]
 fn real_fio_writes_verifies_and_trims_over_nbd() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
