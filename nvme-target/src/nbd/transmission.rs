@@ -178,9 +178,9 @@ impl<'a> Transmission<'a> {
         }
     }
 
-    /// The checks every addressed command shares: flags, payload limit, alignment, range.
-    /// `writes`: the command stores data (EPERM on a read-only export, ENOSPC past the end as
-    /// the spec asks of writes; other commands past the end are EINVAL). Returns the first sector.
+    /// The checks every addressed command shares: flags, read-only, alignment, range. Returns
+    /// the first sector. `modifies`: EPERM on a read-only export (write, trim, write-zeroes).
+    /// `writes`: past the end is ENOSPC, as the spec asks of writes; for other commands EINVAL.
     fn check(
         &self,
         req: &Request,
