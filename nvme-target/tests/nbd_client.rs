@@ -170,6 +170,44 @@ fn stop_closes_a_connection_whose_client_stopped_reading() {
     );
 }
 
+#[test]
+fn a_client_that_never_finishes_the_handshake_is_closed() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("nbd.sock");
+    let exports = vec![Export {
+        name: "ferrite".into(),
+        description: String::new(),
+        namespace: common_ftl::namespace(false),
+    }];
+    let mut server = NbdServer::bind(&[Listen::Unix(sock.clone())]).unwrap();
+    server.set_handshake_timeout(Duration::from_millis(200));
+    let stop = NbdStopHandle::new();
+    let t = {
+        let stop = stop.clone();
+        std::thread::spawn(move || server.serve(exports, &stop))
+    };
+    let started = Instant::now();
+    let mut idle = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut greeting = [0u8; 18];
+    idle.read_exact(&mut greeting).unwrap();
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A client that completes the handshake may then idle longer than the timeout.
+    let mut c = NbdClient::connect_unix(&sock, "ferrite").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let mut buf = vec![0u8; 4096];
+    c.read(0, &mut buf).unwrap();
+    stop.stop();
+    t.join().unwrap().unwrap();
+}
+
 /// qemu-nbd serving a raw file on a unix socket; killed on drop.
 struct QemuNbd(Child);
 

@@ -481,3 +481,64 @@ fn export_name_selects_or_closes_and_abort_ends_the_handshake() {
     assert_eq!(option_reply(&mut s).0.reply, REP_ACK);
     assert_eq!(t.join().unwrap().unwrap(), Ended::InHandshake);
 }
+
+/// The bytes of a client that negotiates NBD_OPT_GO on "ferrite" (replies not read).
+fn go_prefix() -> Vec<u8> {
+    let mut b = (FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)
+        .to_be_bytes()
+        .to_vec();
+    let data = go_data("ferrite", &[]);
+    b.extend_from_slice(
+        &OptionHeader {
+            magic: IHAVEOPT,
+            option: OPT_GO,
+            length: data.len() as u32,
+        }
+        .encode(),
+    );
+    b.extend_from_slice(&data);
+    b
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes, in the handshake or after a valid one, never panic the server; requests
+    /// with a valid magic but arbitrary fields get a reply or end the connection with an error.
+    #[test]
+    fn arbitrary_input_never_panics(
+        raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        fields in proptest::collection::vec(
+            (0u16..16, 0u16..16, proptest::prelude::any::<u64>(), 0u32..(1 << 16)),
+            0..16
+        ),
+    ) {
+        let exports = exports(common_ftl::namespace(false));
+        let mut out = Vec::new();
+        let _ = connection::serve(&raw[..], &mut out, &exports);
+
+        let mut input = go_prefix();
+        input.extend_from_slice(&raw);
+        let _ = connection::serve(&input[..], &mut out, &exports);
+
+        let mut input = go_prefix();
+        for (i, (flags, kind, offset, length)) in fields.iter().enumerate() {
+            // Offsets near the end of the export as often as anywhere else.
+            let offset = if i % 2 == 0 { offset % (16 << 20) } else { *offset };
+            let r = Request {
+                magic: REQUEST_MAGIC,
+                flags: *flags,
+                kind: *kind,
+                handle: i as u64,
+                offset,
+                length: *length,
+            };
+            input.extend_from_slice(&r.encode());
+            if *kind == CMD_WRITE {
+                input.extend(std::iter::repeat_n(0xa5u8, *length as usize));
+            }
+        }
+        let mut out = Vec::new();
+        let _ = connection::serve(&input[..], &mut out, &exports);
+    }
+}

@@ -27,12 +27,24 @@ pub fn serve<R: Read, W: Write>(
     writer: W,
     exports: &[Export],
 ) -> Result<Ended, NbdError> {
+    serve_with(reader, writer, exports, || Ok(()))
+}
+
+/// As `serve`, calling `on_transmission` once the handshake has chosen an export (the server
+/// lifts the handshake's read timeout there: transmission may idle as long as the client likes).
+pub fn serve_with<R: Read, W: Write>(
+    reader: R,
+    writer: W,
+    exports: &[Export],
+    on_transmission: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Ended, NbdError> {
     let mut r = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
     let index = match negotiate(&mut r, &mut w, exports)? {
         Outcome::Closed => return Ok(Ended::InHandshake),
         Outcome::Transmit { index } => index,
     };
+    on_transmission()?;
     let export = &exports[index];
     let mut t = Transmission::new(export);
     let result = t.run(&mut r, &mut w);

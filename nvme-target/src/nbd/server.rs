@@ -18,6 +18,8 @@ use super::{Export, NbdError, validate_exports};
 
 /// How often the accept loop looks for new connections and for a stop.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// A client must finish the handshake within this (an idle one would hold a connection slot).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more are closed at accept (a thread each, on a small machine).
 pub const MAX_CONNECTIONS: usize = 256;
 /// After a stop, how long connections may take to finish what they have read before their
@@ -142,6 +144,7 @@ impl Bound {
 #[derive(Debug)]
 pub struct NbdServer {
     listeners: Vec<Bound>,
+    handshake_timeout: Duration,
 }
 
 impl NbdServer {
@@ -173,7 +176,19 @@ impl NbdServer {
             };
             listeners.push(bound);
         }
-        Ok(Self { listeners })
+        Ok(Self {
+            listeners,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// How long a client may take over the handshake before it is closed (default 30 s).
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        assert!(
+            !timeout.is_zero(),
+            "a zero timeout means none to the socket API"
+        );
+        self.handshake_timeout = timeout;
     }
 
     /// The TCP addresses actually bound (port 0 resolved).
@@ -220,7 +235,7 @@ impl NbdServer {
                             );
                             continue;
                         }
-                        match spawn(stream, exports, stop) {
+                        match spawn(stream, exports, stop, self.handshake_timeout) {
                             Ok(Some(t)) => threads.push(t),
                             Ok(None) => {}
                             Err(e) => tracing::warn!(error = %e, "NBD connection not started"),
@@ -264,9 +279,11 @@ fn spawn(
     stream: Stream,
     exports: &Arc<Vec<Export>>,
     stop: &NbdStopHandle,
+    handshake_timeout: Duration,
 ) -> Result<Option<JoinHandle<()>>, NbdError> {
     stream.set_blocking()?;
     stream.set_nodelay()?;
+    stream.set_read_timeout(Some(handshake_timeout))?;
     let id = stop.inner.accepted.fetch_add(1, Ordering::SeqCst);
     if !stop.register(id, stream.try_clone()?) {
         return Ok(None);
@@ -296,7 +313,15 @@ fn run_connection(id: u64, stream: Stream, exports: &[Export]) {
             return;
         }
     };
-    match connection::serve(stream, writer, exports) {
+    let lift = match stream.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(connection = id, error = %e, "NBD connection: cloning the socket");
+            return;
+        }
+    };
+    // The timeout is the socket's, shared by every clone of it.
+    match connection::serve_with(stream, writer, exports, move || lift.set_read_timeout(None)) {
         Ok(Ended::InHandshake) => {
             tracing::debug!(connection = id, "NBD client left during the handshake");
         }

@@ -33,6 +33,13 @@ impl Stream {
         }
     }
 
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     pub fn set_blocking(&self) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.set_nonblocking(false),
