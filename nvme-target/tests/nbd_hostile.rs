@@ -542,3 +542,82 @@ proptest::proptest! {
         let _ = connection::serve(&input[..], &mut out, &exports);
     }
 }
+
+/// A RAM backend whose block 3 cannot be read and block 5 cannot be written.
+#[derive(Debug)]
+struct FailingBlocks {
+    blocks: parking_lot::Mutex<Vec<[u8; 4096]>>,
+}
+
+impl nvme_target::Namespace for FailingBlocks {
+    fn block_size(&self) -> usize {
+        4096
+    }
+    fn blocks(&self) -> u64 {
+        16
+    }
+    fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), nvme_target::NamespaceError> {
+        if lba == 3 {
+            return Err(nvme_target::NamespaceError::Media {
+                lba,
+                detail: "uncorrectable".into(),
+            });
+        }
+        buf.copy_from_slice(&self.blocks.lock()[lba as usize]);
+        Ok(())
+    }
+    fn write_block(
+        &self,
+        lba: u64,
+        data: &[u8],
+        _durable: bool,
+    ) -> Result<(), nvme_target::NamespaceError> {
+        if lba == 5 {
+            return Err(nvme_target::NamespaceError::WriteFault(
+                "program failed".into(),
+            ));
+        }
+        self.blocks.lock()[lba as usize].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), nvme_target::NamespaceError> {
+        Ok(())
+    }
+    fn deallocate(&self, lba: u64, count: u64) -> Result<(), nvme_target::NamespaceError> {
+        self.write_zeroes(lba, count)
+    }
+    fn write_zeroes(&self, lba: u64, count: u64) -> Result<(), nvme_target::NamespaceError> {
+        for b in &mut self.blocks.lock()[lba as usize..(lba + count) as usize] {
+            b.fill(0);
+        }
+        Ok(())
+    }
+    fn health(&self) -> nvme_target::BackendHealth {
+        nvme_target::BackendHealth::default()
+    }
+}
+
+#[test]
+fn media_errors_are_eio_and_the_connection_goes_on() {
+    let backend = Arc::new(FailingBlocks {
+        blocks: parking_lot::Mutex::new(vec![[0u8; 4096]; 16]),
+    });
+    let ns = ActiveNamespace::new(common_ftl::identity(false), backend);
+    let (mut s, server) = UnixStream::pair().unwrap();
+    let t = std::thread::spawn(move || {
+        let w = server.try_clone().unwrap();
+        connection::serve(server, w, &exports(ns))
+    });
+    let (size, _) = go(&mut s);
+    assert_eq!(size, 16 * 4096);
+    request(&mut s, CMD_READ, 0, 1, 3 * 4096, 4096);
+    assert_eq!(reply(&mut s, 1), EIO);
+    // A read spanning the bad block fails whole; no data follows the error reply.
+    request(&mut s, CMD_READ, 0, 2, 2 * 4096, 3 * 4096);
+    assert_eq!(reply(&mut s, 2), EIO);
+    request(&mut s, CMD_WRITE, CMD_FLAG_FUA, 3, 5 * 4096, 4096);
+    s.write_all(&[9u8; 4096]).unwrap();
+    assert_eq!(reply(&mut s, 3), EIO);
+    still_serves(&mut s, 4);
+    disconnect(s, t);
+}
