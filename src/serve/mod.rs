@@ -91,7 +91,7 @@ pub fn run(
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let _lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
+    let lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
     let mut instance = instance::Instance::start(config)?;
     let volumes = open_volumes(config, &instance)?;
     for v in &volumes {
@@ -194,8 +194,10 @@ pub fn run(
     drop(controller);
     if termination.begun() {
         // No close: the key is destroyed, so nothing more may be sealed or checkpointed; the
-        // devices are erased instead.
+        // devices are erased instead, while a new `ferrite serve` waits for the lock.
         drop(volumes);
+        lock.set_erasing(termination.instance_id())?;
+        termination.serving_stopped();
         let erased = termination.complete();
         termination.finish(&erased);
         return erased.and(result);
