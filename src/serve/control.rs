@@ -7,7 +7,7 @@
 //! `{"error": ...}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +46,8 @@ pub fn serve(
     termination: Arc<Termination>,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener = nvme_target::socket::bind_listening(path)
+        .with_context(|| format!("binding {}", path.display()))?;
     listener.set_nonblocking(true)?;
     while !stop() {
         match listener.accept() {

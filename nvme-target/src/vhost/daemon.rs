@@ -114,10 +114,12 @@ pub fn serve(
     options: &TransportOptions,
     stop: &StopHandle,
 ) -> Result<(), DaemonError> {
-    let mut listener = Listener::new(path, true).map_err(|source| DaemonError::Listen {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut listener = crate::socket::bind_listening(path)
+        .map(Listener::from)
+        .map_err(|e| DaemonError::Listen {
+            path: path.to_owned(),
+            source: vhost::vhost_user::Error::SocketError(e),
+        })?;
     let result = serve_on(&mut listener, namespace, options, stop);
     let _ = std::fs::remove_file(path);
     result
