@@ -159,7 +159,8 @@ fn serve_on(
         // Dropping the daemon stops its queue workers; each finishes the chain it holds first.
         drop(daemon);
         let (rejected, completed) = backend.request_counts();
-        tracing::info!(completed, rejected, "connection closed");
+        let per_queue = backend.completed_per_queue();
+        tracing::info!(completed, ?per_queue, rejected, "connection closed");
     }
     Ok(())
 }
