@@ -160,7 +160,13 @@ fn serve_on(
         drop(daemon);
         let (rejected, completed) = backend.request_counts();
         let per_queue = backend.completed_per_queue();
-        tracing::info!(completed, ?per_queue, rejected, "connection closed");
+        // Each refusal is logged at debug only (a hostile guest could flood the log); the sum
+        // is a warning, so a frontend whose requests fail is seen at the default level.
+        if rejected > 0 {
+            tracing::warn!(completed, ?per_queue, rejected, "connection closed");
+        } else {
+            tracing::info!(completed, ?per_queue, rejected, "connection closed");
+        }
     }
     Ok(())
 }
