@@ -144,10 +144,12 @@ fn a_linux_guest_runs_fio_and_ext4_across_a_reboot_and_a_serve_restart() {
         "the guest's virtio-blk uses every virtqueue (MQ)"
     );
     assert_ne!(first.value("discard_max"), "0", "the guest can discard");
-    // Three fio groups, each with its verify reads, and the trim job's discards.
+    // Three fio groups, each with the reads of its verify pass, and the trim job's discards.
     let fio_groups = first.console.matches("jobs=").count();
     assert_eq!(fio_groups, 3, "fio's three job groups report");
-    assert!(first.console.contains("trim: IOPS="), "the trim job trims");
+    let verify_reads = first.console.matches(" read: IOPS=").count();
+    assert_eq!(verify_reads, 3, "every fio group reads back");
+    assert!(first.console.contains(" trim: IOPS="), "the trim job trims");
     let first_run = server.stop();
     let guest = connections(&first_run);
     assert_eq!(guest.len(), 1, "one frontend: the guest\n{first_run}");
