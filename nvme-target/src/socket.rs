@@ -6,11 +6,21 @@
 //! listening socket into place closes that window: the path exists only when it accepts.
 
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-/// Binds and listens on `path`, replacing a stale socket file there.
+/// Binds and listens on `path`, replacing a stale socket there; anything else at `path` (a
+/// regular file, a directory) is an error, never replaced.
 pub fn bind_listening(path: &Path) -> io::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_socket()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
     let temp = temporary_path(path)?;
     let _ = std::fs::remove_file(&temp);
     let listener = UnixListener::bind(&temp)?;
@@ -52,5 +62,15 @@ mod tests {
         listener.accept().unwrap();
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary socket left behind");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("precious.txt");
+        std::fs::write(&path, b"data").unwrap();
+        let err = bind_listening(&path).unwrap_err();
+        assert!(err.to_string().contains("is not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
     }
 }
