@@ -97,9 +97,12 @@ pub enum Command {
         long_about = "Terminates the instance of a data directory, as terminating an instance \
                       ends its instance storage: the instance key is destroyed in the running \
                       ferrite serve (asked over its control socket, it stops serving) and in the \
-                      kernel keyring, then every block of every namespace is erased (progress on \
-                      stderr) and data_dir/instance.toml removed. The next ferrite serve creates \
-                      a new instance with a new key on empty namespaces. A stop or crash of \
+                      kernel keyring; it returns then, with the data unreadable. Every block of \
+                      every namespace is then erased in the background (by that ferrite serve, \
+                      or for a stopped instance by a detached process logging to \
+                      data_dir/erase.log) and data_dir/instance.toml removed; --wait waits for \
+                      that. The next ferrite serve waits for an unfinished erase, then creates a \
+                      new instance with a new key on empty namespaces. A stop or crash of \
                       ferrite serve is not a terminate."
     )]
     Terminate(TerminateArgs),
@@ -127,6 +130,13 @@ pub struct TerminateArgs {
     /// Data directory of the instance.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Return only once every block is erased (default: once the key is destroyed, leaving the
+    /// erase to the background).
+    #[arg(long)]
+    pub wait: bool,
+    /// Internal: the background erase a terminate of a stopped instance starts.
+    #[arg(long, value_name = "INSTANCE_ID", hide = true, conflicts_with = "wait")]
+    pub erase_in_background: Option<String>,
 }
 
 /// Which namespace `ferrite nvme` asks about, and where its server or devices are.

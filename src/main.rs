@@ -60,7 +60,10 @@ fn terminate_cmd(args: &TerminateArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.data {
         config.data_dir = dir.clone();
     }
-    serve::terminate::terminate_instance(&config)
+    match &args.erase_in_background {
+        Some(id) => serve::terminate::erase_in_background(&config.data_dir, id),
+        None => serve::terminate::terminate_instance(&config, args.wait),
+    }
 }
 
 fn nvme_cmd(command: &NvmeCommand) -> anyhow::Result<()> {

@@ -171,7 +171,7 @@ fn no_backing_file_holds_the_plaintext_or_the_key_active_or_terminated() {
         "the scanner finds no unsealed marker"
     );
     // Terminating erases every block, and an erased block leaves no bytes in its file.
-    terminate(plain.path(), &["--config", "ferrite.toml"]);
+    terminate(plain.path(), &["--config", "ferrite.toml", "--wait"]);
     let left = support::files_containing(&support::data_dir(plain.path()), needle);
     assert!(
         left.is_empty(),
@@ -219,8 +219,8 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
     server.stop();
     assert!(support::programmed_blocks(dir.path()) > 0);
 
-    // A stopped instance: `ferrite terminate` does it all itself.
-    let (stdout, stderr) = terminate(dir.path(), &["--data", "ferrite-data"]);
+    // A stopped instance, with --wait: `ferrite terminate` does it all itself before returning.
+    let (stdout, stderr) = terminate(dir.path(), &["--data", "ferrite-data", "--wait"]);
     assert!(
         stdout.contains(&format!("instance {old_id} terminated")),
         "{stdout}"
@@ -269,33 +269,71 @@ fn terminating_a_running_server_destroys_its_key_and_stops_it() {
     write_flushed(dir.path(), &pattern(4));
     assert!(support::keyring_serial(&id).is_some());
 
-    // The server's progress comes back to `ferrite terminate`.
+    // The server's progress comes back to `ferrite terminate`, which returns once the key is
+    // destroyed and serving stopped; the server erases in the background.
     let (stdout, stderr) = terminate(dir.path(), &["--config", "ferrite.toml"]);
     assert!(
-        stdout.contains(&format!("instance {id} terminated")),
+        stdout.contains(&format!("instance {id} terminated")) && stdout.contains("background"),
         "{stdout}"
     );
     assert!(
         stderr.contains("destroyed in ferrite serve and in the kernel keyring"),
         "{stderr}"
     );
-    assert!(stderr.contains("erased"), "{stderr}");
     assert!(
         support::keyring_serial(&id).is_none(),
         "the keyring still holds the key"
     );
+    // A new server started at once waits for the erase, then serves a fresh instance.
+    let next = Server::start_waiting(dir.path(), &[]);
     let (status, output) = server.wait();
     assert!(
         status.success(),
         "ferrite serve exited with {status}:\n{output}"
     );
     assert!(!output.contains("closed cleanly"), "{output}");
+    assert!(output.contains("terminate: erased"), "{output}");
+    let next = next.started();
+    let new_id = cleanup.watch();
+    assert_ne!(new_id, id);
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    next.stop();
+}
+
+#[test]
+fn terminating_a_stopped_instance_erases_in_the_background() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let old_id = cleanup.watch();
+    write_flushed(dir.path(), &pattern(6));
+    server.stop();
+
+    let (stdout, _) = terminate(dir.path(), &["--data", "ferrite-data"]);
+    assert!(
+        stdout.contains(&format!("instance {old_id} terminated"))
+            && stdout.contains("erased in the background"),
+        "{stdout}"
+    );
+    // Crypto-erase is done when it returns; the media erase finishes on its own.
+    assert!(support::keyring_serial(&old_id).is_none());
+    let log = support::data_dir(dir.path()).join("erase.log");
+    let done = format!("instance {old_id} erased");
+    support::wait_until("the background erase to finish", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&done))
+    });
     assert!(support::record(dir.path()).is_none());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("nand-1.img"), "{log}");
     assert_eq!(
         support::programmed_blocks(dir.path()),
         0,
         "a block was not erased"
     );
+    let server = Server::start(dir.path(), &[]);
+    assert_ne!(cleanup.watch(), old_id);
+    assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);
+    server.stop();
 }
 
 #[test]

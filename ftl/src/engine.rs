@@ -498,14 +498,42 @@ impl Engine {
             self.program_pending(sh, stream, true)?;
         }
         self.flush_trims(sh)?;
-        for (device, dirty) in self.dirty_devices.iter_mut().enumerate() {
-            if *dirty {
-                sh.devices[device].sync()?;
-                *dirty = false;
-            }
+        let dirty: Vec<usize> = (0..self.dirty_devices.len())
+            .filter(|&d| self.dirty_devices[d])
+            .collect();
+        sync_devices(sh, &dirty)?;
+        for d in dirty {
+            self.dirty_devices[d] = false;
         }
         Ok(())
     }
+}
+
+/// Syncs `devices`: one after another when syncs are memory operations (deterministic order for
+/// simulation), all at once when they wait for a disk, so a barrier over N device files costs one
+/// `fdatasync` latency (about 3 ms on this VM's disk) instead of N.
+pub fn sync_devices(sh: &Shared, devices: &[usize]) -> Result<(), FtlError> {
+    let slow = devices.len() > 1 && devices.iter().any(|&d| sh.devices[d].sync_is_slow());
+    if !slow {
+        for &d in devices {
+            sh.devices[d].sync()?;
+        }
+        return Ok(());
+    }
+    let (last, others) = devices.split_last().expect("more than one device");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = others
+            .iter()
+            .map(|&d| s.spawn(move || sh.devices[d].sync()))
+            .collect();
+        let mut result = sh.devices[*last].sync();
+        for h in handles {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result = result.and(r);
+        }
+        result
+    })?;
+    Ok(())
 }
 
 /// Spare blocks kept back from the exported capacity to replace blocks that go bad.

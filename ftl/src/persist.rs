@@ -96,9 +96,8 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        for device in &sh.devices {
-            device.sync()?;
-        }
+        let all: Vec<usize> = (0..sh.devices.len()).collect();
+        crate::engine::sync_devices(sh, &all)?;
         self.dirty_devices.fill(false);
         // The new checkpoint is durable: the previous one's blocks can go.
         let old = std::mem::replace(&mut self.checkpoint_blocks, taken);

@@ -12,6 +12,7 @@
 //!  namespace.rs     the Namespace trait (whole blocks); ftl_backend.rs: the local FTL backend
 //!  block_locks.rs   striped block locks for read-modify-write
 //!  identify.rs, smart.rs, status.rs: NVMe data structures and statuses
+//!  socket.rs        unix listeners whose path appears only once they listen
 //! ```
 
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod namespace;
 pub mod nbd;
 pub mod queue;
 pub mod smart;
+pub mod socket;
 pub mod status;
 pub mod vhost;
 

@@ -1,11 +1,13 @@
 //! The control socket of a running `ferrite serve`: one request line in, one JSON line out.
 //!
 //! Requests: `identify-controller`, `identify <nsid>`, `smart-log <nsid>`, and
-//! `terminate <instance id>`, which answers with JSON lines (`{"progress": ...}` for each step,
-//! then `{"terminated": id}` or `{"error": ...}`) until the instance is erased.
+//! `terminate <instance id>`, which answers with JSON lines: `{"progress": ...}` for each step,
+//! `{"crypto_erased": id}` once the key is destroyed and serving stopped (a client that does not
+//! wait for the erase may hang up here), then `{"terminated": id}` once every block is erased, or
+//! `{"error": ...}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +46,8 @@ pub fn serve(
     termination: Arc<Termination>,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener = nvme_target::socket::bind_listening(path)
+        .with_context(|| format!("binding {}", path.display()))?;
     listener.set_nonblocking(true)?;
     while !stop() {
         match listener.accept() {
@@ -103,16 +104,27 @@ pub fn query(path: &Path, request: &str) -> anyhow::Result<Option<serde_json::Va
     Ok(Some(value))
 }
 
+/// How far a terminate through a running server got when `request_terminate` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminateOutcome {
+    /// Key destroyed and serving stopped; the server erases the blocks in the background.
+    Erasing,
+    /// Every block erased and the instance record removed.
+    Erased,
+}
+
 /// Asks the `ferrite serve` listening at `path` to terminate instance `instance_id`, passing each
-/// progress line to `progress`, until it is done. `Ok(false)` if nothing listens at `path`.
+/// progress line to `progress`, until the key is destroyed (or with `wait`, until the erase is
+/// done). `Ok(None)` if nothing listens at `path`.
 pub fn request_terminate(
     path: &Path,
     instance_id: &str,
+    wait: bool,
     progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<TerminateOutcome>> {
     let mut stream = match UnixStream::connect(path) {
         Ok(s) => s,
-        Err(_) => return Ok(false),
+        Err(_) => return Ok(None),
     };
     stream.set_read_timeout(Some(TERMINATE_LINE_TIMEOUT))?;
     writeln!(stream, "terminate {instance_id}")?;
@@ -129,8 +141,12 @@ pub fn request_terminate(
             serde_json::from_str(&line).with_context(|| format!("control reply {line:?}"))?;
         if let Some(text) = value.get("progress").and_then(|p| p.as_str()) {
             progress(text);
+        } else if value.get("crypto_erased").is_some() {
+            if !wait {
+                return Ok(Some(TerminateOutcome::Erasing));
+            }
         } else if value.get("terminated").is_some() {
-            return Ok(true);
+            return Ok(Some(TerminateOutcome::Erased));
         } else if let Some(e) = value.get("error") {
             let e = e.as_str().map_or_else(|| e.to_string(), str::to_owned);
             anyhow::bail!("ferrite serve could not terminate instance {instance_id}: {e}");

@@ -94,7 +94,7 @@ pub fn run(
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let _lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
+    let lock = lock::DataDirLock::acquire(&config.data_dir, "serve")?;
     // Bound before any volume opens, so a taken socket or port fails cleanly.
     let nbd_server = nbd::bind(config)?;
     let mut instance = instance::Instance::start(config)?;
@@ -214,8 +214,10 @@ pub fn run(
     drop(controller);
     if termination.begun() {
         // No close: the key is destroyed, so nothing more may be sealed or checkpointed; the
-        // devices are erased instead.
+        // devices are erased instead, while a new `ferrite serve` waits for the lock.
         drop(volumes);
+        lock.set_erasing(termination.instance_id())?;
+        termination.serving_stopped();
         let erased = termination.complete();
         termination.finish(&erased);
         return erased.and(result);

@@ -10,11 +10,19 @@
 //!    on fresh namespaces.
 //!
 //! `ferrite terminate` asks a running `ferrite serve` to do this over its control socket (it holds
-//! the key and the devices), and does it itself for a stopped instance.
+//! the key and the devices), and does it itself for a stopped instance. As on AWS, it returns
+//! once the data is unreadable (steps 1-3: the key is gone) and the media erase (steps 4-5) goes
+//! on in the background: in the `ferrite serve` that was asked, which exits when done, or for a
+//! stopped instance in a detached `ferrite terminate --erase-in-background` whose output goes to
+//! `<data_dir>/erase.log`. Either holds the data directory's lock with an `erase` note, so the
+//! next `ferrite serve` waits for the erase (lock.rs) and then finds fresh namespaces. `--wait`
+//! waits for the erase instead.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -22,7 +30,7 @@ use anyhow::Context;
 use keys::{InstanceKey, KeyError};
 
 use super::config::ServeConfig;
-use super::control;
+use super::control::{self, TerminateOutcome};
 use super::erase;
 use super::lock::DataDirLock;
 use super::record::{InstanceRecord, InstanceState};
@@ -185,6 +193,18 @@ impl Termination {
         Ok(())
     }
 
+    /// Steps 1-3 are done in a running server: the data is unreadable and nothing is served any
+    /// more. The client may stop listening here and leave the erase to the server.
+    pub fn serving_stopped(&self) {
+        let line = serde_json::json!({ "crypto_erased": self.instance_id() });
+        let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stream) = client.as_mut()
+            && writeln!(stream, "{line}").is_err()
+        {
+            *client = None;
+        }
+    }
+
     /// The last line to the client: done, or why not.
     pub fn finish(&self, result: &anyhow::Result<()>) {
         let line = match result {
@@ -214,8 +234,13 @@ impl Termination {
     }
 }
 
-/// `ferrite terminate`: through the running `ferrite serve` if there is one, else here.
-pub fn terminate_instance(config: &ServeConfig) -> anyhow::Result<()> {
+/// Log of the background erase of a stopped instance, in its data directory.
+pub const ERASE_LOG: &str = "erase.log";
+
+/// `ferrite terminate`: through the running `ferrite serve` if there is one, else here. Returns
+/// once the key is destroyed, leaving the erase to the background, or with `wait` once every
+/// block is erased.
+pub fn terminate_instance(config: &ServeConfig, wait: bool) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
     anyhow::ensure!(
         data_dir.is_dir(),
@@ -231,21 +256,104 @@ pub fn terminate_instance(config: &ServeConfig) -> anyhow::Result<()> {
         return Ok(());
     };
     let id = record.instance_id.clone();
-    let asked = control::request_terminate(&config.control_socket(), &id, &mut |line| {
+    let asked = control::request_terminate(&config.control_socket(), &id, wait, &mut |line| {
         eprintln!("terminate: {line}")
     })?;
-    if !asked {
-        let _lock = DataDirLock::acquire(data_dir, &format!("terminate instance {id}"))?;
-        // Read again under the lock: a server that stopped meanwhile may have changed it.
-        match InstanceRecord::load(data_dir)? {
-            Some(r) if r.instance_id == id => Termination::stopped(data_dir, r).run()?,
-            _ => anyhow::bail!(
-                "the instance record in {} changed while terminating instance {id}; run \
-                 `ferrite terminate` again",
-                data_dir.display()
-            ),
-        }
+    match asked {
+        Some(TerminateOutcome::Erased) => println!("instance {id} terminated"),
+        Some(TerminateOutcome::Erasing) => println!(
+            "instance {id} terminated: key destroyed, so its data can no longer be read; the \
+             ferrite serve that served it erases every block in the background and then exits"
+        ),
+        None => terminate_stopped(data_dir, &id, wait)?,
     }
-    println!("instance {id} terminated");
+    Ok(())
+}
+
+/// The terminate of a stopped instance, done here.
+fn terminate_stopped(data_dir: &Path, id: &str, wait: bool) -> anyhow::Result<()> {
+    let lock = DataDirLock::acquire(data_dir, &format!("terminate instance {id}"))?;
+    // Read again under the lock: a server that stopped meanwhile, or a background erase we
+    // waited for, may have changed it.
+    let record = match InstanceRecord::load(data_dir)? {
+        Some(r) if r.instance_id == id => r,
+        None => {
+            println!("instance {id} terminated (finished by another process)");
+            return Ok(());
+        }
+        Some(_) => anyhow::bail!(
+            "the instance record in {} changed while terminating instance {id}; run \
+             `ferrite terminate` again",
+            data_dir.display()
+        ),
+    };
+    if wait {
+        lock.set_erasing(id)?;
+        Termination::stopped(data_dir, record).run()?;
+        println!("instance {id} terminated");
+        return Ok(());
+    }
+    // From here on whoever finds the lock held waits for the erase (ours, then the eraser's).
+    lock.set_erasing(id)?;
+    let termination = Termination::stopped(data_dir, record);
+    termination.begin()?;
+    // Started while we still hold the lock: the eraser takes it over when we exit.
+    let (pid, log) = spawn_background_erase(data_dir, id)?;
+    println!(
+        "instance {id} terminated: key destroyed, so its data can no longer be read; every block \
+         is being erased in the background (pid {pid}, log {}); `ferrite serve` waits for it",
+        log.display()
+    );
+    Ok(())
+}
+
+/// Starts `ferrite terminate --data DIR --erase-in-background ID`, detached from our terminal
+/// (its own process group, so a Ctrl-C there does not stop it) and writing to `erase.log`.
+fn spawn_background_erase(data_dir: &Path, id: &str) -> anyhow::Result<(u32, PathBuf)> {
+    let exe = std::env::current_exe().context("finding the ferrite executable")?;
+    let data_dir = std::path::absolute(data_dir)?;
+    let log_path = data_dir.join(ERASE_LOG);
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let child = Command::new(exe)
+        .arg("terminate")
+        .arg("--data")
+        .arg(&data_dir)
+        .arg("--erase-in-background")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the background erase")?;
+    Ok((child.id(), log_path))
+}
+
+/// The background erase of instance `id`, begun by `terminate_stopped` (which destroyed the key):
+/// waits for the lock, then erases, unless another process (a `ferrite serve` that started
+/// first) finished it meanwhile.
+pub fn erase_in_background(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    let still_terminating = || -> anyhow::Result<bool> {
+        Ok(InstanceRecord::load(data_dir)?
+            .is_some_and(|r| r.instance_id == id && r.state == InstanceState::Terminating))
+    };
+    let lock = DataDirLock::acquire_for_erase(data_dir, id, &mut || still_terminating())?;
+    let record = match (lock, InstanceRecord::load(data_dir)?) {
+        (Some(_lock), Some(r)) if r.instance_id == id && r.state == InstanceState::Terminating => {
+            eprintln!("erasing the blocks of terminated instance {id}");
+            Termination::stopped(data_dir, r).run()?;
+            println!("instance {id} erased");
+            return Ok(());
+        }
+        (_, r) => r,
+    };
+    println!(
+        "instance {id}: nothing left to erase (another process finished it{})",
+        record.map_or(String::new(), |r| format!(
+            "; the data directory now holds instance {}",
+            r.instance_id
+        ))
+    );
     Ok(())
 }

@@ -68,6 +68,11 @@ impl Server {
     /// (its vhost-user and control sockets are new: stale ones of a killed server are removed
     /// first).
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_waiting(dir, extra).started()
+    }
+
+    /// Starts `ferrite serve` without waiting for it to serve (it may be waiting for a lock).
+    pub fn start_waiting(dir: &Path, extra: &[&str]) -> Starting {
         for stale in [dir.join("ns1.sock"), data_dir(dir).join("control.sock")] {
             let _ = std::fs::remove_file(stale);
         }
@@ -76,27 +81,19 @@ impl Server {
             .find(|p| !p.exists())
             .unwrap();
         let out = File::create(&log).unwrap();
-        let mut child = ferrite(dir)
+        let child = ferrite(dir)
             .args(["serve", "--config", "ferrite.toml"])
             .args(extra)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        while !dir.join("ns1.sock").exists() || !data_dir(dir).join("control.sock").exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "ferrite serve exited with {status}:\n{}",
-                    std::fs::read_to_string(&log).unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "ferrite serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child: Some(child),
-            log,
+        Starting {
+            server: Self {
+                child: Some(child),
+                log,
+            },
+            dir: dir.to_owned(),
         }
     }
 
@@ -146,6 +143,42 @@ impl Server {
         self.signal("KILL");
         let (status, _) = self.wait();
         assert!(!status.success());
+    }
+}
+
+/// A `ferrite serve` started, not yet known to serve.
+#[derive(Debug)]
+pub struct Starting {
+    server: Server,
+    dir: PathBuf,
+}
+
+impl Starting {
+    /// Waits until the server serves (its sockets exist).
+    pub fn started(mut self) -> Server {
+        let (dir, server) = (&self.dir, &mut self.server);
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        while !dir.join("ns1.sock").exists() || !data_dir(dir).join("control.sock").exists() {
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ferrite serve exited with {status}:\n{}", server.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrite serve did not start:\n{}",
+                server.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.server
+    }
+}
+
+/// Polls `done` until it holds, failing after the process timeout.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

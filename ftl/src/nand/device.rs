@@ -460,6 +460,10 @@ impl<S: PageStore> Nand for Device<S> {
         Ok(())
     }
 
+    fn sync_is_slow(&self) -> bool {
+        self.store.sync_is_slow()
+    }
+
     fn stats(&self) -> NandStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

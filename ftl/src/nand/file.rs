@@ -439,6 +439,10 @@ impl PageStore for FileStore {
             FileDurability::Process => Ok(()),
         }
     }
+
+    fn sync_is_slow(&self) -> bool {
+        self.durability() == FileDurability::Host
+    }
 }
 
 impl Device<FileStore> {

@@ -88,5 +88,11 @@ pub trait Nand: Send + Sync + fmt::Debug {
     fn block_info(&self, block: u32) -> Result<BlockInfo, NandError>;
     /// Makes every program that has returned durable.
     fn sync(&self) -> Result<(), NandError>;
+    /// Whether `sync` waits for a disk (an `fdatasync`, milliseconds) rather than for memory: the
+    /// FTL then syncs its devices in parallel. Never true for simulated devices, whose syncs stay
+    /// in one deterministic order.
+    fn sync_is_slow(&self) -> bool {
+        false
+    }
     fn stats(&self) -> NandStats;
 }

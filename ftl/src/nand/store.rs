@@ -52,4 +52,8 @@ pub trait PageStore: Send + Sync + fmt::Debug {
     fn write_block_meta(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError>;
     /// Makes every completed write durable.
     fn sync(&self) -> Result<(), NandError>;
+    /// Whether `sync` waits for a disk (milliseconds), so that syncing several stores at once pays.
+    fn sync_is_slow(&self) -> bool {
+        false
+    }
 }

@@ -29,7 +29,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
-    /// A unix socket path (a stale socket file there is replaced).
+    /// A unix socket path (a stale socket there is replaced; any other file is an error).
     Unix(PathBuf),
     /// A TCP address (loopback unless the operator chose otherwise: NBD has no authentication).
     Tcp(SocketAddr),
@@ -154,13 +154,8 @@ impl NbdServer {
         for l in listen {
             let bound = match l {
                 Listen::Unix(path) => {
-                    if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                        use std::os::unix::fs::FileTypeExt;
-                        m.file_type().is_socket()
-                    }) {
-                        std::fs::remove_file(path)?;
-                    }
-                    let listener = UnixListener::bind(path).map_err(|e| {
+                    // Appears at its path only once it listens; replaces a stale socket only.
+                    let listener = crate::socket::bind_listening(path).map_err(|e| {
                         std::io::Error::new(e.kind(), format!("binding {}: {e}", path.display()))
                     })?;
                     listener.set_nonblocking(true)?;

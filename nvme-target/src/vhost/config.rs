@@ -19,6 +19,14 @@ pub const CONFIG_BYTES: usize = 60;
 pub const WRITEBACK_OFFSET: usize = 32;
 /// Largest discard / write-zeroes range, in sectors (one segment's 32-bit count).
 const MAX_DISCARD_SECTORS: u32 = u32::MAX / 8 * 8;
+/// SIZE_MAX: the largest data segment. virtio-blk has no field for the largest request; a driver
+/// bounds a request only by SEG_MAX x SIZE_MAX (Linux builds up to max_sectors_kb, 1280 KiB by
+/// default, out of as few segments as it can), so the product must not pass the largest transfer
+/// the parser accepts, or a guest's ordinary writeback gets IOERR.
+pub const MAX_SEGMENT_BYTES: u32 = (MAX_TRANSFER_BYTES / MAX_DATA_SEGMENTS) as u32;
+const _: () = assert!(MAX_SEGMENT_BYTES as usize * MAX_DATA_SEGMENTS <= MAX_TRANSFER_BYTES);
+// Linux raises a SIZE_MAX below its 4 KiB page to the page, which would break the bound above.
+const _: () = assert!(MAX_SEGMENT_BYTES >= 4096);
 
 /// Transport settings of one namespace's vhost-user-blk device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +89,7 @@ pub fn config_space(
     let mut c = [0u8; CONFIG_BYTES];
     let logical = opts.logical_block_bytes.max(SECTOR_BYTES as u32);
     c[0..8].copy_from_slice(&(capacity_bytes / SECTOR_BYTES).to_le_bytes());
-    c[8..12].copy_from_slice(&(MAX_TRANSFER_BYTES as u32).to_le_bytes());
+    c[8..12].copy_from_slice(&MAX_SEGMENT_BYTES.to_le_bytes());
     c[12..16].copy_from_slice(&(MAX_DATA_SEGMENTS as u32).to_le_bytes());
     // 16..20: geometry, not offered.
     c[20..24].copy_from_slice(&logical.to_le_bytes());
@@ -127,6 +135,46 @@ mod tests {
         assert_eq!(&c[20..24], &512u32.to_le_bytes());
         assert_eq!(c[24], 3, "4096 = 2^3 x 512");
         assert_eq!(c[32], 0);
+    }
+
+    /// A guest may fill SEG_MAX segments of SIZE_MAX bytes each: such a request must parse.
+    /// (Once SIZE_MAX was the whole 1 MiB transfer: Linux sent 1280 KiB writes during mkfs.ext4
+    /// and ext4 writeback, and got IOERR.)
+    #[test]
+    fn the_largest_request_the_config_space_allows_is_accepted() {
+        use super::super::request::{self, Desc};
+        use virtio_bindings::virtio_blk::VIRTIO_BLK_T_OUT;
+
+        let c = config_space(1 << 30, 4096, &TransportOptions::default(), true);
+        let size_max = u32::from_le_bytes(c[8..12].try_into().unwrap());
+        let seg_max = u32::from_le_bytes(c[12..16].try_into().unwrap());
+        let header = Desc {
+            addr: 0,
+            len: 16,
+            device_writable: false,
+        };
+        let data = (0..seg_max).map(|i| Desc {
+            addr: 0x10_0000 + u64::from(i) * u64::from(size_max),
+            len: size_max,
+            device_writable: false,
+        });
+        let status = Desc {
+            addr: 0x8000_0000,
+            len: 1,
+            device_writable: true,
+        };
+        let chain: Vec<Desc> = std::iter::once(header)
+            .chain(data)
+            .chain(std::iter::once(status))
+            .collect();
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&VIRTIO_BLK_T_OUT.to_le_bytes());
+        let parsed =
+            request::parse(&chain, |_| Some(h)).unwrap_or_else(|r| panic!("rejected: {}", r.error));
+        assert_eq!(
+            u64::from(parsed.data_len),
+            u64::from(seg_max) * u64::from(size_max)
+        );
     }
 
     #[test]

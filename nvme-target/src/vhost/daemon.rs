@@ -114,10 +114,12 @@ pub fn serve(
     options: &TransportOptions,
     stop: &StopHandle,
 ) -> Result<(), DaemonError> {
-    let mut listener = Listener::new(path, true).map_err(|source| DaemonError::Listen {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut listener = crate::socket::bind_listening(path)
+        .map(Listener::from)
+        .map_err(|e| DaemonError::Listen {
+            path: path.to_owned(),
+            source: vhost::vhost_user::Error::SocketError(e),
+        })?;
     let result = serve_on(&mut listener, namespace, options, stop);
     let _ = std::fs::remove_file(path);
     result
@@ -159,7 +161,14 @@ fn serve_on(
         // Dropping the daemon stops its queue workers; each finishes the chain it holds first.
         drop(daemon);
         let (rejected, completed) = backend.request_counts();
-        tracing::info!(completed, rejected, "connection closed");
+        let per_queue = backend.completed_per_queue();
+        // Each refusal is logged at debug only (a hostile guest could flood the log); the sum
+        // is a warning, so a frontend whose requests fail is seen at the default level.
+        if rejected > 0 {
+            tracing::warn!(completed, ?per_queue, rejected, "connection closed");
+        } else {
+            tracing::info!(completed, ?per_queue, rejected, "connection closed");
+        }
     }
     Ok(())
 }
