@@ -280,7 +280,7 @@ impl QueueWorker {
                 let n = self.gather(memory, r, limit)?;
                 let zeroes = r.kind == RequestKind::WriteZeroes;
                 let ranges = request::parse_segments(&self.buf[..n], zeroes)?;
-                for range in ranges {
+                for &range in &ranges {
                     let command = if zeroes {
                         Command::WriteZeroes {
                             sector: range.sector,
@@ -295,6 +295,16 @@ impl QueueWorker {
                     let status = self.io.execute(command);
                     if !status.is_success() {
                         return Ok((virtio_status(status), 0));
+                    }
+                }
+                // Write-through: like a write, the zeroes (or the forgetting) must survive a power
+                // cut once completed.
+                if !self.writeback.load(Ordering::Relaxed) {
+                    for range in &ranges {
+                        let status = self.io.make_durable(range.sector, range.sectors);
+                        if !status.is_success() {
+                            return Ok((virtio_status(status), 0));
+                        }
                     }
                 }
                 Ok((VIRTIO_BLK_S_OK as u8, 0))
