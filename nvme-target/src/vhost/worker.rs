@@ -59,6 +59,15 @@ pub struct QueueWorker {
     pub counters: WorkerCounters,
 }
 
+/// The 16 header bytes at `addr`, or None if they are not all in guest memory.
+pub fn read_header(memory: &GuestMemory, addr: u64) -> Option<[u8; 16]> {
+    let mut h = [0u8; 16];
+    memory
+        .read_slice(&mut h, GuestAddress(addr))
+        .ok()
+        .map(|()| h)
+}
+
 fn virtio_status(s: Status) -> u8 {
     match s {
         Status::Success => VIRTIO_BLK_S_OK as u8,
@@ -163,13 +172,7 @@ impl QueueWorker {
 
     /// Runs one chain to its status; returns the bytes written into device-writable buffers.
     fn handle(&mut self, memory: &GuestMemory) -> u32 {
-        let parsed = request::parse(&self.descs, |addr| {
-            let mut h = [0u8; 16];
-            memory
-                .read_slice(&mut h, GuestAddress(addr))
-                .ok()
-                .map(|()| h)
-        });
+        let parsed = request::parse(&self.descs, |addr| read_header(memory, addr));
         let request = match parsed {
             Ok(r) => r,
             Err(rejected) => {
