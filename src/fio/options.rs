@@ -183,6 +183,8 @@ pub enum EngineKind {
     Sync,
     /// No data at all: every I/O completes at once (fio's `null`).
     Null,
+    /// A vhost-user-blk backend at `filename=SOCKET`, through libblkio.
+    VhostUser,
 }
 
 /// `unified_rw_reporting=`.
@@ -924,15 +926,17 @@ fn parse_engine(o: &RawOption) -> Result<EngineKind, JobError> {
         "psync" | "pvsync" => Ok(EngineKind::Psync),
         "sync" => Ok(EngineKind::Sync),
         "null" => Ok(EngineKind::Null),
-        e @ ("nbd" | "vhost-user" | "libblkio") => Err(JobError::option(
+        "vhost-user" => Ok(EngineKind::VhostUser),
+        e @ ("nbd" | "libblkio") => Err(JobError::option(
             o,
             format!(
-                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, psync, sync or null)"
+                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, vhost-user, psync, \
+                 sync or null)"
             ),
         )),
         other => Err(JobError::option(
             o,
-            format!("ioengine={other} is not supported (ferrite, psync, sync or null)"),
+            format!("ioengine={other} is not supported (ferrite, vhost-user, psync, sync or null)"),
         )),
     }
 }
