@@ -238,7 +238,13 @@ fn bad_job_files_fail_with_the_option_and_line() {
             "[j]\nioengine=nbd\nuri=nbd+unix:///x?socket=/nonexistent/nbd.sock\n",
             ["line 3", "connecting to /nonexistent/nbd.sock"],
         ),
-        ("[j]\nioengine=vhost-user\n", ["line 2", "not built yet"]),
+        (
+            "[j]\nioengine=vhost-user\nfilename=/nonexistent/ferrite.sock\n",
+            [
+                "line 3",
+                "connecting to the vhost-user socket /nonexistent/ferrite.sock",
+            ],
+        ),
         (
             "[j]\nioengine=ferrite\nsize=1m\nbs=512\n",
             ["line 4", "4096"],

@@ -41,7 +41,13 @@ fn serve_survives_a_restart_and_reports_health() {
     let smart = nvme(dir.path(), "smart-log");
     assert_eq!(smart["host_write_commands"], 2);
     assert_eq!(smart["critical_warning"], 0);
+    assert_eq!(smart["composite_temperature_kelvin"], 313);
+    assert_eq!(smart["power_on_hours"], 0);
+    // Serve at least a second, so the power-on time the record keeps cannot be zero.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     server.stop();
+    let first_run_s = power_on_seconds(dir.path());
+    assert!(first_run_s >= 1, "power-on time not saved at stop");
 
     // Stopped: the devices answer Identify, opened from their files.
     let id = nvme(dir.path(), "identify");
@@ -56,7 +62,14 @@ fn serve_survives_a_restart_and_reports_health() {
     }
     let id = nvme(dir.path(), "identify-controller");
     assert_eq!(id["namespaces"], 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     server.stop();
+    // The second run adds to the first instead of starting again from zero.
+    assert!(power_on_seconds(dir.path()) > first_run_s);
+}
+
+fn power_on_seconds(dir: &Path) -> u64 {
+    support::record(dir).unwrap().power_on_seconds
 }
 
 #[test]

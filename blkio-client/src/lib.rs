@@ -4,7 +4,10 @@
 //! through it checks the backend as a real frontend sees it (feature negotiation, memory tables,
 //! rings, config space).
 
+mod queues;
 mod raw;
+
+pub use queues::{MAX_QUEUE_BUFFER_BYTES, MAX_QUEUES, QueueHandle, connect_queues};
 
 use std::path::Path;
 

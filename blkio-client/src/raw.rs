@@ -35,3 +35,15 @@ pub fn region_bytes_mut(region: &mut MemoryRegion) -> &mut [u8] {
     // SAFETY: as in `region_bytes`; the `&mut` borrow of the region handle is the only access.
     unsafe { std::slice::from_raw_parts_mut(region.addr as *mut u8, region.len) }
 }
+
+/// The `len` bytes at `addr` of a mapped region: the buffer slice of the queue `owner`, borrowed
+/// for as long as the queue is.
+pub fn queue_buffer(owner: &mut Blkioq, addr: usize, len: usize) -> &mut [u8] {
+    let _ = owner;
+    // SAFETY: `addr..addr + len` is the slice of a live libblkio region that one `QueueHandle`
+    // owns alone (handles get disjoint slices, checked when they are made, and the region lives
+    // as long as any handle). The slice borrows the handle's queue mutably, so no second view of
+    // these bytes exists meanwhile, and the queue has no request in flight while it is borrowed,
+    // so the device does not write them either.
+    unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) }
+}

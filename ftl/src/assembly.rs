@@ -199,6 +199,56 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes the latest write, trim or write-zeroes of each of `count` pages from `first` durable,
+    /// and nothing else: only the pages in assembly that hold one of them are padded and
+    /// programmed, the trim buffer is written only if one of them is still in it, and only the
+    /// devices holding them are synced. A multi-page FUA write costs what its pages need, not a
+    /// barrier over every stream.
+    pub fn make_range_durable(
+        &mut self,
+        sh: &Shared,
+        first: u32,
+        count: u32,
+    ) -> Result<(), FtlError> {
+        let mut streams = [false; DATA_STREAMS];
+        let mut trims_buffered = false;
+        for lpa in first..first + count {
+            match sh.entry(lpa) {
+                Entry::Data { psn } => {
+                    let (ppn, _) = self.layout.split_psn(psn);
+                    for (s, pending) in self.pending.iter().enumerate() {
+                        if pending
+                            .at
+                            .is_some_and(|at| self.layout.ppn(at.gblock, at.page) == ppn)
+                        {
+                            streams[s] = true;
+                        }
+                    }
+                }
+                Entry::TrimBuffered => trims_buffered = true,
+                Entry::Unmapped | Entry::Lost | Entry::Trimmed { .. } => {}
+            }
+        }
+        for (stream, _) in streams.iter().enumerate().filter(|&(_, &wanted)| wanted) {
+            self.program_pending(sh, stream as u8, true)?;
+        }
+        if trims_buffered {
+            self.flush_trims(sh)?;
+        }
+        // After programming: a failed program placed a page again, so look where they are now.
+        let mut devices = vec![false; sh.devices.len()];
+        for lpa in first..first + count {
+            if let Some(psn) = sh.entry(lpa).psn() {
+                let (device, _) = self.layout.split_block(self.layout.block_of(psn));
+                devices[device] = true;
+            }
+        }
+        for (device, _) in devices.iter().enumerate().filter(|&(_, &wanted)| wanted) {
+            sh.devices[device].sync()?;
+        }
+        Ok(())
+    }
+
     /// Programs `stream`'s page in assembly if it is full, or, with `pad`, if it holds anything
     /// (the free slots padded: zero bytes, an all-zero record that recovery skips).
     pub fn program_pending(&mut self, sh: &Shared, stream: u8, pad: bool) -> Result<(), FtlError> {

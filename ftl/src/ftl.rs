@@ -256,6 +256,16 @@ impl Ftl {
         self.engine.lock().write(&self.shared, lpa, data, durable)
     }
 
+    /// Makes the latest write, trim or write-zeroes of `count` pages from `lpa` durable (a
+    /// multi-page FUA write: write the pages with `durable` false, then this). Cheaper than
+    /// `flush`: other streams' pages in assembly stay there and other devices are not synced.
+    pub fn make_durable(&self, lpa: u64, count: u64) -> Result<(), FtlError> {
+        let first = self.check(lpa, count, None)?;
+        self.engine
+            .lock()
+            .make_range_durable(&self.shared, first, count as u32)
+    }
+
     /// Deallocates `count` pages from `lpa`: they read as zeroes; durable at the next flush.
     pub fn trim(&self, lpa: u64, count: u64) -> Result<(), FtlError> {
         let first = self.check(lpa, count, None)?;

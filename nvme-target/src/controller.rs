@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::block_locks::BlockLocks;
 use crate::identify::{IdentifyController, IdentifyNamespace};
 use crate::namespace::Namespace;
+use crate::power_on::PowerOnClock;
 use crate::queue::{IoQueue, QueueCounters};
 use crate::smart::SmartLog;
 
@@ -53,15 +54,29 @@ pub struct ActiveNamespace {
     pub(crate) locks: BlockLocks,
     /// Counters of every queue created; the health log adds them up (control path only).
     queue_counters: Mutex<Vec<Arc<QueueCounters>>>,
+    /// The controller's power-on time, shared by its namespaces.
+    power_on: Arc<PowerOnClock>,
 }
 
 impl ActiveNamespace {
+    /// A namespace whose power-on time starts now, at zero (tests, tools).
     pub fn new(identity: NamespaceIdentity, backend: Arc<dyn Namespace>) -> Arc<Self> {
+        Self::with_power_on(identity, backend, Arc::new(PowerOnClock::running(0)))
+    }
+
+    /// A namespace of a controller that has been powered on for `power_on` (persisted across
+    /// runs by the caller).
+    pub fn with_power_on(
+        identity: NamespaceIdentity,
+        backend: Arc<dyn Namespace>,
+        power_on: Arc<PowerOnClock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             identity,
             backend,
             locks: BlockLocks::new(),
             queue_counters: Mutex::new(Vec::new()),
+            power_on,
         })
     }
 
@@ -120,6 +135,8 @@ impl ActiveNamespace {
             percentage_used: health.percentage_used,
             data_units_read: SmartLog::data_units(health.lifetime_bytes_read),
             data_units_written: SmartLog::data_units(health.lifetime_bytes_written),
+            composite_temperature_kelvin: SmartLog::NOMINAL_TEMPERATURE_KELVIN,
+            power_on_hours: self.power_on.hours(),
             ..SmartLog::default()
         };
         for c in self.queue_counters.lock().iter() {

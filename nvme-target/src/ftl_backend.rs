@@ -58,6 +58,12 @@ impl Namespace for FtlNamespace {
         self.ftl.flush().map_err(|e| map_error(e, 0, 0))
     }
 
+    fn make_durable(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        self.ftl
+            .make_durable(lba, count)
+            .map_err(|e| map_error(e, lba, count))
+    }
+
     fn deallocate(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
         self.ftl
             .trim(lba, count)

@@ -11,6 +11,7 @@
 //!  controller.rs    namespaces, identity, Identify data, SMART/health log (control plane)
 //!  namespace.rs     the Namespace trait (whole blocks); ftl_backend.rs: the local FTL backend
 //!  block_locks.rs   striped block locks for read-modify-write
+//!  power_on.rs      power-on time (earlier runs + this one) for the health log
 //!  identify.rs, smart.rs, status.rs: NVMe data structures and statuses
 //!  socket.rs        unix listeners whose path appears only once they listen
 //! ```
@@ -23,6 +24,7 @@ pub mod ftl_backend;
 pub mod identify;
 pub mod namespace;
 pub mod nbd;
+pub mod power_on;
 pub mod queue;
 pub mod smart;
 pub mod socket;
@@ -32,5 +34,6 @@ pub mod vhost;
 pub use controller::{ActiveNamespace, Controller, NamespaceIdentity};
 pub use ftl_backend::FtlNamespace;
 pub use namespace::{BackendHealth, Namespace, NamespaceError};
+pub use power_on::PowerOnClock;
 pub use queue::{Command, IoQueue, SECTOR_BYTES};
 pub use status::Status;

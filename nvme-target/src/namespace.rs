@@ -71,6 +71,13 @@ pub trait Namespace: Send + Sync + Debug {
     fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError>;
     /// Makes every completed write durable.
     fn flush(&self) -> Result<(), NamespaceError>;
+    /// Makes the completed writes, deallocations and write-zeroes of `count` blocks from `lba`
+    /// durable (a multi-block FUA write, or write-through zeroes). A backend that cannot do less
+    /// than a whole flush keeps this default.
+    fn make_durable(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        let _ = (lba, count);
+        self.flush()
+    }
     /// Forgets `count` blocks from `lba`: they read as zeroes afterwards.
     fn deallocate(&self, lba: u64, count: u64) -> Result<(), NamespaceError>;
     /// Sets `count` blocks from `lba` to zeroes (without writing zero pages where it can).

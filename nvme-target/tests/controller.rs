@@ -6,7 +6,7 @@ mod common_ftl;
 
 use std::sync::Arc;
 
-use nvme_target::{Command, SECTOR_BYTES, Status};
+use nvme_target::{ActiveNamespace, Command, FtlNamespace, PowerOnClock, SECTOR_BYTES, Status};
 use proptest::prelude::*;
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -247,6 +247,16 @@ fn identify_and_smart_follow_the_namespace_and_its_traffic() {
     assert_eq!(log.media_errors, 0);
     assert_eq!(log.available_spare_percent, 100);
     assert_eq!(log.critical_warning, 0);
+    assert_eq!(log.composite_temperature_kelvin, 313);
+    assert_eq!(log.power_on_hours, 0);
+    // A controller that served 49.5 hours in earlier runs reports 49.
+    let earlier = ActiveNamespace::with_power_on(
+        common_ftl::identity(false),
+        Arc::new(FtlNamespace::new(common_ftl::small_ftl())),
+        Arc::new(PowerOnClock::running(49 * 3600 + 1800)),
+    );
+    assert_eq!(earlier.smart_log().power_on_hours, 49);
+    assert_eq!(u64::from(earlier.smart_log().to_bytes()[128]), 49);
 }
 
 #[test]

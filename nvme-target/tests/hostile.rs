@@ -4,102 +4,18 @@
 //! when its status buffer is unusable) and the valid requests around them still complete.
 
 mod common_ftl;
+mod common_guest;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
-
-use nvme_target::vhost::worker::{AtomicMemory, GuestMemory, QueueWorker, Vring};
-use vhost_user_backend::VringT;
-use virtio_queue::desc::RawDescriptor;
-use virtio_queue::desc::split::Descriptor;
+use common_guest::{Guest, IOERR, OK, QUEUE_SIZE, UNSUPP, UNTOUCHED, serve};
+use nvme_target::vhost::worker::GuestMemory;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic};
-
-const QUEUE_SIZE: u16 = 256;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const OK: u8 = 0;
-const IOERR: u8 = 1;
-const UNSUPP: u8 = 2;
-const UNTOUCHED: u8 = 0xEE;
-
-/// One descriptor of a chain: (address, length, device-writable).
-type D = (u64, u32, bool);
-
-struct Guest {
-    mem: GuestMemory,
-    next_desc: u16,
-    chains: u16,
-    /// Status address of each chain, in the order they were made available.
-    status_addrs: Vec<u64>,
-}
-
-impl Guest {
-    fn header(&self, at: u64, kind: u32, sector: u64) {
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&kind.to_le_bytes());
-        h[8..16].copy_from_slice(&sector.to_le_bytes());
-        self.mem.write_slice(&h, GuestAddress(at)).unwrap();
-    }
-
-    /// Places a chain; `next_override` makes the first descriptor point elsewhere.
-    fn chain(&mut self, q: &MockSplitQueue<GuestMemory>, descs: &[D], next_override: Option<u16>) {
-        let base = self.next_desc;
-        let raw: Vec<RawDescriptor> = descs
-            .iter()
-            .enumerate()
-            .map(|(i, &(addr, len, w))| {
-                let last = i + 1 == descs.len();
-                let mut flags = if w { F_WRITE } else { 0 };
-                let mut next = base + i as u16 + 1;
-                if !last {
-                    flags |= F_NEXT;
-                }
-                if let (0, Some(n)) = (i, next_override) {
-                    flags |= F_NEXT;
-                    next = n;
-                }
-                RawDescriptor::from(Descriptor::new(addr, len, flags, next))
-            })
-            .collect();
-        q.add_desc_chains(&raw, base).unwrap();
-        self.next_desc += descs.len() as u16;
-        self.chains += 1;
-        let status = descs.last().map_or(0, |d| d.0);
-        self.mem
-            .write_slice(&[UNTOUCHED], GuestAddress(status))
-            .unwrap_or(());
-        self.status_addrs.push(status);
-    }
-
-    fn status(&self, i: usize) -> u8 {
-        let mut b = [0u8];
-        self.mem
-            .read_slice(&mut b, GuestAddress(self.status_addrs[i]))
-            .unwrap();
-        b[0]
-    }
-
-    /// (descriptor head, length) of used ring entry `i`.
-    fn used(&self, q: &MockSplitQueue<GuestMemory>, i: u16) -> (u32, u32) {
-        let at = q.used_addr().0 + 4 + 8 * u64::from(i);
-        let id: u32 = self.mem.read_obj(GuestAddress(at)).unwrap();
-        let len: u32 = self.mem.read_obj(GuestAddress(at + 4)).unwrap();
-        (id, len)
-    }
-}
+use vm_memory::{Bytes, GuestAddress};
 
 #[test]
 fn malformed_chains_get_their_status_and_the_queue_keeps_serving() {
     let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
     let q = MockSplitQueue::new(&mem, QUEUE_SIZE);
-    let mut g = Guest {
-        mem: mem.clone(),
-        next_desc: 0,
-        chains: 0,
-        status_addrs: Vec::new(),
-    };
+    let mut g = Guest::new(&mem);
     let (hdr, data, status) = (0x10_0000u64, 0x20_0000u64, 0x30_0000u64);
     let ns = common_ftl::namespace(false);
     let sectors = ns.capacity_bytes() / 512;
@@ -221,20 +137,7 @@ fn malformed_chains_get_their_status_and_the_queue_keeps_serving() {
         None,
     );
 
-    let atomic: AtomicMemory = GuestMemoryAtomic::new(mem.clone());
-    let vring = Vring::new(atomic.clone(), QUEUE_SIZE).unwrap();
-    vring.set_queue_size(QUEUE_SIZE);
-    vring
-        .set_queue_info(q.desc_table_addr().0, q.avail_addr().0, q.used_addr().0)
-        .unwrap();
-    vring.set_queue_ready(true);
-    vring.set_enabled(true);
-    let mut worker = QueueWorker::new(
-        ns.new_queue(),
-        Arc::new(AtomicBool::new(true)),
-        Duration::ZERO,
-    );
-    worker.process(&vring, &atomic).unwrap();
+    let worker = serve(&mem, &q, &ns, true);
 
     let used_idx: u16 = mem.read_obj(GuestAddress(q.used_addr().0 + 2)).unwrap();
     assert_eq!(used_idx, g.chains, "every chain is returned to the guest");

@@ -92,6 +92,7 @@ impl Targets {
                 &format!("ferrite:{filename}"),
                 needed_bytes(job)?,
             )?),
+            EngineKind::VhostUser => Arc::new(super::vhost_engine::VhostUserTarget::open(job)?),
         };
         map.insert(key, target.clone());
         Ok(target)

@@ -356,7 +356,7 @@ mod tests {
             ("[j]\nbs=4q\n", "bs", 2, "unknown unit"),
             ("[j]\nbs = 4k\n", "bs", 2, "blank"),
             ("[j]\nrw=sideways\n", "rw", 2, "not an I/O pattern"),
-            ("[j]\nioengine=vhost-user\n", "ioengine", 2, "not built yet"),
+            ("[j]\nioengine=libblkio\n", "ioengine", 2, "not built yet"),
             ("[j]\nioengine=libaio\n", "ioengine", 2, "not supported"),
             ("[j]\ndirect\n", "direct", 2, "needs a value"),
             ("[j]\nverify=sha256\n", "verify", 2, "not supported"),

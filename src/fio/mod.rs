@@ -21,6 +21,7 @@ pub mod progress;
 pub mod runner;
 pub mod stats;
 pub mod verify;
+pub mod vhost_engine;
 pub mod workload;
 
 use std::io::IsTerminal as _;

@@ -185,6 +185,8 @@ pub enum EngineKind {
     Null,
     /// An NBD export (`uri=`), through Ferrite's NBD client.
     Nbd,
+    /// A vhost-user-blk backend at `filename=SOCKET`, through libblkio.
+    VhostUser,
 }
 
 /// `unified_rw_reporting=`.
@@ -930,16 +932,19 @@ fn parse_engine(o: &RawOption) -> Result<EngineKind, JobError> {
         "sync" => Ok(EngineKind::Sync),
         "null" => Ok(EngineKind::Null),
         "nbd" => Ok(EngineKind::Nbd),
-        e @ ("vhost-user" | "libblkio") => Err(JobError::option(
+        "vhost-user" => Ok(EngineKind::VhostUser),
+        e @ "libblkio" => Err(JobError::option(
             o,
             format!(
-                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, nbd, psync, sync \
-                 or null)"
+                "ioengine={e} is not built yet in `ferrite fio` (use ferrite, nbd, vhost-user, \
+                 psync, sync or null)"
             ),
         )),
         other => Err(JobError::option(
             o,
-            format!("ioengine={other} is not supported (ferrite, nbd, psync, sync or null)"),
+            format!(
+                "ioengine={other} is not supported (ferrite, nbd, vhost-user, psync, sync or null)"
+            ),
         )),
     }
 }

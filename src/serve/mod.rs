@@ -25,14 +25,17 @@ pub mod volume;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nvme_target::Controller;
 use nvme_target::nbd::NbdStopHandle;
 use nvme_target::vhost::{self, StopHandle};
+use nvme_target::{Controller, PowerOnClock};
 
 pub use config::{NamespaceConfig, ServeConfig};
+
+/// How often a running server saves its power-on time (a crash loses at most this much).
+const POWER_ON_SAVE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The QEMU options that attach namespace `ns` (guest RAM must be a shared memfd).
 pub fn qemu_command(config: &ServeConfig, ns: &NamespaceConfig) -> String {
@@ -52,6 +55,7 @@ pub fn qemu_command(config: &ServeConfig, ns: &NamespaceConfig) -> String {
 fn build_controller(
     config: &ServeConfig,
     volumes: &[volume::Volume],
+    power_on: &Arc<PowerOnClock>,
 ) -> (Controller, Vec<Arc<nvme_target::ActiveNamespace>>) {
     let mut controller = Controller::new(
         "FERRITE-CTRL",
@@ -60,7 +64,7 @@ fn build_controller(
     );
     let mut active = Vec::new();
     for (ns, vol) in config.namespaces.iter().zip(volumes) {
-        let a = volume::activate(ns, vol);
+        let a = volume::activate(ns, vol, power_on);
         controller.add_namespace(a.clone());
         active.push(a);
     }
@@ -111,7 +115,8 @@ pub fn run(
         instance.record.clone(),
         instance.key.clone(),
     ));
-    let (controller, active) = build_controller(config, &volumes);
+    let power_on = Arc::new(PowerOnClock::running(instance.record.power_on_seconds));
+    let (controller, active) = build_controller(config, &volumes, &power_on);
     let controller = Arc::new(controller);
     let stops: Vec<StopHandle> = active.iter().map(|_| StopHandle::new()).collect();
     let nbd_stop = NbdStopHandle::new();
@@ -171,8 +176,15 @@ pub fn run(
                 "stops"
             }
         );
+        let mut power_on_saved = Instant::now();
         while !stop() && !termination.begun() && !servers.iter().any(|t| t.is_finished()) {
             std::thread::sleep(Duration::from_millis(100));
+            if power_on_saved.elapsed() >= POWER_ON_SAVE_INTERVAL {
+                power_on_saved = Instant::now();
+                if let Err(e) = termination.save_power_on(power_on.seconds()) {
+                    tracing::warn!(error = %format!("{e:#}"), "could not save the power-on time");
+                }
+            }
         }
         let mut first_error = None;
         if options.terminate_on_exit && !termination.begun() {
@@ -225,6 +237,7 @@ pub fn run(
     for v in volumes {
         volume::close_volume(v)?;
     }
+    termination.save_power_on(power_on.seconds())?;
     println!("closed cleanly");
     result
 }
@@ -252,12 +265,15 @@ pub fn nvme_query(config: &ServeConfig, request: &str, nsid: u32) -> anyhow::Res
     );
     // Identify and SMART read no host data, so no instance key is needed to open the volume.
     let vol = volume::open_volume(config, ns, None, false)?;
+    let power_on_seconds =
+        record::InstanceRecord::load(&config.data_dir)?.map_or(0, |r| r.power_on_seconds);
     let (controller, active) = build_controller(
         &ServeConfig {
             namespaces: vec![ns.clone()],
             ..config.clone()
         },
         std::slice::from_ref(&vol),
+        &Arc::new(PowerOnClock::stopped(power_on_seconds)),
     );
     let value = control::answer(&controller, &line);
     drop(active);

@@ -42,6 +42,12 @@ pub struct InstanceRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
     pub state: InstanceState,
+    /// Seconds this instance has served over all its runs: the SMART log's power-on hours. Kept
+    /// here rather than in an FTL checkpoint because it belongs to the controller (every
+    /// namespace), must survive a crash (the checkpoint is written only at a clean close) and is
+    /// host time, which the FTL has no notion of.
+    #[serde(default)]
+    pub power_on_seconds: u64,
 }
 
 impl InstanceRecord {
@@ -53,6 +59,7 @@ impl InstanceRecord {
             encryption,
             key_fingerprint: None,
             state: InstanceState::Active,
+            power_on_seconds: 0,
         })
     }
 
@@ -142,6 +149,7 @@ mod tests {
             InstanceRecord::new(true).unwrap().instance_id
         );
         r.key_fingerprint = Some("0badf00d".into());
+        r.power_on_seconds = 7 * 3600 + 12;
         r.save(dir.path()).unwrap();
         assert_eq!(InstanceRecord::load(dir.path()).unwrap(), Some(r.clone()));
         let text = std::fs::read_to_string(InstanceRecord::path(dir.path())).unwrap();
@@ -155,6 +163,18 @@ mod tests {
         InstanceRecord::remove(dir.path()).unwrap();
         InstanceRecord::remove(dir.path()).unwrap();
         assert_eq!(InstanceRecord::load(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_without_power_on_time_reads_as_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            InstanceRecord::path(dir.path()),
+            "format_version = 1\ninstance_id = \"i-1\"\nencryption = false\nstate = \"active\"\n",
+        )
+        .unwrap();
+        let r = InstanceRecord::load(dir.path()).unwrap().unwrap();
+        assert_eq!(r.power_on_seconds, 0);
     }
 
     #[test]

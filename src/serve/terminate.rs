@@ -85,6 +85,19 @@ impl Termination {
         *self.begun.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Saves the instance's power-on time in its record, unless a terminate began (then the
+    /// record says `terminating` and must stay so). Under the same lock as `begin`, so the two
+    /// never overwrite each other.
+    pub fn save_power_on(&self, seconds: u64) -> anyhow::Result<()> {
+        let begun = self.begun.lock().unwrap_or_else(PoisonError::into_inner);
+        if *begun {
+            return Ok(());
+        }
+        let mut record = self.record.clone();
+        record.power_on_seconds = seconds;
+        record.save(&self.data_dir)
+    }
+
     /// Steps 1 and 2; idempotent.
     pub fn begin(&self) -> anyhow::Result<()> {
         let mut begun = self.begun.lock().unwrap_or_else(PoisonError::into_inner);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ftl::nand::FileDurability;
 use ftl::{Ftl, RecoveryReport};
-use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
+use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity, PowerOnClock};
 
 use super::config::{NamespaceConfig, ServeConfig};
 use crate::glue;
@@ -72,7 +72,11 @@ pub fn open_volume(
 }
 
 /// The controller's view of a volume.
-pub fn activate(ns: &NamespaceConfig, volume: &Volume) -> Arc<ActiveNamespace> {
+pub fn activate(
+    ns: &NamespaceConfig,
+    volume: &Volume,
+    power_on: &Arc<PowerOnClock>,
+) -> Arc<ActiveNamespace> {
     let serial = ns.serial();
     let identity = NamespaceIdentity {
         nsid: ns.nsid,
@@ -81,7 +85,7 @@ pub fn activate(ns: &NamespaceConfig, volume: &Volume) -> Arc<ActiveNamespace> {
         model: "Ferrite NVMe namespace".to_owned(),
         read_only: ns.read_only,
     };
-    ActiveNamespace::new(identity, volume.ftl_namespace.clone())
+    ActiveNamespace::with_power_on(identity, volume.ftl_namespace.clone(), power_on.clone())
 }
 
 /// Closes a volume (flush + checkpoint) once nothing else holds it.

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod config;
 pub mod daemon;
+pub mod fuzz_input;
 pub mod request;
 pub mod worker;
 

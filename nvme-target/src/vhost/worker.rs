@@ -59,6 +59,15 @@ pub struct QueueWorker {
     pub counters: WorkerCounters,
 }
 
+/// The 16 header bytes at `addr`, or None if they are not all in guest memory.
+pub fn read_header(memory: &GuestMemory, addr: u64) -> Option<[u8; 16]> {
+    let mut h = [0u8; 16];
+    memory
+        .read_slice(&mut h, GuestAddress(addr))
+        .ok()
+        .map(|()| h)
+}
+
 fn virtio_status(s: Status) -> u8 {
     match s {
         Status::Success => VIRTIO_BLK_S_OK as u8,
@@ -163,13 +172,7 @@ impl QueueWorker {
 
     /// Runs one chain to its status; returns the bytes written into device-writable buffers.
     fn handle(&mut self, memory: &GuestMemory) -> u32 {
-        let parsed = request::parse(&self.descs, |addr| {
-            let mut h = [0u8; 16];
-            memory
-                .read_slice(&mut h, GuestAddress(addr))
-                .ok()
-                .map(|()| h)
-        });
+        let parsed = request::parse(&self.descs, |addr| read_header(memory, addr));
         let request = match parsed {
             Ok(r) => r,
             Err(rejected) => {
@@ -280,7 +283,7 @@ impl QueueWorker {
                 let n = self.gather(memory, r, limit)?;
                 let zeroes = r.kind == RequestKind::WriteZeroes;
                 let ranges = request::parse_segments(&self.buf[..n], zeroes)?;
-                for range in ranges {
+                for &range in &ranges {
                     let command = if zeroes {
                         Command::WriteZeroes {
                             sector: range.sector,
@@ -295,6 +298,16 @@ impl QueueWorker {
                     let status = self.io.execute(command);
                     if !status.is_success() {
                         return Ok((virtio_status(status), 0));
+                    }
+                }
+                // Write-through: like a write, the zeroes (or the forgetting) must survive a power
+                // cut once completed.
+                if !self.writeback.load(Ordering::Relaxed) {
+                    for range in &ranges {
+                        let status = self.io.make_durable(range.sector, range.sectors);
+                        if !status.is_success() {
+                            return Ok((virtio_status(status), 0));
+                        }
                     }
                 }
                 Ok((VIRTIO_BLK_S_OK as u8, 0))
