@@ -4,6 +4,7 @@
 //!   Nand (trait) <- Device<S: PageStore>   rules, wear, faults, power cut, one lock per die
 //!                      |-- MemStore  -> MemNand   pages in RAM
 //!                      `-- FileStore -> FileNand  one file per device (docs/ftl-format.md)
+//!   Nand (trait) <- TimedNand (timing/)     latencies over any Nand: model + clock
 //! ```
 
 mod device;
@@ -16,6 +17,7 @@ mod power;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod timing;
 
 pub use device::Device;
 pub use error::NandError;
@@ -25,6 +27,7 @@ pub use geometry::Geometry;
 pub use mem::{MemNand, MemStore};
 pub use power::PowerRail;
 pub use store::{BlockHealth, BlockMeta, PageStore};
+pub use timing::{TimedNand, TimingConfig};
 
 use std::fmt;
 
