@@ -9,13 +9,19 @@ use std::process::{Command, Output};
 const SIZE: &str = "256k";
 const BLOCKS: u64 = 64;
 
+/// Real fio; it would leave a verify state file in the working directory (the repository), so it
+/// saves none.
 fn fio(args: &[String]) -> Output {
-    Command::new("fio").args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run `fio` ({e}): these tests compare against the real fio 3.33; run \
+    Command::new("fio")
+        .arg("--verify_state_save=0")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `fio` ({e}): these tests compare against the real fio 3.33; run \
              scripts/test-all, which installs it (apt-get install fio)"
-        )
-    })
+            )
+        })
 }
 
 fn ferrite(job: &Path) -> Output {
