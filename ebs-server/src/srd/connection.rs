@@ -559,7 +559,11 @@ impl Connection {
 
         let c = &self.config;
         let path = &mut self.paths[usize::from(path_id)];
-        let deadline_us = now_us + path.rto_us(c.rto_us_floor, c.rto_us_ceiling, c.rto_us_initial);
+        // The peer may hold the acknowledgement for up to ack_delay_us_max, which the RTT samples
+        // leave out (as QUIC's PTO adds max_ack_delay).
+        let deadline_us = now_us
+            + path.rto_us(c.rto_us_floor, c.rto_us_ceiling, c.rto_us_initial)
+            + c.ack_delay_us_max;
         let path_seq = path.on_sent(packet_number);
         if is_retransmit {
             path.stats.retransmissions_sent += 1;

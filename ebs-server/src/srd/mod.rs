@@ -19,6 +19,7 @@ pub mod packet;
 pub mod path;
 pub mod receiver;
 pub mod rtt;
+pub mod sim;
 
 pub use config::Config;
 pub use connection::{Connection, SendError, Stats, Transmit};

@@ -1,10 +1,17 @@
 //! Round-trip time estimation of one path (RFC 6298's smoothing, in microseconds).
 
+/// Least the variance term of the RTO adds to the smoothed RTT. A steady path drives rttvar to
+/// a few microseconds, and then any jitter beyond it (a host scheduling a thread late) would fire
+/// the timer; QUIC bounds this term by its timer granularity for the same reason.
+pub const RTO_VARIANCE_TERM_US_MIN: u64 = 50;
+
 /// Smoothed RTT and variance of one path, plus its minimum as the uncongested baseline.
 #[derive(Debug, Clone, Default)]
 pub struct RttEstimator {
-    rtt_us_smoothed: Option<u64>,
-    rtt_us_variance: u64,
+    /// Eight times the smoothed RTT and four times the variance (as Linux keeps them), so the
+    /// 7/8 and 3/4 averages do not truncate towards a value below the true one.
+    rtt_us_smoothed_x8: Option<u64>,
+    rtt_us_variance_x4: u64,
     rtt_us_min: u64,
     samples: u64,
 }
@@ -16,41 +23,45 @@ impl RttEstimator {
     pub fn on_sample(&mut self, rtt_us: u64) {
         let rtt_us = rtt_us.max(1);
         self.samples += 1;
-        match self.rtt_us_smoothed {
+        match self.rtt_us_smoothed_x8 {
             None => {
-                self.rtt_us_smoothed = Some(rtt_us);
-                self.rtt_us_variance = rtt_us / 2;
+                self.rtt_us_smoothed_x8 = Some(8 * rtt_us);
+                self.rtt_us_variance_x4 = 2 * rtt_us;
                 self.rtt_us_min = rtt_us;
             }
-            Some(srtt) => {
-                self.rtt_us_variance = (3 * self.rtt_us_variance + srtt.abs_diff(rtt_us)) / 4;
-                self.rtt_us_smoothed = Some((7 * srtt + rtt_us) / 8);
+            Some(srtt_x8) => {
+                let deviation = (srtt_x8 / 8).abs_diff(rtt_us);
+                self.rtt_us_variance_x4 =
+                    self.rtt_us_variance_x4 - self.rtt_us_variance_x4 / 4 + deviation;
+                self.rtt_us_smoothed_x8 = Some(srtt_x8 - srtt_x8 / 8 + rtt_us);
                 self.rtt_us_min = self.rtt_us_min.min(rtt_us);
             }
         }
     }
 
     pub fn smoothed_us(&self) -> Option<u64> {
-        self.rtt_us_smoothed
+        self.rtt_us_smoothed_x8.map(|x8| x8 / 8)
     }
 
     pub fn variance_us(&self) -> u64 {
-        self.rtt_us_variance
+        self.rtt_us_variance_x4 / 4
     }
 
     pub fn min_us(&self) -> Option<u64> {
-        self.rtt_us_smoothed.map(|_| self.rtt_us_min)
+        self.rtt_us_smoothed_x8.map(|_| self.rtt_us_min)
     }
 
     pub fn samples(&self) -> u64 {
         self.samples
     }
 
-    /// srtt + 4 rttvar, clamped to [floor, ceiling]; `initial` before the first sample.
+    /// srtt + 4 rttvar (at least RTO_VARIANCE_TERM_US_MIN), clamped to [floor, ceiling];
+    /// `initial` before the first sample.
     pub fn rto_us(&self, floor: u64, ceiling: u64, initial: u64) -> u64 {
-        match self.rtt_us_smoothed {
+        match self.smoothed_us() {
             None => initial,
-            Some(srtt) => (srtt + 4 * self.rtt_us_variance).clamp(floor, ceiling),
+            Some(srtt) => (srtt + (4 * self.variance_us()).max(RTO_VARIANCE_TERM_US_MIN))
+                .clamp(floor, ceiling),
         }
     }
 
@@ -60,7 +71,7 @@ impl RttEstimator {
     pub fn is_rising(&self) -> bool {
         const RISE_US_MIN: u64 = 20;
         const SAMPLES_MIN: u64 = 8;
-        match self.rtt_us_smoothed {
+        match self.smoothed_us() {
             Some(srtt) if self.samples >= SAMPLES_MIN => {
                 srtt > self.rtt_us_min + (self.rtt_us_min / 2).max(RISE_US_MIN)
             }
@@ -94,6 +105,14 @@ mod tests {
         assert_eq!(r.variance_us(), 57);
         assert_eq!(r.smoothed_us(), Some(110));
         assert_eq!(r.min_us(), Some(100));
+        for _ in 0..100 {
+            r.on_sample(300);
+        }
+        assert_eq!(
+            r.rto_us(200, 50_000, 1_000),
+            300 + RTO_VARIANCE_TERM_US_MIN,
+            "variance term floor"
+        );
     }
 
     #[test]
