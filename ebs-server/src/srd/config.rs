@@ -59,6 +59,10 @@ pub struct Config {
     pub rate_bytes_per_s_max: u64,
     /// Congestion control: the in-flight limit never goes below this many packets.
     pub in_flight_packets_min: usize,
+    /// Congestion control: a path's RTT counts as rising only this far (at least) above its
+    /// minimum. Queueing on a datacenter network shows in hundreds of microseconds; less than
+    /// that is host scheduling noise.
+    pub rtt_rise_us_min: u64,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             rate_bytes_per_s_min: 1 << 20,
             rate_bytes_per_s_max: 10 << 30,
             in_flight_packets_min: 16,
+            rtt_rise_us_min: 250,
         }
     }
 }

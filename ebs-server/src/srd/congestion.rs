@@ -116,8 +116,14 @@ impl Congestion {
 
     /// Once per round trip (`rtt_us_reference`, the median path RTT): cut the rate if most paths
     /// show rising RTT, grow it otherwise; then size the in-flight limit to twice the
-    /// bandwidth-delay product.
-    pub fn on_round(&mut self, now_us: u64, most_paths_rising: bool, rtt_us_reference: u64) {
+    /// bandwidth-delay product over the queue-free round trip `rtt_us_base`.
+    pub fn on_round(
+        &mut self,
+        now_us: u64,
+        most_paths_rising: bool,
+        rtt_us_reference: u64,
+        rtt_us_base: u64,
+    ) {
         if now_us.saturating_sub(self.last_adjust_us) < rtt_us_reference {
             return;
         }
@@ -136,8 +142,7 @@ impl Congestion {
                 self.rate_bytes_per_s = grown.min(self.rate_bytes_per_s_max);
             }
         }
-        let bdp_bytes =
-            u128::from(self.rate_bytes_per_s) * u128::from(rtt_us_reference) / 1_000_000;
+        let bdp_bytes = u128::from(self.rate_bytes_per_s) * u128::from(rtt_us_base) / 1_000_000;
         let limit = (2 * bdp_bytes / u128::from(self.packet_bytes)) as usize;
         self.in_flight_limit_packets =
             limit.clamp(self.in_flight_packets_min, self.in_flight_packets_max);
@@ -184,15 +189,15 @@ mod tests {
         let config = Config::default();
         let mut c = Congestion::new(&config);
         let start = c.rate_bytes_per_s();
-        c.on_round(1_000, true, 100);
+        c.on_round(1_000, true, 100, 100);
         assert_eq!(c.rate_bytes_per_s(), start * 7 / 10);
-        c.on_round(1_050, true, 100);
+        c.on_round(1_050, true, 100, 100);
         assert_eq!(c.cuts, 1, "at most one cut per round trip");
         c.on_delivery_sample(1_100, start, 100);
-        c.on_round(1_200, false, 100);
+        c.on_round(1_200, false, 100, 100);
         assert_eq!(c.rate_bytes_per_s(), start * 7 / 10 * 5 / 4);
         for i in 0..50 {
-            c.on_round(1_300 + i * 100, false, 100);
+            c.on_round(1_300 + i * 100, false, 100, 100);
         }
         assert!(
             c.rate_bytes_per_s() <= 2 * start,

@@ -316,7 +316,8 @@ impl Connection {
         }
         let reference = self.rtt_us_reference();
         let rising = self.most_paths_rising();
-        self.congestion.on_round(now_us, rising, reference);
+        let base = self.rtt_us_min_reference();
+        self.congestion.on_round(now_us, rising, reference, base);
     }
 
     fn on_packet_acked(&mut self, now_us: u64, a: &Acked) -> Option<u8> {
@@ -426,11 +427,21 @@ impl Connection {
     /// The median smoothed RTT of the healthy paths with samples: what "a round trip" means for
     /// the connection.
     fn rtt_us_reference(&self) -> u64 {
+        self.median_healthy(|p| p.rtt.smoothed_us())
+    }
+
+    /// The median minimum RTT of the healthy paths: the round trip without queues, which sizes
+    /// the in-flight limit (sizing it by the smoothed RTT would let queues grow themselves room).
+    fn rtt_us_min_reference(&self) -> u64 {
+        self.median_healthy(|p| p.rtt.min_us())
+    }
+
+    fn median_healthy(&self, value: impl Fn(&Path) -> Option<u64>) -> u64 {
         let mut rtts: Vec<u64> = self
             .paths
             .iter()
             .filter(|p| p.health() == Health::Healthy)
-            .filter_map(|p| p.rtt.smoothed_us())
+            .filter_map(value)
             .collect();
         if rtts.is_empty() {
             return self.config.rto_us_floor;
@@ -445,7 +456,11 @@ impl Connection {
             .iter()
             .filter(|p| p.health() == Health::Healthy && p.rtt.smoothed_us().is_some())
             .collect();
-        let rising = measured.iter().filter(|p| p.rtt.is_rising()).count();
+        let rise_us_min = self.config.rtt_rise_us_min;
+        let rising = measured
+            .iter()
+            .filter(|p| p.rtt.is_rising(rise_us_min))
+            .count();
         rising * 2 > measured.len()
     }
 

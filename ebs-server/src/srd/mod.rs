@@ -20,6 +20,7 @@ pub mod path;
 pub mod receiver;
 pub mod rtt;
 pub mod sim;
+pub mod udp;
 
 pub use config::Config;
 pub use connection::{Connection, SendError, Stats, Transmit};

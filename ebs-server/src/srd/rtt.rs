@@ -66,14 +66,13 @@ impl RttEstimator {
     }
 
     /// Whether the smoothed RTT stands well above the path's minimum: queues are building. Half
-    /// the minimum again, and at least 20 us so scheduling noise on a fast path is not taken
-    /// for congestion.
-    pub fn is_rising(&self) -> bool {
-        const RISE_US_MIN: u64 = 20;
+    /// the minimum again, and at least `rise_us_min`, so that the scheduling noise of a busy host
+    /// (a thread woken 100 us late) is not taken for congestion.
+    pub fn is_rising(&self, rise_us_min: u64) -> bool {
         const SAMPLES_MIN: u64 = 8;
         match self.smoothed_us() {
             Some(srtt) if self.samples >= SAMPLES_MIN => {
-                srtt > self.rtt_us_min + (self.rtt_us_min / 2).max(RISE_US_MIN)
+                srtt > self.rtt_us_min + (self.rtt_us_min / 2).max(rise_us_min)
             }
             _ => false,
         }
@@ -121,10 +120,11 @@ mod tests {
         for _ in 0..20 {
             r.on_sample(100);
         }
-        assert!(!r.is_rising());
+        assert!(!r.is_rising(20));
         for _ in 0..20 {
             r.on_sample(400);
         }
-        assert!(r.is_rising());
+        assert!(r.is_rising(20));
+        assert!(!r.is_rising(400), "within the configured noise");
     }
 }
