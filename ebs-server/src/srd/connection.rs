@@ -687,3 +687,138 @@ impl Connection {
         next
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(config: &Config) -> (Connection, Connection) {
+        let a = Connection::new(config.clone(), 9).expect("config");
+        let b = Connection::new(config.clone(), 9).expect("config");
+        (a, b)
+    }
+
+    fn drain(c: &mut Connection, now_us: u64) -> Vec<Transmit> {
+        std::iter::from_fn(|| c.poll_transmit(now_us)).collect()
+    }
+
+    fn kind(t: &Transmit) -> u8 {
+        t.datagram[5]
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let config = Config {
+            path_count: 0,
+            ..Config::default()
+        };
+        assert!(Connection::new(config, 1).is_err());
+    }
+
+    #[test]
+    fn send_limits_are_errors() {
+        let config = Config {
+            send_queue_messages_max: 2,
+            message_len_max: 10,
+            ..Config::default()
+        };
+        let (mut a, _) = pair(&config);
+        assert_eq!(
+            a.send_message(vec![0; 11]),
+            Err(SendError::TooLarge { len: 11, max: 10 })
+        );
+        assert_eq!(a.send_message(vec![0; 10]), Ok(0));
+        assert_eq!(a.send_message(vec![]), Ok(1));
+        assert_eq!(
+            a.send_message(vec![1]),
+            Err(SendError::QueueFull { max: 2 })
+        );
+    }
+
+    #[test]
+    fn a_retransmission_goes_on_another_path() {
+        let (mut a, mut b) = pair(&Config::default());
+        a.send_message(b"lost once".to_vec()).expect("send");
+        let first = drain(&mut a, 0);
+        assert_eq!(first.len(), 1);
+        let deadline = a.next_timeout_us().expect("a timer");
+        assert_eq!(
+            deadline,
+            Config::default().rto_us_initial + Config::default().ack_delay_us_max
+        );
+        a.handle_timeout(deadline);
+        let again = drain(&mut a, deadline);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].path_id, first[0].path_id);
+        assert_eq!(a.stats().retransmissions, 1);
+        assert_eq!(a.stats().losses_by_timeout, 1);
+        b.handle_datagram(deadline + 10, again[0].path_id, &again[0].datagram);
+        assert_eq!(
+            b.poll_delivered().map(|d| d.payload),
+            Some(b"lost once".to_vec())
+        );
+        // Nothing more to acknowledge and nothing delivered twice when the original shows up.
+        b.handle_datagram(deadline + 11, first[0].path_id, &first[0].datagram);
+        assert_eq!(b.poll_delivered(), None);
+        assert_eq!(b.stats().fragments_duplicate, 1);
+    }
+
+    #[test]
+    fn a_suspect_path_carries_only_probes_until_one_is_answered() {
+        let config = Config {
+            path_count: 2,
+            suspect_after_timeouts: 1,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        a.send_message(vec![1]).expect("send");
+        let lost = drain(&mut a, 0);
+        let dark = lost[0].path_id;
+        let t = a.next_timeout_us().expect("timer");
+        a.handle_timeout(t);
+        assert_eq!(a.paths()[usize::from(dark)].health(), Health::Suspect);
+        for i in 0..20 {
+            a.send_message(vec![i]).expect("send");
+        }
+        let out = drain(&mut a, t);
+        let probes: Vec<&Transmit> = out.iter().filter(|t| kind(t) == 3).collect();
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].path_id, dark);
+        assert!(
+            out.iter()
+                .filter(|t| kind(t) == 1)
+                .all(|t| t.path_id != dark),
+            "data on the suspect path"
+        );
+        b.handle_datagram(t + 5, dark, &probes[0].datagram);
+        let answer = drain(&mut b, t + 5);
+        assert_eq!(answer.len(), 1);
+        assert_eq!((kind(&answer[0]), answer[0].path_id), (4, dark));
+        a.handle_datagram(t + 10, dark, &answer[0].datagram);
+        assert_eq!(a.paths()[usize::from(dark)].health(), Health::Healthy);
+        assert_eq!(a.stats().probes_answered, 1);
+    }
+
+    #[test]
+    fn the_sender_stays_inside_the_dedup_window() {
+        let config = Config {
+            dedup_window_messages: 3,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        for i in 0..5u8 {
+            a.send_message(vec![i]).expect("send");
+        }
+        let out = drain(&mut a, 0);
+        assert_eq!(out.len(), 3, "ids 0..3 only while id 0 is unacknowledged");
+        for t in &out {
+            b.handle_datagram(1, t.path_id, &t.datagram);
+        }
+        b.handle_timeout(1 + config.ack_delay_us_max);
+        for t in drain(&mut b, 1 + config.ack_delay_us_max) {
+            a.handle_datagram(30, t.path_id, &t.datagram);
+        }
+        assert_eq!(a.stats().messages_acked, 3);
+        assert_eq!(drain(&mut a, 30).len(), 2, "the window moved");
+    }
+}
