@@ -9,6 +9,8 @@ pub const PATH_COUNT_DEFAULT: usize = 8;
 pub const IN_FLIGHT_PACKETS_MAX: usize = 16384;
 /// Most messages waiting to be sent, and most messages delivered but not yet taken.
 pub const QUEUE_MESSAGES_MAX: usize = 65536;
+/// Most bytes of reassembly buffers.
+pub const REASSEMBLY_BYTES_MAX: usize = 1 << 30;
 /// Largest dedup window (message ids the receiver tracks ahead of the oldest undelivered one).
 pub const DEDUP_WINDOW_MAX: u64 = 1 << 20;
 
@@ -35,6 +37,10 @@ pub struct Config {
     pub deliver_queue_messages_max: usize,
     /// Partially received messages held at once.
     pub reassembly_messages_max: usize,
+    /// Bytes of buffers held for partially received messages: a reassembly buffer is allocated
+    /// at the message's full length when its first fragment arrives, so this, not the count,
+    /// bounds the memory a peer can make the receiver hold.
+    pub reassembly_bytes_max: usize,
     /// Message ids the receiver accepts beyond its oldest undelivered one; the sender never has a
     /// message further ahead of its oldest unacknowledged one than this.
     pub dedup_window_messages: u64,
@@ -75,6 +81,7 @@ impl Default for Config {
             send_queue_messages_max: 4096,
             deliver_queue_messages_max: 4096,
             reassembly_messages_max: 256,
+            reassembly_bytes_max: 16 << 20,
             dedup_window_messages: 8192,
             rto_us_floor: 200,
             rto_us_ceiling: 50_000,
@@ -138,6 +145,11 @@ impl Config {
                 return fail(format!("{name} {value} not in 1..={QUEUE_MESSAGES_MAX}"));
             }
         }
+        if !(self.message_len_max..=REASSEMBLY_BYTES_MAX).contains(&self.reassembly_bytes_max) {
+            return fail(format!(
+                "reassembly_bytes_max not in message_len_max..={REASSEMBLY_BYTES_MAX}"
+            ));
+        }
         if !(1..=DEDUP_WINDOW_MAX).contains(&self.dedup_window_messages) {
             return fail(format!(
                 "dedup_window_messages not in 1..={DEDUP_WINDOW_MAX}"
@@ -192,6 +204,7 @@ mod tests {
             |c| c.send_queue_messages_max = 0,
             |c| c.deliver_queue_messages_max = QUEUE_MESSAGES_MAX + 1,
             |c| c.reassembly_messages_max = 0,
+            |c| c.reassembly_bytes_max = c.message_len_max - 1,
             |c| c.dedup_window_messages = 0,
             |c| c.rto_us_floor = 0,
             |c| c.rto_us_initial = c.rto_us_ceiling + 1,

@@ -821,4 +821,94 @@ mod tests {
         assert_eq!(a.stats().messages_acked, 3);
         assert_eq!(drain(&mut a, 30).len(), 2, "the window moved");
     }
+
+    #[derive(Debug, Clone)]
+    enum Forged {
+        Data {
+            message_id: u64,
+            message_len: u32,
+            offset: u32,
+            index: u16,
+            count: u16,
+            payload: Vec<u8>,
+        },
+        Ack(Vec<u64>),
+        Probe,
+        ProbeAck(u64),
+    }
+
+    fn forged() -> impl proptest::strategy::Strategy<Value = (u8, u64, Forged)> {
+        use proptest::prelude::*;
+        let data = (
+            0u64..20,
+            0u32..10_000,
+            0u32..10_000,
+            0u16..8,
+            0u16..8,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(message_id, message_len, offset, index, count, payload)| {
+                Forged::Data {
+                    message_id,
+                    message_len,
+                    offset,
+                    index,
+                    count,
+                    payload,
+                }
+            });
+        let ack = proptest::collection::btree_set(0u64..64, 1..20)
+            .prop_map(|s| Forged::Ack(s.into_iter().collect()));
+        let body = prop_oneof![
+            data,
+            ack,
+            Just(Forged::Probe),
+            (0u64..64).prop_map(Forged::ProbeAck)
+        ];
+        (0u8..4, 0u64..64, body)
+    }
+
+    proptest::proptest! {
+        /// Well-formed packets with arbitrary contents (what a forger with the CRC can send until
+        /// packets are sealed) never panic the connection, whatever state it is in, and it keeps
+        /// its limits.
+        #[test]
+        fn forged_packets_never_panic_a_connection(packets in proptest::collection::vec(forged(), 1..60)) {
+            let config = Config { path_count: 4, ..Config::default() };
+            let (mut a, _) = pair(&config);
+            for i in 0..5u8 {
+                a.send_message(vec![i; 3000]).expect("send");
+            }
+            let mut now = 0;
+            drain(&mut a, now);
+            for (path_id, packet_number, body) in packets {
+                now += 7;
+                let payload;
+                let body = match body {
+                    Forged::Data { message_id, message_len, offset, index, count, payload: p } => {
+                        payload = p;
+                        Body::Data(Data {
+                            message_id,
+                            message_len,
+                            fragment_offset: offset,
+                            fragment_index: index,
+                            fragment_count: count,
+                            payload: &payload,
+                        })
+                    }
+                    Forged::Ack(pns) => Body::Ack(pns.into_iter().map(|packet_number| Acked { packet_number, ack_delay_us: 3 }).collect()),
+                    Forged::Probe => Body::Probe,
+                    Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked { packet_number, ack_delay_us: 0 }),
+                };
+                let datagram = Packet { connection_id: 9, packet_number, path_id, body }.encode();
+                a.handle_datagram(now, path_id, &datagram);
+                if a.next_timeout_us().is_some_and(|t| t <= now) {
+                    a.handle_timeout(now);
+                }
+                drain(&mut a, now);
+                while a.poll_delivered().is_some() {}
+                proptest::prop_assert!(a.in_flight_packets() <= config.in_flight_packets_max);
+            }
+        }
+    }
 }

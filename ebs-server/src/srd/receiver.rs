@@ -54,6 +54,8 @@ pub struct Receiver {
     window: u64,
     message_len_max: usize,
     reassembly_max: usize,
+    reassembly_bytes: usize,
+    reassembly_bytes_max: usize,
     deliver_queue_max: usize,
 }
 
@@ -67,6 +69,8 @@ impl Receiver {
             window: config.dedup_window_messages,
             message_len_max: config.message_len_max,
             reassembly_max: config.reassembly_messages_max,
+            reassembly_bytes: 0,
+            reassembly_bytes_max: config.reassembly_bytes_max,
             deliver_queue_max: config.deliver_queue_messages_max,
         }
     }
@@ -108,8 +112,13 @@ impl Receiver {
             });
             return Received::Accepted;
         }
-        if !self.reassembly.contains_key(&id) && self.reassembly.len() >= self.reassembly_max {
-            return Received::Refused(Refusal::Full);
+        if !self.reassembly.contains_key(&id) {
+            if self.reassembly.len() >= self.reassembly_max
+                || self.reassembly_bytes + data.message_len as usize > self.reassembly_bytes_max
+            {
+                return Received::Refused(Refusal::Full);
+            }
+            self.reassembly_bytes += data.message_len as usize;
         }
         let r = self.reassembly.entry(id).or_insert_with(|| Reassembly {
             data: vec![0; data.message_len as usize],
@@ -133,6 +142,7 @@ impl Receiver {
         if r.missing == 0
             && let Some(done) = self.reassembly.remove(&id)
         {
+            self.reassembly_bytes -= done.data.len();
             self.mark_delivered(id);
             self.deliver_queue.push_back(Delivered {
                 message_id: id,
@@ -230,6 +240,36 @@ mod tests {
         assert_eq!(
             r.on_data(&fragment(7, 1, 0, 0, 1, b"x")),
             Received::Accepted
+        );
+    }
+
+    #[test]
+    fn reassembly_memory_is_bounded() {
+        let config = Config {
+            message_len_max: 100,
+            reassembly_bytes_max: 150,
+            ..Config::default()
+        };
+        let mut r = Receiver::new(&config);
+        assert_eq!(
+            r.on_data(&fragment(0, 100, 0, 0, 2, b"a")),
+            Received::Accepted
+        );
+        assert_eq!(
+            r.on_data(&fragment(1, 60, 0, 0, 2, b"a")),
+            Received::Refused(Refusal::Full)
+        );
+        assert_eq!(
+            r.on_data(&fragment(1, 50, 0, 0, 2, b"a")),
+            Received::Accepted
+        );
+        assert_eq!(
+            r.on_data(&fragment(1, 50, 1, 1, 2, &[0; 49])),
+            Received::Accepted
+        );
+        assert_eq!(
+            r.reassembly_bytes, 100,
+            "a completed message frees its buffer"
         );
     }
 
