@@ -188,9 +188,10 @@ fn same_seed_same_trace_other_seed_other_trace() {
 }
 
 #[test]
-fn a_black_holed_path_is_left_without_losing_a_message() {
+fn a_black_holed_path_is_left_without_losing_a_message_and_rejoins_once_probed() {
     const BLACK_HOLE_US: u64 = 3_000;
     const BLACK_PATH: usize = 3;
+    const RESTORE_US: u64 = 7_000;
     let paths = uniform(
         8,
         PathImpairment {
@@ -204,8 +205,11 @@ fn a_black_holed_path_is_left_without_losing_a_message() {
     scenario.messages_per_side = [3000, 500];
     let mut rto_us_at_black_hole = 0;
     let mut data_on_path_when_suspect = None;
+    let mut data_on_path_when_restored = None;
+    let mut black_holed = false;
     let out = run(scenario, |pair, now| {
-        if now >= BLACK_HOLE_US && !pair.net.paths[BLACK_PATH].black_hole {
+        if now >= BLACK_HOLE_US && !black_holed {
+            black_holed = true;
             pair.net.paths[BLACK_PATH].black_hole = true;
             let path = &pair.sides[0].paths()[BLACK_PATH];
             rto_us_at_black_hole = path.rto_us(
@@ -220,14 +224,27 @@ fn a_black_holed_path_is_left_without_losing_a_message() {
         {
             data_on_path_when_suspect = Some(path.stats.data_packets_sent);
         }
+        if now >= RESTORE_US && data_on_path_when_restored.is_none() {
+            pair.net.paths[BLACK_PATH].black_hole = false;
+            data_on_path_when_restored = Some(path.stats.data_packets_sent);
+        }
     });
     let path = &out.pair.sides[0].paths()[BLACK_PATH];
     assert!(path.stats.times_suspect >= 1, "{:?}", path.stats);
     assert!(path.stats.probes_sent >= 1);
     assert_eq!(
-        Some(path.stats.data_packets_sent),
-        data_on_path_when_suspect,
+        data_on_path_when_restored, data_on_path_when_suspect,
         "a suspect path carried data before a probe was answered"
+    );
+    assert_eq!(
+        path.health(),
+        ebs_server::srd::path::Health::Healthy,
+        "answered probe"
+    );
+    let after_restore = path.stats.data_packets_sent - data_on_path_when_restored.unwrap_or(0);
+    assert!(
+        after_restore > 0,
+        "the path carries data again once a probe is answered"
     );
     // A message in flight on the path when it went dark waits at most for its timer (the path's
     // RTO then, plus the peer's allowed ack delay) and a retransmission on another path: one
@@ -239,7 +256,8 @@ fn a_black_holed_path_is_left_without_losing_a_message() {
         .min(out.max_latency_us_before(BLACK_HOLE_US));
     println!(
         "black hole: rto at black-holing {rto_us_at_black_hole} us, longest message stall {stall_us} us \
-         (bound {bound_us} us, before the black hole {clean_us} us), {} packets moved off the suspect path",
+         (bound {bound_us} us, before the black hole {clean_us} us), {} packets moved off the suspect path, \
+         {after_restore} data packets on it after it came back",
         out.stats[0].losses_on_suspect_path
     );
     assert!(
