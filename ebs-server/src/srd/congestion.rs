@@ -114,6 +114,11 @@ impl Congestion {
         self.delivery_max_current = self.delivery_max_current.max(rate_bytes_per_s);
     }
 
+    /// Whether a round trip has passed since the last adjustment.
+    pub fn round_due(&self, now_us: u64, rtt_us_reference: u64) -> bool {
+        now_us.saturating_sub(self.last_adjust_us) >= rtt_us_reference
+    }
+
     /// Once per round trip (`rtt_us_reference`, the median path RTT): cut the rate if most paths
     /// show rising RTT, grow it otherwise; then size the in-flight limit to twice the
     /// bandwidth-delay product over the queue-free round trip `rtt_us_base`.
@@ -124,7 +129,7 @@ impl Congestion {
         rtt_us_reference: u64,
         rtt_us_base: u64,
     ) {
-        if now_us.saturating_sub(self.last_adjust_us) < rtt_us_reference {
+        if !self.round_due(now_us, rtt_us_reference) {
             return;
         }
         self.last_adjust_us = now_us;

@@ -315,9 +315,11 @@ impl Connection {
             self.detect_lost_on(now_us, path_id);
         }
         let reference = self.rtt_us_reference();
-        let rising = self.most_paths_rising();
-        let base = self.rtt_us_min_reference();
-        self.congestion.on_round(now_us, rising, reference, base);
+        if self.congestion.round_due(now_us, reference) {
+            let rising = self.end_round_most_paths_rising();
+            let base = self.rtt_us_min_reference();
+            self.congestion.on_round(now_us, rising, reference, base);
+        }
     }
 
     fn on_packet_acked(&mut self, now_us: u64, a: &Acked) -> Option<u8> {
@@ -450,18 +452,21 @@ impl Connection {
         rtts[rtts.len() / 2]
     }
 
-    fn most_paths_rising(&self) -> bool {
-        let measured: Vec<&Path> = self
-            .paths
-            .iter()
-            .filter(|p| p.health() == Health::Healthy && p.rtt.smoothed_us().is_some())
-            .collect();
+    /// Ends the round on every healthy path; true when most of those with samples this round
+    /// show a standing queue.
+    fn end_round_most_paths_rising(&mut self) -> bool {
         let rise_us_min = self.config.rtt_rise_us_min;
-        let rising = measured
-            .iter()
-            .filter(|p| p.rtt.is_rising(rise_us_min))
-            .count();
-        rising * 2 > measured.len()
+        let (mut measured, mut rising) = (0, 0);
+        for path in &mut self.paths {
+            let signal = path.rtt.end_round_rising(rise_us_min);
+            if path.health() == Health::Healthy
+                && let Some(r) = signal
+            {
+                measured += 1;
+                rising += usize::from(r);
+            }
+        }
+        rising * 2 > measured
     }
 
     fn is_slow(&self, path: &Path, reference: u64) -> bool {

@@ -13,6 +13,8 @@ pub struct RttEstimator {
     rtt_us_smoothed_x8: Option<u64>,
     rtt_us_variance_x4: u64,
     rtt_us_min: u64,
+    /// The smallest sample of the current congestion-control round.
+    rtt_us_round_min: Option<u64>,
     samples: u64,
 }
 
@@ -23,6 +25,7 @@ impl RttEstimator {
     pub fn on_sample(&mut self, rtt_us: u64) {
         let rtt_us = rtt_us.max(1);
         self.samples += 1;
+        self.rtt_us_round_min = Some(self.rtt_us_round_min.map_or(rtt_us, |m| m.min(rtt_us)));
         match self.rtt_us_smoothed_x8 {
             None => {
                 self.rtt_us_smoothed_x8 = Some(8 * rtt_us);
@@ -65,17 +68,16 @@ impl RttEstimator {
         }
     }
 
-    /// Whether the smoothed RTT stands well above the path's minimum: queues are building. Half
-    /// the minimum again, and at least `rise_us_min`, so that the scheduling noise of a busy host
-    /// (a thread woken 100 us late) is not taken for congestion.
-    pub fn is_rising(&self, rise_us_min: u64) -> bool {
+    /// Ends a congestion-control round: whether even the fastest sample of the round stood well
+    /// above the path's minimum (half the minimum again, and at least `rise_us_min`), or None
+    /// without a sample this round. The round's minimum, not the smoothed RTT, because a standing
+    /// queue delays every packet, while a busy host (a thread woken late) delays only some: the
+    /// smoothed RTT rises with both.
+    pub fn end_round_rising(&mut self, rise_us_min: u64) -> Option<bool> {
         const SAMPLES_MIN: u64 = 8;
-        match self.smoothed_us() {
-            Some(srtt) if self.samples >= SAMPLES_MIN => {
-                srtt > self.rtt_us_min + (self.rtt_us_min / 2).max(rise_us_min)
-            }
-            _ => false,
-        }
+        let round_min = self.rtt_us_round_min.take()?;
+        let base = self.rtt_us_min;
+        Some(self.samples >= SAMPLES_MIN && round_min > base + (base / 2).max(rise_us_min))
     }
 }
 
@@ -115,16 +117,37 @@ mod tests {
     }
 
     #[test]
-    fn rising_needs_samples_and_a_clear_increase() {
+    fn rising_needs_samples_and_every_sample_of_the_round_high() {
         let mut r = RttEstimator::default();
+        assert_eq!(r.end_round_rising(20), None, "no sample, no signal");
+        for _ in 0..4 {
+            r.on_sample(400);
+        }
+        assert_eq!(
+            r.end_round_rising(20),
+            Some(false),
+            "too few samples to know the minimum"
+        );
         for _ in 0..20 {
             r.on_sample(100);
         }
-        assert!(!r.is_rising(20));
+        assert_eq!(r.end_round_rising(20), Some(false));
         for _ in 0..20 {
             r.on_sample(400);
         }
-        assert!(r.is_rising(20));
-        assert!(!r.is_rising(400), "within the configured noise");
+        assert_eq!(r.end_round_rising(20), Some(true), "a standing queue");
+        r.on_sample(400);
+        assert_eq!(
+            r.end_round_rising(400),
+            Some(false),
+            "within the configured noise"
+        );
+        r.on_sample(5_000);
+        r.on_sample(101);
+        assert_eq!(
+            r.end_round_rising(20),
+            Some(false),
+            "one late sample is noise, not a queue"
+        );
     }
 }
