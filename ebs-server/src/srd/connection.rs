@@ -38,6 +38,10 @@ const LOST_RECORDS_PER_FRAGMENT: usize = 4;
 /// A path whose smoothed RTT is more than this many times the median of the healthy paths gets
 /// no new data while a faster path is available; it is probed to notice when it recovers.
 const SLOW_PATH_FACTOR: u64 = 2;
+/// Acknowledgements and probes waiting for `poll_transmit`. A peer (or a forger) sending probes
+/// faster than the I/O loop drains would otherwise grow the queue without end; beyond it they are
+/// dropped and counted, and the protocol recovers them like lost datagrams.
+pub const CONTROL_QUEUE_MAX: usize = 4096;
 
 /// Counters of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub struct Stats {
     pub acks_unknown: u64,
     pub paths_made_suspect: u64,
     pub probes_answered: u64,
+    /// Acknowledgements and probes dropped because CONTROL_QUEUE_MAX were already waiting.
+    pub control_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -222,6 +228,10 @@ impl Connection {
     }
 
     fn push_control(&mut self, path_id: u8, body: Body<'_>) {
+        if self.control.len() >= CONTROL_QUEUE_MAX {
+            self.stats.control_dropped += 1;
+            return;
+        }
         let packet_number = self.take_packet_number();
         let datagram = Packet {
             connection_id: self.connection_id,
@@ -737,6 +747,30 @@ mod tests {
         assert_eq!(
             a.send_message(vec![1]),
             Err(SendError::QueueFull { max: 2 })
+        );
+    }
+
+    #[test]
+    fn the_control_queue_is_bounded() {
+        let (mut a, mut b) = pair(&Config::default());
+        for pn in 0..CONTROL_QUEUE_MAX as u64 + 10 {
+            let probe = Packet {
+                connection_id: 9,
+                packet_number: pn,
+                path_id: 0,
+                body: Body::Probe,
+            }
+            .encode();
+            a.handle_datagram(0, 0, &probe);
+        }
+        assert_eq!(a.stats().control_dropped, 10);
+        let answers = drain(&mut a, 0);
+        assert_eq!(answers.len(), CONTROL_QUEUE_MAX);
+        b.handle_datagram(1, 0, &answers[0].datagram);
+        assert_eq!(
+            b.stats().acks_unknown,
+            1,
+            "an answer to a probe b never sent"
         );
     }
 
