@@ -434,3 +434,28 @@ fn queues_on_most_paths_cut_the_rate() {
         out.pair.net.stats.dropped_queue
     );
 }
+
+#[test]
+fn reordering_within_a_path_loses_nothing() {
+    // 10% of datagrams held back by up to 60 us on every path: past the packet threshold some of
+    // them look lost, and the late original and its retransmission must still deliver once.
+    let paths = uniform(
+        8,
+        PathImpairment {
+            reorder: 0.1,
+            reorder_us_max: 60,
+            ..PathImpairment::default()
+        },
+    );
+    let out = run(Scenario::new(71, paths), |_, _| {});
+    assert!(
+        out.pair.net.stats.reordered > 100,
+        "{:?}",
+        out.pair.net.stats
+    );
+    let spurious = out.stats[0].spurious_losses + out.stats[1].spurious_losses;
+    println!(
+        "reordering within paths: {} datagrams held back, {spurious} spurious losses",
+        out.pair.net.stats.reordered
+    );
+}
