@@ -1,7 +1,14 @@
-//! Remote EBS-style volumes. This first slice is the transport, [`srd`]: reliable, unordered,
-//! multipath datagrams over UDP, after AWS's Scalable Reliable Datagram; the block protocol
-//! ([`proto`]), the server's volumes on its own FTL ([`volumes`]) and a client session of the
-//! server ([`server`]). The client side and the attach to a guest come in later slices (docs/ebs-srd.md, docs/ebs-protocol.md).
+//! Remote EBS-style volumes.
+//!
+//! ```text
+//!  srd/       the transport: reliable, unordered, multipath datagrams over UDP, after AWS's
+//!             Scalable Reliable Datagram (docs/ebs-srd.md)
+//!  proto/     the block protocol (docs/ebs-protocol.md)
+//!  volumes/   the server's volumes: a catalog and extents of its one FTL
+//!  server/    one client's session: protocol bytes in, replies out
+//! ```
+//!
+//! The client side and the attach to a guest come in later slices.
 
 #![forbid(unsafe_code)]
 
