@@ -1,0 +1,953 @@
+//! One connection to one peer: the pure state machine. No sockets, no clock: every call takes
+//! `now_us`, outputs are returned (datagrams with their path from `poll_transmit`, messages from
+//! `poll_delivered`, the next deadline from `next_timeout_us`), so a seeded simulation replays it
+//! exactly.
+//!
+//! Sending: a message is cut into fragments of `payload_len_max`; each transmission of a fragment
+//! is a packet with a fresh packet number on one path. A packet is lost when later packets on
+//! the *same* path are acknowledged past it (path.rs), or when its timer (the path's RTO) fires.
+//! A lost fragment is sent again on a different path. Receiving: see receiver.rs.
+
+use super::Config;
+use super::config::ConfigError;
+use super::congestion::Congestion;
+use super::packet::{self, ACK_PACKETS_MAX, Acked, Body, Data, Packet, PacketError};
+use super::path::{Health, Path};
+use super::receiver::{Delivered, Received, Receiver, Refusal};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use thiserror::Error;
+
+/// A datagram to send on a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub path_id: u8,
+    pub datagram: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    #[error("message of {len} bytes exceeds {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("send queue full ({max} messages)")]
+    QueueFull { max: usize },
+}
+
+/// Lost transmissions of one fragment remembered so a late acknowledgement still counts (and is
+/// counted as a spurious loss); older ones are forgotten, which bounds the table.
+const LOST_RECORDS_PER_FRAGMENT: usize = 4;
+/// A path whose smoothed RTT is more than this many times the median of the healthy paths gets
+/// no new data while a faster path is available; it is probed to notice when it recovers.
+const SLOW_PATH_FACTOR: u64 = 2;
+/// Acknowledgements and probes waiting for `poll_transmit`. A peer (or a forger) sending probes
+/// faster than the I/O loop drains would otherwise grow the queue without end; beyond it they are
+/// dropped and counted, and the protocol recovers them like lost datagrams.
+pub const CONTROL_QUEUE_MAX: usize = 4096;
+
+/// Counters of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub data_packets_sent: u64,
+    pub retransmissions: u64,
+    pub acks_sent: u64,
+    pub probes_sent: u64,
+    pub probe_acks_sent: u64,
+    pub datagrams_received: u64,
+    /// Datagrams that failed to parse (bad magic, version, crc, lengths...).
+    pub dropped_malformed: u64,
+    pub dropped_wrong_connection: u64,
+    pub dropped_wrong_path: u64,
+    pub last_drop: Option<PacketError>,
+    pub fragments_accepted: u64,
+    pub fragments_duplicate: u64,
+    pub fragments_refused: u64,
+    pub last_refusal: Option<Refusal>,
+    pub messages_delivered: u64,
+    pub messages_acked: u64,
+    pub losses_by_threshold: u64,
+    pub losses_by_timeout: u64,
+    /// Packets moved off a path the moment it became suspect.
+    pub losses_on_suspect_path: u64,
+    /// Acknowledgements of packets already declared lost: each one a retransmission that was
+    /// not needed.
+    pub spurious_losses: u64,
+    pub acks_unknown: u64,
+    pub paths_made_suspect: u64,
+    pub probes_answered: u64,
+    /// Acknowledgements and probes dropped because CONTROL_QUEUE_MAX were already waiting.
+    pub control_dropped: u64,
+}
+
+#[derive(Debug)]
+struct Fragment {
+    acked: bool,
+    live: Option<u64>,
+    last_path: Option<u8>,
+    packets: VecDeque<u64>,
+}
+
+#[derive(Debug)]
+struct OutMessage {
+    data: Vec<u8>,
+    fragments: Vec<Fragment>,
+    unacked: usize,
+    next_unsent: usize,
+}
+
+#[derive(Debug)]
+struct SentPacket {
+    message_id: u64,
+    fragment_index: u16,
+    path_id: u8,
+    path_seq: u64,
+    sent_us: u64,
+    deadline_us: u64,
+    bytes: usize,
+    live: bool,
+    delivered_bytes_at_send: u64,
+    delivered_us_at_send: u64,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    connection_id: u64,
+    next_packet_number: u64,
+    paths: Vec<Path>,
+    congestion: Congestion,
+    receiver: Receiver,
+    next_message_id: u64,
+    messages: BTreeMap<u64, OutMessage>,
+    /// Messages with fragments never sent yet, oldest first.
+    unsent: VecDeque<u64>,
+    /// Fragments whose last transmission was lost.
+    retransmit: VecDeque<(u64, u16)>,
+    sent: HashMap<u64, SentPacket>,
+    /// Timers of the live packets: (deadline, packet number).
+    deadlines: BTreeSet<(u64, u64)>,
+    /// Per path: received data packets not yet acknowledged, with their arrival time.
+    pending_acks: Vec<Vec<(u64, u64)>>,
+    control: VecDeque<Transmit>,
+    delivered_bytes: u64,
+    delivered_us: u64,
+    stats: Stats,
+}
+
+impl Connection {
+    pub fn new(config: Config, connection_id: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let path_count = config.path_count;
+        Ok(Connection {
+            congestion: Congestion::new(&config),
+            receiver: Receiver::new(&config),
+            paths: (0..path_count).map(|i| Path::new(i as u8)).collect(),
+            pending_acks: vec![Vec::new(); path_count],
+            config,
+            connection_id,
+            next_packet_number: 0,
+            next_message_id: 0,
+            messages: BTreeMap::new(),
+            unsent: VecDeque::new(),
+            retransmit: VecDeque::new(),
+            sent: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            control: VecDeque::new(),
+            delivered_bytes: 0,
+            delivered_us: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+
+    pub fn congestion(&self) -> &Congestion {
+        &self.congestion
+    }
+
+    /// Messages accepted and not yet fully acknowledged by the peer.
+    pub fn unacked_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn in_flight_packets(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Queues a message; returns its id. Delivery to the peer is exactly once, in any order.
+    pub fn send_message(&mut self, payload: Vec<u8>) -> Result<u64, SendError> {
+        if payload.len() > self.config.message_len_max {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                max: self.config.message_len_max,
+            });
+        }
+        if self.messages.len() >= self.config.send_queue_messages_max {
+            return Err(SendError::QueueFull {
+                max: self.config.send_queue_messages_max,
+            });
+        }
+        let count = payload.len().div_ceil(self.config.payload_len_max).max(1);
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        let fragments = (0..count)
+            .map(|_| Fragment {
+                acked: false,
+                live: None,
+                last_path: None,
+                packets: VecDeque::new(),
+            })
+            .collect();
+        self.messages.insert(
+            id,
+            OutMessage {
+                data: payload,
+                fragments,
+                unacked: count,
+                next_unsent: 0,
+            },
+        );
+        self.unsent.push_back(id);
+        Ok(id)
+    }
+
+    pub fn poll_delivered(&mut self) -> Option<Delivered> {
+        let delivered = self.receiver.poll_delivered()?;
+        self.stats.messages_delivered += 1;
+        Some(delivered)
+    }
+
+    fn take_packet_number(&mut self) -> u64 {
+        let pn = self.next_packet_number;
+        self.next_packet_number += 1;
+        pn
+    }
+
+    fn push_control(&mut self, path_id: u8, body: Body<'_>) {
+        if self.control.len() >= CONTROL_QUEUE_MAX {
+            self.stats.control_dropped += 1;
+            return;
+        }
+        let packet_number = self.take_packet_number();
+        let datagram = Packet {
+            connection_id: self.connection_id,
+            packet_number,
+            path_id,
+            body,
+        }
+        .encode();
+        self.control.push_back(Transmit { path_id, datagram });
+    }
+
+    /// Feeds one datagram that arrived on local path `path_id`. Anything malformed, forged or
+    /// for another connection is dropped and counted, never an error to the caller.
+    pub fn handle_datagram(&mut self, now_us: u64, path_id: u8, datagram: &[u8]) {
+        self.stats.datagrams_received += 1;
+        let packet = match packet::parse(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.dropped_malformed += 1;
+                self.stats.last_drop = Some(e);
+                return;
+            }
+        };
+        if packet.connection_id != self.connection_id {
+            self.stats.dropped_wrong_connection += 1;
+            return;
+        }
+        if packet.path_id != path_id || usize::from(path_id) >= self.paths.len() {
+            self.stats.dropped_wrong_path += 1;
+            return;
+        }
+        match packet.body {
+            Body::Data(data) => self.on_data(now_us, path_id, packet.packet_number, &data),
+            Body::Ack(acked) => self.on_ack(now_us, &acked),
+            Body::Probe => {
+                self.stats.probe_acks_sent += 1;
+                let answer = Acked {
+                    packet_number: packet.packet_number,
+                    ack_delay_us: 0,
+                };
+                self.push_control(path_id, Body::ProbeAck(answer));
+            }
+            Body::ProbeAck(answer) => self.on_probe_ack(now_us, path_id, answer),
+        }
+    }
+
+    fn on_data(&mut self, now_us: u64, path_id: u8, packet_number: u64, data: &Data<'_>) {
+        match self.receiver.on_data(data) {
+            Received::Accepted => self.stats.fragments_accepted += 1,
+            Received::Duplicate => self.stats.fragments_duplicate += 1,
+            Received::Refused(refusal) => {
+                self.stats.fragments_refused += 1;
+                self.stats.last_refusal = Some(refusal);
+                return;
+            }
+        }
+        let pending = &mut self.pending_acks[usize::from(path_id)];
+        pending.push((packet_number, now_us));
+        if pending.len() >= self.config.ack_batch_packets {
+            self.flush_acks(now_us, path_id);
+        }
+    }
+
+    fn flush_acks(&mut self, now_us: u64, path_id: u8) {
+        let mut pending = std::mem::take(&mut self.pending_acks[usize::from(path_id)]);
+        pending.sort_unstable();
+        pending.dedup_by_key(|(pn, _)| *pn);
+        for chunk in pending.chunks(ACK_PACKETS_MAX) {
+            let acked = chunk
+                .iter()
+                .map(|&(packet_number, received_us)| Acked {
+                    packet_number,
+                    ack_delay_us: now_us.saturating_sub(received_us).min(u64::from(u32::MAX))
+                        as u32,
+                })
+                .collect();
+            self.stats.acks_sent += 1;
+            self.push_control(path_id, Body::Ack(acked));
+        }
+    }
+
+    fn on_ack(&mut self, now_us: u64, acked: &[Acked]) {
+        let mut touched = [false; packet::PATHS_MAX];
+        for a in acked {
+            if let Some(path_id) = self.on_packet_acked(now_us, a) {
+                touched[usize::from(path_id)] = true;
+            }
+        }
+        let touched: Vec<usize> = (0..self.paths.len()).filter(|&p| touched[p]).collect();
+        for path_id in touched {
+            self.detect_lost_on(now_us, path_id);
+        }
+        let reference = self.rtt_us_reference();
+        if self.congestion.round_due(now_us, reference) {
+            let rising = self.end_round_most_paths_rising();
+            let base = self.rtt_us_min_reference();
+            self.congestion.on_round(now_us, rising, reference, base);
+        }
+    }
+
+    fn on_packet_acked(&mut self, now_us: u64, a: &Acked) -> Option<u8> {
+        let Some(sent) = self.sent.remove(&a.packet_number) else {
+            self.stats.acks_unknown += 1;
+            return None;
+        };
+        let rtt_us = now_us
+            .saturating_sub(sent.sent_us)
+            .saturating_sub(u64::from(a.ack_delay_us));
+        self.paths[usize::from(sent.path_id)].on_acked(sent.path_seq, rtt_us);
+        if sent.live {
+            self.deadlines.remove(&(sent.deadline_us, a.packet_number));
+            self.delivered_bytes += sent.bytes as u64;
+            self.delivered_us = now_us;
+            let interval_us = now_us.saturating_sub(sent.delivered_us_at_send).max(1);
+            let rate =
+                (self.delivered_bytes - sent.delivered_bytes_at_send) * 1_000_000 / interval_us;
+            let reference = self.rtt_us_reference();
+            self.congestion.on_delivery_sample(now_us, rate, reference);
+        } else {
+            self.stats.spurious_losses += 1;
+        }
+        self.on_fragment_acked(sent.message_id, sent.fragment_index);
+        Some(sent.path_id)
+    }
+
+    fn on_fragment_acked(&mut self, message_id: u64, fragment_index: u16) {
+        let Some(message) = self.messages.get_mut(&message_id) else {
+            return;
+        };
+        let fragment = &mut message.fragments[usize::from(fragment_index)];
+        if fragment.acked {
+            return;
+        }
+        fragment.acked = true;
+        fragment.live = None;
+        message.unacked -= 1;
+        let others: Vec<u64> = fragment.packets.drain(..).collect();
+        let done = message.unacked == 0;
+        for pn in others {
+            self.forget_packet(pn);
+        }
+        if done {
+            self.messages.remove(&message_id);
+            self.stats.messages_acked += 1;
+        }
+    }
+
+    /// Drops the record of a packet (acknowledged through another transmission, or too old).
+    fn forget_packet(&mut self, pn: u64) {
+        if let Some(sent) = self.sent.remove(&pn)
+            && sent.live
+        {
+            self.deadlines.remove(&(sent.deadline_us, pn));
+            self.paths[usize::from(sent.path_id)].remove(sent.path_seq);
+        }
+    }
+
+    fn detect_lost_on(&mut self, now_us: u64, path_id: usize) {
+        let sent = &self.sent;
+        let lost = self.paths[path_id]
+            .detect_lost(now_us, |pn| sent.get(&pn).map_or(now_us, |s| s.sent_us));
+        for (_, pn) in lost {
+            self.paths[path_id].stats.lost_by_threshold += 1;
+            self.stats.losses_by_threshold += 1;
+            self.declare_lost(pn);
+        }
+    }
+
+    /// Stops waiting for a live packet and queues its fragment for a retransmission.
+    fn declare_lost(&mut self, pn: u64) {
+        let Some(sent) = self.sent.get_mut(&pn) else {
+            return;
+        };
+        if !sent.live {
+            return;
+        }
+        sent.live = false;
+        let (deadline, path_id, seq) = (sent.deadline_us, sent.path_id, sent.path_seq);
+        let (message_id, index) = (sent.message_id, sent.fragment_index);
+        self.deadlines.remove(&(deadline, pn));
+        self.paths[usize::from(path_id)].remove(seq);
+        if let Some(message) = self.messages.get_mut(&message_id) {
+            let fragment = &mut message.fragments[usize::from(index)];
+            if !fragment.acked && fragment.live == Some(pn) {
+                fragment.live = None;
+                self.retransmit.push_back((message_id, index));
+            }
+        }
+    }
+
+    fn on_probe_ack(&mut self, now_us: u64, path_id: u8, answer: Acked) {
+        let path = &mut self.paths[usize::from(path_id)];
+        match path.probe {
+            Some((pn, sent_us)) if pn == answer.packet_number => {
+                let rtt_us = now_us
+                    .saturating_sub(sent_us)
+                    .saturating_sub(u64::from(answer.ack_delay_us));
+                path.on_probe_answered(rtt_us);
+                self.stats.probes_answered += 1;
+            }
+            _ => self.stats.acks_unknown += 1,
+        }
+    }
+
+    /// The median smoothed RTT of the healthy paths with samples: what "a round trip" means for
+    /// the connection.
+    fn rtt_us_reference(&self) -> u64 {
+        self.median_healthy(|p| p.rtt.smoothed_us())
+    }
+
+    /// The median minimum RTT of the healthy paths: the round trip without queues, which sizes
+    /// the in-flight limit (sizing it by the smoothed RTT would let queues grow themselves room).
+    fn rtt_us_min_reference(&self) -> u64 {
+        self.median_healthy(|p| p.rtt.min_us())
+    }
+
+    fn median_healthy(&self, value: impl Fn(&Path) -> Option<u64>) -> u64 {
+        let mut rtts: Vec<u64> = self
+            .paths
+            .iter()
+            .filter(|p| p.health() == Health::Healthy)
+            .filter_map(value)
+            .collect();
+        if rtts.is_empty() {
+            return self.config.rto_us_floor;
+        }
+        rtts.sort_unstable();
+        rtts[rtts.len() / 2]
+    }
+
+    /// Ends the round on every healthy path; true when most of those with samples this round
+    /// show a standing queue.
+    fn end_round_most_paths_rising(&mut self) -> bool {
+        let rise_us_min = self.config.rtt_rise_us_min;
+        let (mut measured, mut rising) = (0, 0);
+        for path in &mut self.paths {
+            let signal = path.rtt.end_round_rising(rise_us_min);
+            if path.health() == Health::Healthy
+                && let Some(r) = signal
+            {
+                measured += 1;
+                rising += usize::from(r);
+            }
+        }
+        rising * 2 > measured
+    }
+
+    fn is_slow(&self, path: &Path, reference: u64) -> bool {
+        path.rtt
+            .smoothed_us()
+            .is_some_and(|srtt| srtt > SLOW_PATH_FACTOR * reference)
+    }
+
+    /// The least-loaded healthy path, not `exclude`, preferring paths that are not slow. Load is
+    /// the time to drain what the path has in flight: (in-flight + 1) x smoothed RTT.
+    fn choose_path(&self, exclude: Option<u8>) -> Option<u8> {
+        let reference = self.rtt_us_reference();
+        let load = |p: &Path| {
+            (p.in_flight_packets() as u64 + 1)
+                * p.rtt.smoothed_us().unwrap_or(self.config.rto_us_floor)
+        };
+        let healthy = || self.paths.iter().filter(|p| p.health() == Health::Healthy);
+        let pick = |slow_ok: bool, exclude: Option<u8>| {
+            healthy()
+                .filter(|p| Some(p.id) != exclude && (slow_ok || !self.is_slow(p, reference)))
+                .min_by_key(|p| (load(p), p.id))
+                .map(|p| p.id)
+        };
+        pick(false, exclude)
+            .or_else(|| pick(true, exclude))
+            .or_else(|| {
+                // A retransmission goes on a different path whenever one is healthy; with a single
+                // healthy path it has to go where it is.
+                pick(true, None)
+            })
+    }
+
+    /// The next fragment to send: retransmissions first, then new fragments of messages inside
+    /// the dedup window.
+    fn next_fragment(&mut self) -> Option<(u64, u16, bool)> {
+        while let Some(&(id, index)) = self.retransmit.front() {
+            let wanted = self.messages.get(&id).is_some_and(|m| {
+                !m.fragments[usize::from(index)].acked
+                    && m.fragments[usize::from(index)].live.is_none()
+            });
+            if wanted {
+                return Some((id, index, true));
+            }
+            self.retransmit.pop_front();
+        }
+        let oldest = *self.messages.keys().next()?;
+        let &id = self.unsent.front()?;
+        if id - oldest >= self.config.dedup_window_messages {
+            return None;
+        }
+        let message = self.messages.get(&id)?;
+        Some((id, message.next_unsent as u16, false))
+    }
+
+    /// The next datagram to send now, if any.
+    pub fn poll_transmit(&mut self, now_us: u64) -> Option<Transmit> {
+        if let Some(t) = self.control.pop_front() {
+            return Some(t);
+        }
+        if !self.congestion.can_send(now_us, self.in_flight_packets()) {
+            return None;
+        }
+        let (message_id, index, is_retransmit) = self.next_fragment()?;
+        let exclude = self
+            .messages
+            .get(&message_id)
+            .and_then(|m| m.fragments[usize::from(index)].last_path);
+        let path_id = self.choose_path(if is_retransmit { exclude } else { None })?;
+        let packet_number = self.take_packet_number();
+        let payload_len_max = self.config.payload_len_max;
+        let connection_id = self.connection_id;
+        let message = self.messages.get_mut(&message_id)?;
+        let start = usize::from(index) * payload_len_max;
+        let end = (start + payload_len_max).min(message.data.len());
+        let data = Data {
+            message_id,
+            message_len: message.data.len() as u32,
+            fragment_offset: start as u32,
+            fragment_index: index,
+            fragment_count: message.fragments.len() as u16,
+            payload: &message.data[start..end],
+        };
+        let datagram = Packet {
+            connection_id,
+            packet_number,
+            path_id,
+            body: Body::Data(data),
+        }
+        .encode();
+        if is_retransmit {
+            self.retransmit.pop_front();
+        } else {
+            message.next_unsent += 1;
+            if message.next_unsent == message.fragments.len() {
+                self.unsent.pop_front();
+            }
+        }
+        let fragment = &mut message.fragments[usize::from(index)];
+        fragment.live = Some(packet_number);
+        fragment.last_path = Some(path_id);
+        fragment.packets.push_back(packet_number);
+        let forget = if fragment.packets.len() > LOST_RECORDS_PER_FRAGMENT {
+            fragment.packets.pop_front()
+        } else {
+            None
+        };
+        if let Some(old) = forget {
+            self.forget_packet(old);
+        }
+
+        let c = &self.config;
+        let path = &mut self.paths[usize::from(path_id)];
+        // The peer may hold the acknowledgement for up to ack_delay_us_max, which the RTT samples
+        // leave out (as QUIC's PTO adds max_ack_delay).
+        let deadline_us = now_us
+            + path.rto_us(c.rto_us_floor, c.rto_us_ceiling, c.rto_us_initial)
+            + c.ack_delay_us_max;
+        let path_seq = path.on_sent(packet_number);
+        if is_retransmit {
+            path.stats.retransmissions_sent += 1;
+            self.stats.retransmissions += 1;
+        }
+        self.stats.data_packets_sent += 1;
+        self.congestion.on_sent(datagram.len());
+        self.deadlines.insert((deadline_us, packet_number));
+        if self.delivered_us == 0 {
+            self.delivered_us = now_us;
+        }
+        self.sent.insert(
+            packet_number,
+            SentPacket {
+                message_id,
+                fragment_index: index,
+                path_id,
+                path_seq,
+                sent_us: now_us,
+                deadline_us,
+                bytes: end - start,
+                live: true,
+                delivered_bytes_at_send: self.delivered_bytes,
+                delivered_us_at_send: self.delivered_us,
+            },
+        );
+        debug_assert!(self.deadlines.len() <= self.config.in_flight_packets_max);
+        Some(Transmit { path_id, datagram })
+    }
+
+    /// Runs the timers due at `now_us`: packet timeouts, held acknowledgements, probes.
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        while let Some(&(deadline, pn)) = self.deadlines.first() {
+            if deadline > now_us {
+                break;
+            }
+            let Some(path_id) = self.sent.get(&pn).map(|s| s.path_id) else {
+                self.deadlines.remove(&(deadline, pn));
+                continue;
+            };
+            self.stats.losses_by_timeout += 1;
+            self.declare_lost(pn);
+            let suspect_after = self.config.suspect_after_timeouts;
+            let path = &mut self.paths[usize::from(path_id)];
+            if path.on_timeout(suspect_after, now_us) {
+                // Everything still in flight on a suspect path is presumed lost: waiting for each
+                // timer in turn would stall those messages for no benefit.
+                self.stats.paths_made_suspect += 1;
+                for (_, pn) in path.live_packets() {
+                    self.stats.losses_on_suspect_path += 1;
+                    self.declare_lost(pn);
+                }
+            }
+        }
+        for path_id in 0..self.paths.len() {
+            let oldest = self.pending_acks[path_id].iter().map(|&(_, at)| at).min();
+            if oldest.is_some_and(|at| at + self.config.ack_delay_us_max <= now_us) {
+                self.flush_acks(now_us, path_id as u8);
+            }
+        }
+        for path_id in 0..self.paths.len() {
+            if self.probe_due_us(path_id).is_some_and(|at| at <= now_us) {
+                let packet_number = self.next_packet_number;
+                self.push_control(path_id as u8, Body::Probe);
+                let interval = self.config.probe_interval_us;
+                let path = &mut self.paths[path_id];
+                path.probe = Some((packet_number, now_us));
+                path.next_probe_us = now_us + interval;
+                path.stats.probes_sent += 1;
+                self.stats.probes_sent += 1;
+            }
+        }
+    }
+
+    /// When the next probe is due on a path that needs one: suspect paths, and slow paths (which
+    /// get no data, so probes are what tells that they recovered).
+    fn probe_due_us(&self, path_id: usize) -> Option<u64> {
+        let path = &self.paths[path_id];
+        let needs = path.health() == Health::Suspect || self.is_slow(path, self.rtt_us_reference());
+        needs.then_some(path.next_probe_us)
+    }
+
+    /// The earliest time `handle_timeout` or `poll_transmit` has work, if any.
+    pub fn next_timeout_us(&self) -> Option<u64> {
+        let mut next = self.deadlines.first().map(|&(d, _)| d);
+        let mut consider = |t: Option<u64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: u64| n.min(t)));
+            }
+        };
+        for pending in &self.pending_acks {
+            consider(
+                pending
+                    .iter()
+                    .map(|&(_, at)| at + self.config.ack_delay_us_max)
+                    .min(),
+            );
+        }
+        for path_id in 0..self.paths.len() {
+            consider(self.probe_due_us(path_id));
+        }
+        let has_data = !self.unsent.is_empty() || !self.retransmit.is_empty();
+        if has_data && self.in_flight_packets() < self.congestion.in_flight_limit_packets() {
+            consider(self.congestion.next_send_us());
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(config: &Config) -> (Connection, Connection) {
+        let a = Connection::new(config.clone(), 9).expect("config");
+        let b = Connection::new(config.clone(), 9).expect("config");
+        (a, b)
+    }
+
+    fn drain(c: &mut Connection, now_us: u64) -> Vec<Transmit> {
+        std::iter::from_fn(|| c.poll_transmit(now_us)).collect()
+    }
+
+    fn kind(t: &Transmit) -> u8 {
+        t.datagram[5]
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        let config = Config {
+            path_count: 0,
+            ..Config::default()
+        };
+        assert!(Connection::new(config, 1).is_err());
+    }
+
+    #[test]
+    fn send_limits_are_errors() {
+        let config = Config {
+            send_queue_messages_max: 2,
+            message_len_max: 10,
+            ..Config::default()
+        };
+        let (mut a, _) = pair(&config);
+        assert_eq!(
+            a.send_message(vec![0; 11]),
+            Err(SendError::TooLarge { len: 11, max: 10 })
+        );
+        assert_eq!(a.send_message(vec![0; 10]), Ok(0));
+        assert_eq!(a.send_message(vec![]), Ok(1));
+        assert_eq!(
+            a.send_message(vec![1]),
+            Err(SendError::QueueFull { max: 2 })
+        );
+    }
+
+    #[test]
+    fn the_control_queue_is_bounded() {
+        let (mut a, mut b) = pair(&Config::default());
+        for pn in 0..CONTROL_QUEUE_MAX as u64 + 10 {
+            let probe = Packet {
+                connection_id: 9,
+                packet_number: pn,
+                path_id: 0,
+                body: Body::Probe,
+            }
+            .encode();
+            a.handle_datagram(0, 0, &probe);
+        }
+        assert_eq!(a.stats().control_dropped, 10);
+        let answers = drain(&mut a, 0);
+        assert_eq!(answers.len(), CONTROL_QUEUE_MAX);
+        b.handle_datagram(1, 0, &answers[0].datagram);
+        assert_eq!(
+            b.stats().acks_unknown,
+            1,
+            "an answer to a probe b never sent"
+        );
+    }
+
+    #[test]
+    fn a_retransmission_goes_on_another_path() {
+        let (mut a, mut b) = pair(&Config::default());
+        a.send_message(b"lost once".to_vec()).expect("send");
+        let first = drain(&mut a, 0);
+        assert_eq!(first.len(), 1);
+        let deadline = a.next_timeout_us().expect("a timer");
+        assert_eq!(
+            deadline,
+            Config::default().rto_us_initial + Config::default().ack_delay_us_max
+        );
+        a.handle_timeout(deadline);
+        let again = drain(&mut a, deadline);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].path_id, first[0].path_id);
+        assert_eq!(a.stats().retransmissions, 1);
+        assert_eq!(a.stats().losses_by_timeout, 1);
+        b.handle_datagram(deadline + 10, again[0].path_id, &again[0].datagram);
+        assert_eq!(
+            b.poll_delivered().map(|d| d.payload),
+            Some(b"lost once".to_vec())
+        );
+        // Nothing more to acknowledge and nothing delivered twice when the original shows up.
+        b.handle_datagram(deadline + 11, first[0].path_id, &first[0].datagram);
+        assert_eq!(b.poll_delivered(), None);
+        assert_eq!(b.stats().fragments_duplicate, 1);
+    }
+
+    #[test]
+    fn a_suspect_path_carries_only_probes_until_one_is_answered() {
+        let config = Config {
+            path_count: 2,
+            suspect_after_timeouts: 1,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        a.send_message(vec![1]).expect("send");
+        let lost = drain(&mut a, 0);
+        let dark = lost[0].path_id;
+        let t = a.next_timeout_us().expect("timer");
+        a.handle_timeout(t);
+        assert_eq!(a.paths()[usize::from(dark)].health(), Health::Suspect);
+        for i in 0..20 {
+            a.send_message(vec![i]).expect("send");
+        }
+        let out = drain(&mut a, t);
+        let probes: Vec<&Transmit> = out.iter().filter(|t| kind(t) == 3).collect();
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].path_id, dark);
+        assert!(
+            out.iter()
+                .filter(|t| kind(t) == 1)
+                .all(|t| t.path_id != dark),
+            "data on the suspect path"
+        );
+        b.handle_datagram(t + 5, dark, &probes[0].datagram);
+        let answer = drain(&mut b, t + 5);
+        assert_eq!(answer.len(), 1);
+        assert_eq!((kind(&answer[0]), answer[0].path_id), (4, dark));
+        a.handle_datagram(t + 10, dark, &answer[0].datagram);
+        assert_eq!(a.paths()[usize::from(dark)].health(), Health::Healthy);
+        assert_eq!(a.stats().probes_answered, 1);
+    }
+
+    #[test]
+    fn the_sender_stays_inside_the_dedup_window() {
+        let config = Config {
+            dedup_window_messages: 3,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        for i in 0..5u8 {
+            a.send_message(vec![i]).expect("send");
+        }
+        let out = drain(&mut a, 0);
+        assert_eq!(out.len(), 3, "ids 0..3 only while id 0 is unacknowledged");
+        for t in &out {
+            b.handle_datagram(1, t.path_id, &t.datagram);
+        }
+        b.handle_timeout(1 + config.ack_delay_us_max);
+        for t in drain(&mut b, 1 + config.ack_delay_us_max) {
+            a.handle_datagram(30, t.path_id, &t.datagram);
+        }
+        assert_eq!(a.stats().messages_acked, 3);
+        assert_eq!(drain(&mut a, 30).len(), 2, "the window moved");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Forged {
+        Data {
+            message_id: u64,
+            message_len: u32,
+            offset: u32,
+            index: u16,
+            count: u16,
+            payload: Vec<u8>,
+        },
+        Ack(Vec<u64>),
+        Probe,
+        ProbeAck(u64),
+    }
+
+    fn forged() -> impl proptest::strategy::Strategy<Value = (u8, u64, Forged)> {
+        use proptest::prelude::*;
+        let data = (
+            0u64..20,
+            0u32..10_000,
+            0u32..10_000,
+            0u16..8,
+            0u16..8,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(message_id, message_len, offset, index, count, payload)| {
+                Forged::Data {
+                    message_id,
+                    message_len,
+                    offset,
+                    index,
+                    count,
+                    payload,
+                }
+            });
+        let ack = proptest::collection::btree_set(0u64..64, 1..20)
+            .prop_map(|s| Forged::Ack(s.into_iter().collect()));
+        let body = prop_oneof![
+            data,
+            ack,
+            Just(Forged::Probe),
+            (0u64..64).prop_map(Forged::ProbeAck)
+        ];
+        (0u8..4, 0u64..64, body)
+    }
+
+    proptest::proptest! {
+        /// Well-formed packets with arbitrary contents (what a forger with the CRC can send until
+        /// packets are sealed) never panic the connection, whatever state it is in, and it keeps
+        /// its limits.
+        #[test]
+        fn forged_packets_never_panic_a_connection(packets in proptest::collection::vec(forged(), 1..60)) {
+            let config = Config { path_count: 4, ..Config::default() };
+            let (mut a, _) = pair(&config);
+            for i in 0..5u8 {
+                a.send_message(vec![i; 3000]).expect("send");
+            }
+            let mut now = 0;
+            drain(&mut a, now);
+            for (path_id, packet_number, body) in packets {
+                now += 7;
+                let payload;
+                let body = match body {
+                    Forged::Data { message_id, message_len, offset, index, count, payload: p } => {
+                        payload = p;
+                        Body::Data(Data {
+                            message_id,
+                            message_len,
+                            fragment_offset: offset,
+                            fragment_index: index,
+                            fragment_count: count,
+                            payload: &payload,
+                        })
+                    }
+                    Forged::Ack(pns) => Body::Ack(pns.into_iter().map(|packet_number| Acked { packet_number, ack_delay_us: 3 }).collect()),
+                    Forged::Probe => Body::Probe,
+                    Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked { packet_number, ack_delay_us: 0 }),
+                };
+                let datagram = Packet { connection_id: 9, packet_number, path_id, body }.encode();
+                a.handle_datagram(now, path_id, &datagram);
+                if a.next_timeout_us().is_some_and(|t| t <= now) {
+                    a.handle_timeout(now);
+                }
+                drain(&mut a, now);
+                while a.poll_delivered().is_some() {}
+                proptest::prop_assert!(a.in_flight_packets() <= config.in_flight_packets_max);
+            }
+        }
+    }
+}

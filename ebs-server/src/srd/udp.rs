@@ -1,0 +1,155 @@
+//! The thin real I/O loop: one non-blocking UDP socket per path, feeding received datagrams and
+//! the monotonic clock into a [`Connection`] and sending what it returns. Path `i` is local socket
+//! `i` talking to the peer's socket `i`, so each path is one (source port, destination port)
+//! pair, which is what ECMP hashes on. Everything protocol-related stays in the state machine.
+
+use super::packet::DATAGRAM_LEN_MAX;
+use super::{Config, Connection, Delivered};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How long an idle turn sleeps at most before looking at the sockets again. There is no poll
+/// loop over the sockets here (std only, no unsafe); a short sleep keeps latency low without
+/// spinning a core.
+const IDLE_SLEEP_US_MAX: u64 = 50;
+
+/// Counters of the I/O loop (the protocol's own are in `Connection::stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoStats {
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    /// From an address that is not the peer's socket for that path: dropped unread.
+    pub datagrams_from_stranger: u64,
+    /// The socket buffer was full or the send failed: dropped, the protocol retransmits.
+    pub send_failures: u64,
+}
+
+#[derive(Debug)]
+pub struct UdpEndpoint {
+    sockets: Vec<UdpSocket>,
+    peer: Vec<SocketAddr>,
+    connection: Connection,
+    epoch: Instant,
+    buf: Vec<u8>,
+    pub stats: IoStats,
+}
+
+impl UdpEndpoint {
+    /// Binds `config.path_count` sockets on ephemeral ports of 127.0.0.1.
+    pub fn bind_loopback(config: Config, connection_id: u64) -> io::Result<Self> {
+        let path_count = config.path_count;
+        let connection = Connection::new(config, connection_id)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let sockets = (0..path_count)
+            .map(|_| {
+                let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(UdpEndpoint {
+            sockets,
+            peer: Vec::new(),
+            connection,
+            epoch: Instant::now(),
+            buf: vec![0; DATAGRAM_LEN_MAX + 1],
+            stats: IoStats::default(),
+        })
+    }
+
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.sockets.iter().map(UdpSocket::local_addr).collect()
+    }
+
+    /// Sets the peer's sockets, one per path, in path order.
+    pub fn connect(&mut self, peer: Vec<SocketAddr>) -> io::Result<()> {
+        if peer.len() != self.sockets.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} peer addresses for {} paths",
+                    peer.len(),
+                    self.sockets.len()
+                ),
+            ));
+        }
+        self.peer = peer;
+        Ok(())
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    /// Microseconds since this endpoint was made, from the monotonic clock: the only clock read.
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    pub fn poll_delivered(&mut self) -> Option<Delivered> {
+        self.connection.poll_delivered()
+    }
+
+    /// One turn of the loop: read every waiting datagram, run the timers that are due, send
+    /// everything the connection has. Returns whether anything was received or sent.
+    pub fn turn(&mut self) -> io::Result<bool> {
+        let mut active = false;
+        for path in 0..self.sockets.len() {
+            loop {
+                match self.sockets[path].recv_from(&mut self.buf) {
+                    Ok((len, from)) => {
+                        active = true;
+                        self.stats.datagrams_received += 1;
+                        if self.peer.get(path) != Some(&from) {
+                            self.stats.datagrams_from_stranger += 1;
+                            continue;
+                        }
+                        let now = self.now_us();
+                        self.connection
+                            .handle_datagram(now, path as u8, &self.buf[..len]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // A refused earlier send (the peer's port closed) surfaces here on Linux; it
+                    // is not this socket's failure.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let now = self.now_us();
+        if self.connection.next_timeout_us().is_some_and(|t| t <= now) {
+            self.connection.handle_timeout(now);
+        }
+        while let Some(t) = self.connection.poll_transmit(now) {
+            active = true;
+            let Some(&to) = self.peer.get(usize::from(t.path_id)) else {
+                self.stats.send_failures += 1;
+                continue;
+            };
+            match self.sockets[usize::from(t.path_id)].send_to(&t.datagram, to) {
+                Ok(_) => self.stats.datagrams_sent += 1,
+                Err(_) => self.stats.send_failures += 1,
+            }
+        }
+        Ok(active)
+    }
+
+    /// Waits while idle. With data in flight or a deadline near, it only yields: a sleep lasts
+    /// far longer than asked on a busy host, and would show up as RTT noise and late timers.
+    /// Otherwise it sleeps IDLE_SLEEP_US_MAX.
+    pub fn idle(&self) {
+        let now = self.now_us();
+        let until = self.connection.next_timeout_us().unwrap_or(u64::MAX);
+        if self.connection.in_flight_packets() > 0 || until.saturating_sub(now) < IDLE_SLEEP_US_MAX
+        {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(IDLE_SLEEP_US_MAX));
+        }
+    }
+}
