@@ -4,9 +4,12 @@
 //! connection limit. The wall clock appears only as give-up guards against hangs and in the
 //! printed figures, never in an assertion about speed.
 
+use std::net::UdpSocket;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ebs_server::client::{ClientConfig, ClientError, Completion, RemoteVolume};
@@ -115,9 +118,11 @@ fn random_writes_read_back_against_a_model() {
     assert_eq!(info.blocks, VOLUME_BLOCKS);
     assert_eq!(info.wrapped_key, vec![0xA5; 40]);
 
-    let mut model = vec![0u8; VOLUME_BLOCKS as usize * BLOCK_BYTES];
+    // One call far larger than the queue depth (64) first: the whole volume.
+    let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
+    c.write(0, &model, false).unwrap();
+    let mut written = model.len();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut written = 0usize;
     let started = Instant::now();
     for version in 1..=WRITES as u64 {
         let count = rng.random_range(1..=8usize);
@@ -143,7 +148,7 @@ fn random_writes_read_back_against_a_model() {
     // A read larger than one READ (256 blocks) is split and reassembled in order.
     let all = c.read(0, VOLUME_BLOCKS).unwrap();
     assert!(all == model, "volume differs from the model");
-    assert!(written >= 2 << 20, "wrote {written} bytes");
+    assert!(written >= 4 << 20, "wrote {written} bytes");
     c.detach().unwrap();
     let stats = srv.stop().unwrap();
     assert_eq!(stats.datagrams_malformed, 0);
@@ -378,5 +383,134 @@ fn loopback_iops_for_the_record() {
             "release"
         },
         c.transport_stats()
+    );
+}
+
+/// A relay on 127.0.0.1 between one client and the server that drops a seeded share of the
+/// datagrams on every path, both ways: the loss the kernel here cannot impose (no netem).
+struct LossyRelay {
+    front: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Datagrams the relay moves per socket per turn, so one direction cannot starve the other.
+const RELAY_BATCH_MAX: usize = 64;
+
+impl LossyRelay {
+    fn start(server: &[SocketAddr], loss: f64, seed: u64) -> Self {
+        let bind = || {
+            let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let front_sockets: Vec<UdpSocket> = server.iter().map(|_| bind()).collect();
+        let back_sockets: Vec<UdpSocket> = server.iter().map(|_| bind()).collect();
+        let front = front_sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap())
+            .collect();
+        let server = server.to_vec();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (thread_stop, thread_dropped) = (Arc::clone(&stop), Arc::clone(&dropped));
+        let thread = std::thread::spawn(move || {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut client: Vec<Option<SocketAddr>> = vec![None; server.len()];
+            let mut buf = vec![0u8; 65536];
+            while !thread_stop.load(Ordering::Acquire) {
+                let mut active = false;
+                for path in 0..server.len() {
+                    for _ in 0..RELAY_BATCH_MAX {
+                        let Ok((len, from)) = front_sockets[path].recv_from(&mut buf) else {
+                            break;
+                        };
+                        active = true;
+                        client[path] = Some(from);
+                        if rng.random_bool(loss) {
+                            thread_dropped.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let _ = back_sockets[path].send_to(&buf[..len], server[path]);
+                        }
+                    }
+                    for _ in 0..RELAY_BATCH_MAX {
+                        let Ok((len, _)) = back_sockets[path].recv_from(&mut buf) else {
+                            break;
+                        };
+                        active = true;
+                        if rng.random_bool(loss) {
+                            thread_dropped.fetch_add(1, Ordering::Relaxed);
+                        } else if let Some(to) = client[path] {
+                            let _ = front_sockets[path].send_to(&buf[..len], to);
+                        }
+                    }
+                }
+                if !active {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        LossyRelay {
+            front,
+            stop,
+            dropped,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn data_survives_five_percent_loss_on_every_path() {
+    const VOLUME_BLOCKS: u64 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let st = store(dir.path());
+    st.create(&spec("lossy", VOLUME_BLOCKS, false)).unwrap();
+    let srv = server(st, 10_000, 8);
+    let relay = LossyRelay::start(srv.local_addrs(), 0.05, 5);
+    let config = ClientConfig {
+        srd: srd_config(),
+        request_timeout_ms: 10_000,
+        ..ClientConfig::default()
+    };
+    let mut c = RemoteVolume::connect(&relay.front, config).unwrap();
+    c.attach("lossy", &credential("lossy")).unwrap();
+    let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
+    c.write(0, &model, false).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let started = Instant::now();
+    for version in 1..=60u64 {
+        let count = rng.random_range(1..=8usize);
+        let lba = rng.random_range(0..=VOLUME_BLOCKS - count as u64);
+        let data = blocks(lba, count, version);
+        c.write(lba, &data, false).unwrap();
+        let at = lba as usize * BLOCK_BYTES;
+        model[at..at + data.len()].copy_from_slice(&data);
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "gave up after {version} writes"
+        );
+    }
+    c.flush().unwrap();
+    assert!(
+        c.read(0, VOLUME_BLOCKS).unwrap() == model,
+        "volume differs from the model"
+    );
+    let dropped = relay.dropped.load(Ordering::Relaxed);
+    let stats = c.transport_stats().clone();
+    assert!(dropped > 0, "the relay dropped nothing");
+    assert!(stats.retransmissions > 0, "{stats:?}");
+    println!(
+        "5% loss: {dropped} datagrams dropped by the relay, client retransmissions {}, {} paths made suspect",
+        stats.retransmissions, stats.paths_made_suspect
     );
 }

@@ -269,25 +269,20 @@ impl RemoteVolume {
     /// Reads `blocks` blocks from `lba`, as READs of at most READ_BLOCKS_MAX blocks in flight at
     /// once.
     pub fn read(&mut self, lba: u64, blocks: u64) -> Result<Vec<u8>, ClientError> {
-        let tags = self.submit_ranges(lba, blocks, u64::from(READ_BLOCKS_MAX), |lba, blocks| {
-            Request::Read { lba, blocks }
-        })?;
+        let requests = ranges(lba, blocks, u64::from(READ_BLOCKS_MAX))?
+            .map(|(lba, blocks)| Request::Read { lba, blocks });
         let mut out = Vec::with_capacity(blocks as usize * BLOCK_BYTES);
-        let mut first_error = None;
-        for tag in tags {
-            match self.wait(tag) {
-                Ok(Completion::Data(data)) => out.extend_from_slice(&data),
-                Ok(other) => {
-                    first_error.get_or_insert(ClientError::Protocol(format!(
+        for completion in self.run_all(requests)? {
+            match completion {
+                Completion::Data(data) => out.extend_from_slice(&data),
+                other => {
+                    return Err(ClientError::Protocol(format!(
                         "READ answered with {other:?}"
                     )));
                 }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
             }
         }
-        first_error.map_or(Ok(out), Err)
+        Ok(out)
     }
 
     /// Writes whole blocks from `lba`: one WRITE per block, up to the queue depth in flight.
@@ -298,21 +293,18 @@ impl RemoteVolume {
                 data.len()
             )));
         }
-        let mut tags = Vec::with_capacity(data.len() / BLOCK_BYTES);
-        for (i, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
-            let at = lba
-                .checked_add(i as u64)
-                .ok_or_else(|| ClientError::InvalidArgument("lba overflows".into()))?;
-            match self.submit(Request::Write {
-                lba: at,
+        let count = (data.len() / BLOCK_BYTES) as u64;
+        // Checked whole first, so a write is not cut short by an address that overflows.
+        let _ = ranges(lba, count, count)?;
+        let requests = data
+            .chunks_exact(BLOCK_BYTES)
+            .enumerate()
+            .map(|(i, block)| Request::Write {
+                lba: lba + i as u64,
                 fua,
                 data: block.to_vec(),
-            }) {
-                Ok(tag) => tags.push(tag),
-                Err(e) => return Err(self.abandon(tags, e)),
-            }
-        }
-        self.wait_all(tags)
+            });
+        self.run_all(requests).map(|_| ())
     }
 
     /// A barrier: returns when every earlier write is durable on the server.
@@ -322,62 +314,50 @@ impl RemoteVolume {
     }
 
     pub fn trim(&mut self, lba: u64, blocks: u64) -> Result<(), ClientError> {
-        let tags = self.submit_ranges(lba, blocks, u64::from(TRIM_BLOCKS_MAX), |lba, blocks| {
-            Request::Trim { lba, blocks }
-        })?;
-        self.wait_all(tags)
+        let requests = ranges(lba, blocks, u64::from(TRIM_BLOCKS_MAX))?
+            .map(|(lba, blocks)| Request::Trim { lba, blocks });
+        self.run_all(requests).map(|_| ())
     }
 
     pub fn write_zeroes(&mut self, lba: u64, blocks: u64, fua: bool) -> Result<(), ClientError> {
-        let tags = self.submit_ranges(lba, blocks, u64::from(TRIM_BLOCKS_MAX), |lba, blocks| {
-            Request::WriteZeroes { lba, blocks, fua }
-        })?;
-        self.wait_all(tags)
+        let requests = ranges(lba, blocks, u64::from(TRIM_BLOCKS_MAX))?
+            .map(|(lba, blocks)| Request::WriteZeroes { lba, blocks, fua });
+        self.run_all(requests).map(|_| ())
     }
 
-    /// Submits `blocks` from `lba` as requests of at most `per_request` blocks.
-    fn submit_ranges(
+    /// Submits every request, keeping at most the queue depth outstanding by waiting for its own
+    /// oldest one when full, and returns the completions in request order, or the first failure
+    /// (after every submitted request has finished, so no result is left behind).
+    fn run_all(
         &mut self,
-        lba: u64,
-        blocks: u64,
-        per_request: u64,
-        make: impl Fn(u64, u32) -> Request,
-    ) -> Result<Vec<u64>, ClientError> {
-        if blocks == 0 || lba.checked_add(blocks).is_none() {
-            return Err(ClientError::InvalidArgument(format!(
-                "{blocks} blocks from lba {lba}"
-            )));
-        }
-        let mut tags = Vec::new();
-        let mut at = lba;
-        while at < lba + blocks {
-            let count = per_request.min(lba + blocks - at);
-            // count <= per_request, which is a u32 limit of the protocol.
-            match self.submit(make(at, count as u32)) {
-                Ok(tag) => tags.push(tag),
-                Err(e) => return Err(self.abandon(tags, e)),
-            }
-            at += count;
-        }
-        Ok(tags)
-    }
-
-    /// Waits for every tag; returns the first failure.
-    fn wait_all(&mut self, tags: Vec<u64>) -> Result<(), ClientError> {
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Result<Vec<Completion>, ClientError> {
+        let mut tags = VecDeque::new();
+        let mut completions = Vec::new();
         let mut first_error = None;
-        for tag in tags {
-            if let Err(e) = self.wait(tag) {
+        let mut collect = |result: Result<Completion, ClientError>| match result {
+            Ok(c) => completions.push(c),
+            Err(e) => {
                 first_error.get_or_insert(e);
             }
+        };
+        for request in requests {
+            while self.pending.len() + self.done.len() >= self.config.queue_depth_max {
+                let Some(tag) = tags.pop_front() else { break };
+                collect(self.wait(tag));
+            }
+            match self.submit(request) {
+                Ok(tag) => tags.push_back(tag),
+                Err(e) => {
+                    collect(Err(e));
+                    break;
+                }
+            }
         }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// A multi-request call failed part-way: collects what was already submitted so no result is
-    /// left behind, and returns the failure.
-    fn abandon(&mut self, tags: Vec<u64>, e: ClientError) -> ClientError {
-        let _ = self.wait_all(tags);
-        e
+        for tag in tags {
+            collect(self.wait(tag));
+        }
+        first_error.map_or(Ok(completions), Err)
     }
 
     /// Moves every request the ordering rules allow onto the send list and starts its timer.
@@ -582,4 +562,21 @@ fn connection_id() -> u64 {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
     ))
+}
+
+/// `blocks` blocks from `lba` as (lba, count) pieces of at most `per_request` (a u32 limit of the
+/// protocol) blocks.
+fn ranges(
+    lba: u64,
+    blocks: u64,
+    per_request: u64,
+) -> Result<impl Iterator<Item = (u64, u32)>, ClientError> {
+    let end = lba
+        .checked_add(blocks)
+        .filter(|_| blocks > 0)
+        .ok_or_else(|| ClientError::InvalidArgument(format!("{blocks} blocks from lba {lba}")))?;
+    let per_request = per_request.clamp(1, u64::from(u32::MAX));
+    Ok((lba..end)
+        .step_by(per_request as usize)
+        .map(move |at| (at, per_request.min(end - at) as u32)))
 }
