@@ -580,3 +580,56 @@ fn ranges(
         .step_by(per_request as usize)
         .map(move |at| (at, per_request.min(end - at) as u32)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_limits_are_checked() {
+        assert!(ClientConfig::default().validate().is_ok());
+        let bad: Vec<fn(&mut ClientConfig)> = vec![
+            |c| c.request_timeout_ms = 0,
+            |c| c.queue_depth_max = 0,
+            |c| c.queue_depth_max = QUEUE_DEPTH_CEILING + 1,
+            |c| {
+                c.srd.send_queue_messages_max = 8;
+                c.queue_depth_max = 9;
+            },
+            |c| c.srd.message_len_max = MESSAGE_LEN_MAX - 1,
+        ];
+        for (i, mutate) in bad.into_iter().enumerate() {
+            let mut c = ClientConfig::default();
+            mutate(&mut c);
+            assert!(c.validate().is_err(), "mutation {i} accepted");
+        }
+    }
+
+    #[test]
+    fn ranges_cover_the_blocks_in_pieces() {
+        let pieces: Vec<_> = ranges(10, 600, 256).unwrap().collect();
+        assert_eq!(pieces, vec![(10, 256), (266, 256), (522, 88)]);
+        assert!(ranges(0, 0, 256).is_err());
+        assert!(ranges(u64::MAX, 2, 256).is_err());
+    }
+
+    #[test]
+    fn requests_are_checked_before_they_are_queued() {
+        let write = |len| Request::Write {
+            lba: 0,
+            fua: false,
+            data: vec![0; len],
+        };
+        assert!(access_of(&write(BLOCK_BYTES)).is_ok());
+        assert!(access_of(&write(BLOCK_BYTES - 1)).is_err());
+        let read = |blocks| Request::Read { lba: 0, blocks };
+        assert!(access_of(&read(READ_BLOCKS_MAX)).is_ok());
+        assert!(access_of(&read(READ_BLOCKS_MAX + 1)).is_err());
+        assert!(access_of(&read(0)).is_err());
+        let trim = Request::Trim {
+            lba: u64::MAX,
+            blocks: 1,
+        };
+        assert!(access_of(&trim).is_err());
+    }
+}

@@ -405,3 +405,26 @@ fn serve(client: &mut Client, stats: &mut ServerStats, send_queue_max: usize) ->
     }
     served
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_limits_are_checked() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let bad: Vec<fn(&mut ServerConfig)> = vec![
+            |c| c.connections_max = 0,
+            |c| c.connections_max = CONNECTIONS_MAX_CEILING + 1,
+            |c| c.idle_timeout_ms = 0,
+            |c| c.srd.send_queue_messages_max = READ_BLOCKS_MAX as usize - 1,
+            |c| c.srd.message_len_max = MESSAGE_LEN_MAX - 1,
+            |c| c.srd.path_count = 0,
+        ];
+        for (i, mutate) in bad.into_iter().enumerate() {
+            let mut c = ServerConfig::default();
+            mutate(&mut c);
+            assert!(c.validate().is_err(), "mutation {i} accepted");
+        }
+    }
+}
