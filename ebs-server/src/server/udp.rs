@@ -35,8 +35,9 @@ pub const CONNECTIONS_MAX_CEILING: usize = 4096;
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Datagrams read from one socket per turn, so one busy path cannot starve the others.
 const RECV_BATCH_MAX: usize = 256;
-/// Longest an idle turn sleeps with traffic in flight somewhere it only yields (see
-/// `UdpEndpoint::idle`); with nothing in flight it sleeps this long.
+/// How long an idle turn sleeps when no connection has packets in flight or a timer due sooner;
+/// otherwise it only yields, as `UdpEndpoint::idle` does: a sleep lasts far longer than asked on
+/// a busy host and would delay held acknowledgements past the client's retransmission timer.
 const IDLE_SLEEP_US: u64 = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -367,11 +368,12 @@ impl ServerLoop {
     }
 
     fn idle(&self) {
-        let in_flight = self
-            .clients
-            .values()
-            .any(|c| c.connection.in_flight_packets() > 0);
-        if in_flight {
+        let soon = self.now_us().saturating_add(IDLE_SLEEP_US);
+        let busy = self.clients.values().any(|c| {
+            c.connection.in_flight_packets() > 0
+                || c.connection.next_timeout_us().is_some_and(|t| t < soon)
+        });
+        if busy {
             std::thread::yield_now();
         } else {
             std::thread::sleep(Duration::from_micros(IDLE_SLEEP_US));
