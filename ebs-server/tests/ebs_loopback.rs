@@ -303,6 +303,42 @@ fn a_stopped_server_makes_the_next_request_time_out() {
 }
 
 #[test]
+fn a_restarted_server_fails_the_old_client_clearly_and_serves_a_new_one() {
+    const REQUEST_TIMEOUT_MS: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let st = store(dir.path());
+    st.create(&spec("v", 64, false)).unwrap();
+    let srv = server(Arc::clone(&st), 10_000, 8);
+    let addrs = srv.local_addrs().to_vec();
+    let mut old = client(&srv, REQUEST_TIMEOUT_MS);
+    old.attach("v", &credential("v")).unwrap();
+    old.write(0, &blocks(0, 4, 1), false).unwrap();
+    old.flush().unwrap();
+    srv.stop().unwrap();
+    // The same ports, the same store: a new process would open the same FTL.
+    let config = ServerConfig {
+        srd: srd_config(),
+        connections_max: 8,
+        idle_timeout_ms: 10_000,
+    };
+    let srv = EbsServer::start(&addrs, st, config).unwrap();
+    // The new server knows no connection: the old client's request reaches a session with no
+    // volume, or its reply is taken for a duplicate of an old one and never delivered. Either
+    // way a clear error, not a hang.
+    let started = Instant::now();
+    let e = old.read(0, 1).unwrap_err();
+    assert!(started.elapsed() < GIVE_UP);
+    assert!(
+        matches!(e, ClientError::Timeout { .. }) || status_of(&e) == Some(Status::NotAttached),
+        "{e}"
+    );
+    // The old session's attachment died with the old server: a new client attaches at once.
+    let mut new = client(&srv, 10_000);
+    new.attach("v", &credential("v")).unwrap();
+    assert!(new.read(0, 4).unwrap() == blocks(0, 4, 1));
+}
+
+#[test]
 fn connections_beyond_the_limit_are_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let st = store(dir.path());
