@@ -5,13 +5,15 @@
 //!             Scalable Reliable Datagram (docs/ebs-srd.md)
 //!  proto/     the block protocol (docs/ebs-protocol.md)
 //!  volumes/   the server's volumes: a catalog and extents of its one FTL
-//!  server/    one client's session: protocol bytes in, replies out
+//!  server/    one client's session (protocol bytes in, replies out) and the server over UDP
+//!  client/    RemoteVolume: a blocking client of one volume, keeping the ordering rules
 //! ```
 //!
-//! The client side and the attach to a guest come in later slices.
+//! The attach to a guest comes in a later slice.
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod proto;
 pub mod server;
 pub mod srd;

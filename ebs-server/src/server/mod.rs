@@ -2,8 +2,14 @@
 //!
 //! ```text
 //!  session.rs   one client's session: block-protocol bytes in, replies out
+//!  udp.rs       the server over UDP: sockets per path, connections demultiplexed by id, idle expiry
 //! ```
 
 mod session;
+mod udp;
 
 pub use session::{Session, SessionCounters};
+pub use udp::{
+    CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, EbsServer, IDLE_TIMEOUT_MS_DEFAULT,
+    ServerConfig, ServerConfigError, ServerStats, StopHandle,
+};

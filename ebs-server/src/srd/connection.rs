@@ -668,6 +668,25 @@ impl Connection {
         }
     }
 
+    /// Sends a probe on every path that has none in flight. A client calls this once when it
+    /// connects: a server that learns each path's peer address from the first datagram on that
+    /// path (one socket per path shared by many connections) can then answer on every path at
+    /// once, instead of losing its first replies on paths the client has not used yet. The
+    /// answers are RTT samples like any probe's.
+    pub fn announce_paths(&mut self, now_us: u64) {
+        for path_id in 0..self.paths.len() {
+            if self.paths[path_id].probe.is_some() {
+                continue;
+            }
+            let packet_number = self.next_packet_number;
+            self.push_control(path_id as u8, Body::Probe);
+            let path = &mut self.paths[path_id];
+            path.probe = Some((packet_number, now_us));
+            path.stats.probes_sent += 1;
+            self.stats.probes_sent += 1;
+        }
+    }
+
     /// When the next probe is due on a path that needs one: suspect paths, and slow paths (which
     /// get no data, so probes are what tells that they recovered).
     fn probe_due_us(&self, path_id: usize) -> Option<u64> {
@@ -719,6 +738,33 @@ mod tests {
 
     fn kind(t: &Transmit) -> u8 {
         t.datagram[5]
+    }
+
+    #[test]
+    fn announced_paths_are_each_probed_and_answered() {
+        let config = Config {
+            path_count: 4,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        a.announce_paths(0);
+        let probes = drain(&mut a, 0);
+        let mut paths: Vec<u8> = probes.iter().map(|t| t.path_id).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, vec![0, 1, 2, 3], "one probe per path");
+        assert!(probes.iter().all(|t| kind(t) == 3), "all probes");
+        // Announcing again while those are unanswered sends nothing more.
+        a.announce_paths(1);
+        assert!(drain(&mut a, 1).is_empty());
+        for t in &probes {
+            b.handle_datagram(10, t.path_id, &t.datagram);
+        }
+        for t in drain(&mut b, 10) {
+            assert_eq!(kind(&t), 4, "probe acks");
+            a.handle_datagram(20, t.path_id, &t.datagram);
+        }
+        assert_eq!(a.stats().probes_answered, 4);
+        assert_eq!(a.stats().acks_unknown, 0);
     }
 
     #[test]

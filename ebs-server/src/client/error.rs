@@ -1,0 +1,33 @@
+//! What a client call can fail with.
+
+use crate::proto::Status;
+use std::io;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The server answered with an ERROR reply.
+    #[error("server refused request {request_id}: {status:?}: {message}")]
+    Server {
+        request_id: u64,
+        status: Status,
+        message: String,
+    },
+    /// No complete answer within the request timeout: the server is gone, restarted (it no longer
+    /// knows this connection) or unreachable. The connection is unusable afterwards.
+    #[error("no answer to request {request_id} within {timeout_ms} ms")]
+    Timeout { request_id: u64, timeout_ms: u64 },
+    /// A request after an earlier timeout or I/O failure: what was in flight is unknown, so the
+    /// ordering rules cannot be kept; connect again.
+    #[error("connection closed after an earlier failure; connect again")]
+    Closed,
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("invalid client config: {0}")]
+    Config(String),
+    /// The server answered with something that does not fit the request.
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+}

@@ -1,0 +1,432 @@
+//! The volume server over UDP: one socket per path shared by every client connection, a thread
+//! that demultiplexes datagrams by the SRD connection id, and a [`Session`] per connection over
+//! the shared [`VolumeStore`].
+//!
+//! A datagram with an unknown connection id opens a connection (up to `connections_max`); the
+//! peer's address on path `i` is learned from the first datagram of that connection on socket `i`,
+//! and later datagrams of that connection from another address on that path are dropped and
+//! counted. A connection nothing has been heard from for `idle_timeout_ms` is dropped with its
+//! session, which releases the attached volume: that is how a crashed client's volume becomes
+//! attachable again.
+//!
+//! Session work (the FTL reads and writes) runs on the I/O thread for now: simple, and a slow
+//! request delays every connection's I/O. A worker pool is a later step.
+
+use super::Session;
+use crate::proto::{MESSAGE_LEN_MAX, READ_BLOCKS_MAX};
+use crate::srd::packet::{self, DATAGRAM_LEN_MAX};
+use crate::srd::{self, Connection};
+use crate::volumes::VolumeStore;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Default most client connections at once.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 256;
+/// Hard ceiling of `connections_max`: each connection holds its transport buffers.
+pub const CONNECTIONS_MAX_CEILING: usize = 4096;
+/// Default time without a datagram after which a connection and its session are dropped.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Datagrams read from one socket per turn, so one busy path cannot starve the others.
+const RECV_BATCH_MAX: usize = 256;
+/// How long an idle turn sleeps when no connection has packets in flight or a timer due sooner;
+/// otherwise it only yields, as `UdpEndpoint::idle` does: a sleep lasts far longer than asked on
+/// a busy host and would delay held acknowledgements past the client's retransmission timer.
+const IDLE_SLEEP_US: u64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid server config: {0}")]
+pub struct ServerConfigError(pub String);
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The transport's limits of every connection; `srd.path_count` sockets are bound.
+    pub srd: srd::Config,
+    pub connections_max: usize,
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            srd: srd::Config::default(),
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), ServerConfigError> {
+        self.srd
+            .validate()
+            .map_err(|e| ServerConfigError(e.to_string()))?;
+        if !(1..=CONNECTIONS_MAX_CEILING).contains(&self.connections_max) {
+            return Err(ServerConfigError(format!(
+                "connections_max {} not in 1..={CONNECTIONS_MAX_CEILING}",
+                self.connections_max
+            )));
+        }
+        if self.idle_timeout_ms == 0 {
+            return Err(ServerConfigError("idle_timeout_ms must be positive".into()));
+        }
+        // A request is taken from the transport only when all its replies fit in the send queue
+        // (a READ has up to READ_BLOCKS_MAX), so no reply is ever refused.
+        if self.srd.send_queue_messages_max < READ_BLOCKS_MAX as usize {
+            return Err(ServerConfigError(format!(
+                "srd.send_queue_messages_max must be at least {READ_BLOCKS_MAX}"
+            )));
+        }
+        if self.srd.message_len_max < MESSAGE_LEN_MAX {
+            return Err(ServerConfigError(format!(
+                "srd.message_len_max must be at least {MESSAGE_LEN_MAX}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the server loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    /// Not an SRD packet (the header did not parse): dropped before any connection saw it.
+    pub datagrams_malformed: u64,
+    /// A known connection's datagram from another address than the one learned for that path.
+    pub datagrams_from_stranger: u64,
+    /// A reply for a path whose peer address is not known yet, or a failed send: the transport
+    /// retransmits it on another path.
+    pub send_failures: u64,
+    pub connections_opened: u64,
+    /// New connection ids refused because `connections_max` were open.
+    pub connections_refused: u64,
+    pub connections_expired: u64,
+    pub connections_open: u64,
+    pub requests: u64,
+}
+
+/// One client connection: its transport state, its session and where its paths lead.
+#[derive(Debug)]
+struct Client {
+    connection: Connection,
+    session: Session,
+    peer: Vec<Option<SocketAddr>>,
+    last_heard_us: u64,
+}
+
+/// A running server. Dropping it stops it.
+#[derive(Debug)]
+pub struct EbsServer {
+    addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<ServerStats>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Stops a server from another thread.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl EbsServer {
+    /// Binds one socket per path (`addrs.len()` must be `config.srd.path_count`; port 0 picks an
+    /// ephemeral port) and starts the server thread.
+    pub fn start(
+        addrs: &[SocketAddr],
+        store: Arc<VolumeStore>,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if addrs.len() != config.srd.path_count {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} addresses for {} paths",
+                    addrs.len(),
+                    config.srd.path_count
+                ),
+            ));
+        }
+        let sockets = addrs
+            .iter()
+            .map(|a| {
+                let s = UdpSocket::bind(a)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let bound = sockets
+            .iter()
+            .map(UdpSocket::local_addr)
+            .collect::<io::Result<Vec<_>>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(ServerStats::default()));
+        let mut server_loop = ServerLoop {
+            sockets,
+            store,
+            config,
+            clients: HashMap::new(),
+            epoch: Instant::now(),
+            buf: vec![0; DATAGRAM_LEN_MAX + 1],
+            stats: ServerStats::default(),
+            shared_stats: Arc::clone(&stats),
+        };
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ebs-server".into())
+            .spawn(move || server_loop.run(&thread_stop))?;
+        Ok(EbsServer {
+            addrs: bound,
+            stop,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address of each path, in path order: what a client connects to.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats.lock().clone()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(Arc::clone(&self.stop))
+    }
+
+    /// Stops the thread and waits for it; every connection and session is dropped, which
+    /// releases their volumes. Returns the loop's I/O error, if it ended on one.
+    pub fn stop(mut self) -> io::Result<ServerStats> {
+        self.shutdown()?;
+        Ok(self.stats())
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("ebs-server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EbsServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "ebs-server stopped on an error");
+        }
+    }
+}
+
+struct ServerLoop {
+    sockets: Vec<UdpSocket>,
+    store: Arc<VolumeStore>,
+    config: ServerConfig,
+    clients: HashMap<u64, Client>,
+    epoch: Instant,
+    buf: Vec<u8>,
+    stats: ServerStats,
+    shared_stats: Arc<Mutex<ServerStats>>,
+}
+
+impl ServerLoop {
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        while !stop.load(Ordering::Acquire) {
+            let active = self.turn()?;
+            *self.shared_stats.lock() = self.stats.clone();
+            if !active {
+                self.idle();
+            }
+        }
+        Ok(())
+    }
+
+    /// Microseconds since the loop started, from the monotonic clock.
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn turn(&mut self) -> io::Result<bool> {
+        let mut active = self.receive()?;
+        let now = self.now_us();
+        let send_queue_max = self.config.srd.send_queue_messages_max;
+        for client in self.clients.values_mut() {
+            active |= serve(client, &mut self.stats, send_queue_max);
+            if client
+                .connection
+                .next_timeout_us()
+                .is_some_and(|t| t <= now)
+            {
+                client.connection.handle_timeout(now);
+            }
+            while let Some(t) = client.connection.poll_transmit(now) {
+                active = true;
+                let path = usize::from(t.path_id);
+                let Some(to) = client.peer.get(path).copied().flatten() else {
+                    self.stats.send_failures += 1;
+                    continue;
+                };
+                match self.sockets[path].send_to(&t.datagram, to) {
+                    Ok(_) => self.stats.datagrams_sent += 1,
+                    Err(_) => self.stats.send_failures += 1,
+                }
+            }
+        }
+        self.expire(now);
+        Ok(active)
+    }
+
+    /// Reads up to RECV_BATCH_MAX datagrams from each socket and hands each to its connection.
+    fn receive(&mut self) -> io::Result<bool> {
+        let mut active = false;
+        for path in 0..self.sockets.len() {
+            for _ in 0..RECV_BATCH_MAX {
+                let (len, from) = match self.sockets[path].recv_from(&mut self.buf) {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // An earlier send to a client that has gone surfaces here on Linux.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => return Err(e),
+                };
+                active = true;
+                self.stats.datagrams_received += 1;
+                let now = self.now_us();
+                let datagram = &self.buf[..len];
+                let Ok(parsed) = packet::parse(datagram) else {
+                    self.stats.datagrams_malformed += 1;
+                    continue;
+                };
+                let id = parsed.connection_id;
+                if !self.clients.contains_key(&id) {
+                    if self.clients.len() >= self.config.connections_max {
+                        self.stats.connections_refused += 1;
+                        continue;
+                    }
+                    let connection = Connection::new(self.config.srd.clone(), id)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                    self.clients.insert(
+                        id,
+                        Client {
+                            connection,
+                            session: Session::new(Arc::clone(&self.store)),
+                            peer: vec![None; self.sockets.len()],
+                            last_heard_us: now,
+                        },
+                    );
+                    self.stats.connections_opened += 1;
+                    tracing::debug!(connection = id, %from, "connection opened");
+                }
+                let Some(client) = self.clients.get_mut(&id) else {
+                    continue;
+                };
+                match client.peer[path] {
+                    Some(known) if known != from => {
+                        self.stats.datagrams_from_stranger += 1;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => client.peer[path] = Some(from),
+                }
+                client.last_heard_us = now;
+                client.connection.handle_datagram(now, path as u8, datagram);
+            }
+        }
+        self.stats.connections_open = self.clients.len() as u64;
+        Ok(active)
+    }
+
+    /// Drops the connections nothing was heard from for idle_timeout_ms, with their sessions.
+    fn expire(&mut self, now_us: u64) {
+        let idle_us = self.config.idle_timeout_ms.saturating_mul(1000);
+        let before = self.clients.len();
+        self.clients
+            .retain(|_, c| now_us.saturating_sub(c.last_heard_us) < idle_us);
+        let expired = before - self.clients.len();
+        if expired > 0 {
+            tracing::info!(expired, "idle connections dropped");
+            self.stats.connections_expired += expired as u64;
+            self.stats.connections_open = self.clients.len() as u64;
+        }
+    }
+
+    fn idle(&self) {
+        let soon = self.now_us().saturating_add(IDLE_SLEEP_US);
+        let busy = self.clients.values().any(|c| {
+            c.connection.in_flight_packets() > 0
+                || c.connection.next_timeout_us().is_some_and(|t| t < soon)
+        });
+        if busy {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(IDLE_SLEEP_US));
+        }
+    }
+}
+
+/// Takes delivered requests while their replies fit in the send queue, and queues the replies.
+/// Returns whether a request was handled.
+fn serve(client: &mut Client, stats: &mut ServerStats, send_queue_max: usize) -> bool {
+    let mut served = false;
+    let room_needed = READ_BLOCKS_MAX as usize;
+    loop {
+        let queued = client.connection.unacked_messages();
+        if queued + room_needed > send_queue_max {
+            // The rest waits in the transport's deliver queue, which pushes back on the client.
+            break;
+        }
+        let Some(delivered) = client.connection.poll_delivered() else {
+            break;
+        };
+        served = true;
+        stats.requests += 1;
+        for reply in client.session.handle(&delivered.payload) {
+            if let Err(e) = client.connection.send_message(reply.encode()) {
+                // Not reached: the room was checked above and replies are within
+                // message_len_max (ServerConfig::validate). Logged rather than unwrapped.
+                tracing::error!(error = %e, "reply refused by the transport");
+            }
+        }
+    }
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_limits_are_checked() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let bad: Vec<fn(&mut ServerConfig)> = vec![
+            |c| c.connections_max = 0,
+            |c| c.connections_max = CONNECTIONS_MAX_CEILING + 1,
+            |c| c.idle_timeout_ms = 0,
+            |c| c.srd.send_queue_messages_max = READ_BLOCKS_MAX as usize - 1,
+            |c| c.srd.message_len_max = MESSAGE_LEN_MAX - 1,
+            |c| c.srd.path_count = 0,
+        ];
+        for (i, mutate) in bad.into_iter().enumerate() {
+            let mut c = ServerConfig::default();
+            mutate(&mut c);
+            assert!(c.validate().is_err(), "mutation {i} accepted");
+        }
+    }
+}
