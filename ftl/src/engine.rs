@@ -190,6 +190,15 @@ pub struct Engine {
     /// The victim page `relocation_buf` holds, so moving its slots reads it once.
     pub relocation_page: Option<u32>,
     pub oob_buf: Vec<u8>,
+    /// The global GC scheduler, attached for timed devices (`Ftl::attach_gc_scheduler`). With it,
+    /// host writes do not run GC; `background_gc` does, on the dies the scheduler allows.
+    pub sched: Option<crate::gc_sched::GcScheduler>,
+    /// While set, new pages go to dies marked true when one of them can take the page (the
+    /// scheduler's choice of dies); other dies only when none can.
+    pub die_filter: Option<Vec<bool>>,
+    /// Leading entries of `pending_erase` that a barrier has covered: they may be erased one by
+    /// one without another barrier (background GC).
+    pub erase_ready: usize,
 }
 
 impl Engine {
@@ -245,6 +254,9 @@ impl Engine {
             relocation_page: None,
             victim_lpas: Vec::new(),
             oob_buf: vec![0; layout.oob_size],
+            sched: None,
+            die_filter: None,
+            erase_ready: 0,
             free,
             blocks,
             config,
@@ -300,6 +312,43 @@ impl Engine {
         // The version (and, sealed, the generation in the nonce) is taken once: a page placed
         // again after a failed program keeps it.
         let data_seq = self.take_seq();
+        // With a scheduler, a host page goes to a die with nothing queued when one can take it,
+        // so it neither waits itself nor makes reads wait behind it.
+        if let Some(sched) = &self.sched {
+            self.die_filter = Some(sched.idle_dies());
+        }
+        let placed = self.place_host(sh, lpa, data_seq, data, stream);
+        self.die_filter = None;
+        let psn = placed?;
+        self.temperature.record_write(lpa);
+        self.counters.host_pages_written += 1;
+        let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
+        self.release(old);
+        self.program_full_pages(sh)?;
+        if durable {
+            self.make_durable(sh, lpa)?;
+        }
+        // With a scheduler GC runs in `background_gc`, driven by its caller; host writes only
+        // fall back to foreground GC (`make_room`) when free space runs out.
+        if self.sched.is_none() {
+            self.pace_gc(sh)?;
+        }
+        if self.checkpoint_due {
+            self.checkpoint_due = false;
+            self.write_checkpoint(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Seals (if sealing) and places one host page; returns its slot.
+    fn place_host(
+        &mut self,
+        sh: &Shared,
+        lpa: u32,
+        data_seq: u64,
+        data: &[u8],
+        stream: u8,
+    ) -> Result<u32, FtlError> {
         let psn = match self.sealer.clone() {
             None => {
                 let facts = PageFacts {
@@ -322,20 +371,7 @@ impl Engine {
                 result?
             }
         };
-        self.temperature.record_write(lpa);
-        self.counters.host_pages_written += 1;
-        let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
-        self.release(old);
-        self.program_full_pages(sh)?;
-        if durable {
-            self.make_durable(sh, lpa)?;
-        }
-        self.pace_gc(sh)?;
-        if self.checkpoint_due {
-            self.checkpoint_due = false;
-            self.write_checkpoint(sh)?;
-        }
-        Ok(())
+        Ok(psn)
     }
 
     /// The next page `stream` programs: rotates over dies so a burst uses all of them. None when
@@ -345,10 +381,28 @@ impl Engine {
         if stream == STREAM_WL {
             return self.alloc_wear_leveling_page();
         }
+        if self.die_filter.is_some() {
+            let start = self.cursor[s];
+            if let Some(at) = self.alloc_page_on(stream, relocation, true) {
+                return Some(at);
+            }
+            // No preferred die can take the page: any die may, from where the rotation was.
+            self.cursor[s] = start;
+        }
+        self.alloc_page_on(stream, relocation, false)
+    }
+
+    /// `alloc_page` over the dies of the rotation; with `filtered`, only the dies `die_filter`
+    /// marks.
+    fn alloc_page_on(&mut self, stream: u8, relocation: bool, filtered: bool) -> Option<PageAt> {
+        let s = stream as usize;
         let dies = self.rotation.len();
         for _ in 0..dies {
             let die = self.rotation[self.cursor[s]];
             self.cursor[s] = (self.cursor[s] + 1) % dies;
+            if filtered && self.die_filter.as_ref().is_some_and(|f| !f[die as usize]) {
+                continue;
+            }
             if self.open[s][die as usize].is_none() {
                 let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
                 if self.open_count[s] >= self.max_open_per_stream

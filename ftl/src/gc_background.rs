@@ -1,0 +1,99 @@
+//! Background GC under the global scheduler (`gc_sched.rs`): one unit of work per call, on the
+//! dies the scheduler allows at the clock's current time.
+//!
+//! A unit is one erase of a collected block, or one page move (read on the victim's die, program
+//! on another die). Between two units the caller serves host requests: GC is preemptible between
+//! page moves. Erases come first (they free space at no write cost), then moves.
+
+use crate::engine::{Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, Shared};
+use crate::error::FtlError;
+use crate::gc_sched::{GcPlan, GcWork};
+
+/// Collected blocks gathered before one barrier covers them all (as in foreground GC).
+const ERASE_BATCH: usize = 4;
+/// Dies one page move may touch: the victim's (read) and the destination's (program, and the
+/// summary when the destination block fills).
+const DIES_PER_MOVE: u32 = 2;
+
+impl Engine {
+    /// One unit of GC work if it is needed and the scheduler allows it; `Idle` without a scheduler.
+    pub fn background_gc(&mut self, sh: &Shared) -> Result<GcWork, FtlError> {
+        if self.sched.is_none() || self.read_only.is_some() {
+            return Ok(GcWork::Idle);
+        }
+        // The barrier before erases programs host data still in assembly and the trim log: it is
+        // the host's durability, not GC work, so it runs before the scheduler looks at the dies.
+        if self.erase_ready == 0 && self.erase_wanted() {
+            self.barrier(sh)?;
+            self.erase_ready = self.pending_erase.len();
+        }
+        let Some(sched) = self.sched.as_ref() else {
+            return Ok(GcWork::Idle);
+        };
+        let plan = sched.plan();
+        let before = sched.busy_until_ns();
+        let work = self.background_unit(sh, &plan)?;
+        if let Some(sched) = self.sched.as_mut() {
+            sched.record(&plan, &before, work);
+        }
+        Ok(work)
+    }
+
+    /// Collected blocks are waiting and enough of them (or free space is short) to pay a barrier.
+    fn erase_wanted(&self) -> bool {
+        let pending = self.pending_erase.len();
+        pending >= ERASE_BATCH || (pending > 0 && self.free.count() < FREE_BLOCKS_BACKGROUND)
+    }
+
+    fn background_unit(&mut self, sh: &Shared, plan: &GcPlan) -> Result<GcWork, FtlError> {
+        if plan.erase_allowed && plan.free_slots >= 1 {
+            let ready = self.erase_ready.min(self.pending_erase.len());
+            let pick = (0..ready).find(|&i| {
+                let die = self.layout.die_of(self.pending_erase[i]);
+                plan.eligible[die as usize]
+            });
+            if let Some(i) = pick {
+                let gblock = self.pending_erase.remove(i);
+                self.erase_ready = ready - 1;
+                if let Err(e) = self.erase_collected(sh, gblock) {
+                    self.pending_erase.insert(i, gblock);
+                    self.erase_ready = ready;
+                    return Err(e);
+                }
+                return Ok(GcWork::Erased);
+            }
+        }
+        let free = self.free.count() + self.pending_erase.len() as u32;
+        if free >= FREE_BLOCKS_BACKGROUND {
+            return Ok(if self.pending_erase.is_empty() {
+                GcWork::Idle
+            } else {
+                GcWork::Blocked
+            });
+        }
+        if plan.free_slots < DIES_PER_MOVE {
+            return Ok(GcWork::Blocked);
+        }
+        if self.gc.is_none() {
+            self.gc = self.pick_victim();
+        }
+        let Some(job) = self.gc else {
+            // Nothing to collect; foreground GC decides whether that is out of space.
+            return Ok(GcWork::Idle);
+        };
+        if !plan.eligible[self.layout.die_of(job.victim) as usize] {
+            return Ok(GcWork::Blocked);
+        }
+        self.die_filter = Some(plan.eligible.clone());
+        let step = self.gc_step(sh, 1);
+        self.die_filter = None;
+        step?;
+        Ok(GcWork::Moved)
+    }
+
+    /// Host writes may go on without forcing foreground GC: free blocks stay above the urgent
+    /// watermark. A driver with a scheduler holds writes back while this is false.
+    pub fn write_admitted(&self) -> bool {
+        self.sched.is_none() || self.free.count() > FREE_BLOCKS_URGENT
+    }
+}

@@ -1,0 +1,244 @@
+//! The global GC scheduler: which dies may take garbage-collection work now.
+//!
+//! It sees every device's timing model, so it knows for each die when the work charged to it
+//! ends. GC work (a relocation read or program, an erase) is issued only to a die that is idle at
+//! the current time, i.e. that has no host operation queued: host reads never wait behind GC work
+//! that was queued after them, and a read that arrives while GC work runs suspends it (program /
+//! erase suspend in the timing model). On top of that:
+//! - at most `max_gc_dies` (the configured share of all dies) have GC work in flight at once;
+//! - spread across channels: at most `ceil(max_gc_dies / channels)` of them on one channel;
+//! - staggered in time: erase starts are at least `tBERS / max_gc_dies` apart, so erases do not
+//!   start in a burst on many dies;
+//! - preemptible between page moves: the engine asks before each move (`Engine::background_gc`).
+//!
+//! The scheduler holds no FTL state; the engine tells it which dies it is about to touch and it
+//! records what the models say those dies are busy with afterwards.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::layout::Layout;
+use crate::nand::timing::{Clock, TimingModel};
+
+/// The timing side of the devices an FTL runs on: each device's model (in device order) and the
+/// clock they are charged on.
+#[derive(Clone, Debug)]
+pub struct GcTiming {
+    pub models: Vec<Arc<Mutex<TimingModel>>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What one call of `Ftl::background_gc` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcWork {
+    /// No GC needed (free space above the background watermark), or no scheduler attached.
+    Idle,
+    /// GC is needed but no die may take it now (busy with host work, or the share is used up).
+    Blocked,
+    /// One valid page (or the victim's page list) was read and programmed elsewhere.
+    Moved,
+    /// One collected block was erased.
+    Erased,
+}
+
+/// Counters of the scheduler since it was attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcSchedStats {
+    /// The most dies that may have GC work in flight at once.
+    pub max_gc_dies: u32,
+    /// The most that ever did.
+    pub peak_gc_dies: u32,
+    pub moves: u64,
+    pub erases: u64,
+    /// Calls that found GC needed but no die allowed to take it.
+    pub blocked: u64,
+    /// Relocations placed on a die that was not idle because no idle die had room for them.
+    pub busy_die_placements: u64,
+}
+
+/// Which dies may take GC work at one instant, and how many more may join.
+#[derive(Clone, Debug)]
+pub struct GcPlan {
+    pub now_ns: u64,
+    /// Per global die: idle now, not already doing GC work, and its channel has room.
+    pub eligible: Vec<bool>,
+    /// Dies that may still start GC work (the share minus those doing it).
+    pub free_slots: u32,
+    /// An erase may start now (stagger).
+    pub erase_allowed: bool,
+}
+
+#[derive(Debug)]
+pub struct GcScheduler {
+    models: Vec<Arc<Mutex<TimingModel>>>,
+    clock: Arc<dyn Clock>,
+    dies_per_device: u32,
+    channels_per_device: u32,
+    max_gc_dies: u32,
+    max_gc_dies_per_channel: u32,
+    /// Per global die: end (as charged) of the last GC work issued there.
+    gc_until_ns: Vec<u64>,
+    erase_stagger_ns: u64,
+    last_erase_start_ns: Option<u64>,
+    stats: GcSchedStats,
+}
+
+impl GcScheduler {
+    pub fn new(timing: GcTiming, layout: &Layout, gc_die_share: f64) -> Result<Self, String> {
+        if timing.models.len() != layout.devices as usize {
+            return Err(format!(
+                "{} timing models for {} devices",
+                timing.models.len(),
+                layout.devices
+            ));
+        }
+        let dies_per_device = layout.dies_per_device;
+        let mut erase_ns = 0;
+        for (device, model) in timing.models.iter().enumerate() {
+            let m = model.lock();
+            if m.dies() != dies_per_device {
+                return Err(format!(
+                    "device {device}: timing model has {} dies, the geometry {dies_per_device}",
+                    m.dies()
+                ));
+            }
+            erase_ns = m.config().erase_us * 1_000;
+        }
+        if !(0.01..=1.0).contains(&gc_die_share) {
+            return Err(format!("gc_die_share {gc_die_share} not in 0.01..=1.0"));
+        }
+        let dies = layout.dies();
+        // At least two: one move reads on the victim's die and programs on another.
+        let max_gc_dies = ((f64::from(dies) * gc_die_share).floor() as u32).clamp(2, dies.max(2));
+        let channels_per_device = layout.geometry.channels;
+        let channels = channels_per_device * layout.devices;
+        Ok(Self {
+            models: timing.models,
+            clock: timing.clock,
+            dies_per_device,
+            channels_per_device,
+            max_gc_dies,
+            max_gc_dies_per_channel: max_gc_dies.div_ceil(channels).max(2),
+            gc_until_ns: vec![0; dies as usize],
+            erase_stagger_ns: erase_ns / u64::from(max_gc_dies),
+            last_erase_start_ns: None,
+            stats: GcSchedStats {
+                max_gc_dies,
+                ..GcSchedStats::default()
+            },
+        })
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub fn stats(&self) -> GcSchedStats {
+        self.stats
+    }
+
+    fn split(&self, die: u32) -> (usize, u32) {
+        (
+            (die / self.dies_per_device) as usize,
+            die % self.dies_per_device,
+        )
+    }
+
+    /// Global channel of a global die.
+    pub fn channel_of(&self, die: u32) -> u32 {
+        let (device, local) = self.split(die);
+        let channel = self.models[device].lock().channel_of_die(local);
+        device as u32 * self.channels_per_device + channel
+    }
+
+    /// When every die finishes the work charged to it so far.
+    pub fn busy_until_ns(&self) -> Vec<u64> {
+        let mut out = Vec::with_capacity(self.gc_until_ns.len());
+        for model in &self.models {
+            let m = model.lock();
+            out.extend((0..self.dies_per_device).map(|d| m.die_busy_until_ns(d)));
+        }
+        out
+    }
+
+    /// Dies with GC work in flight at `now_ns`.
+    pub fn gc_dies_at(&self, now_ns: u64) -> u32 {
+        self.gc_until_ns.iter().filter(|&&t| t > now_ns).count() as u32
+    }
+
+    /// Which dies may take GC work at the clock's current time.
+    pub fn plan(&self) -> GcPlan {
+        let now_ns = self.now_ns();
+        let busy = self.busy_until_ns();
+        let channels = (self.channels_per_device * self.models.len() as u32) as usize;
+        let mut per_channel = vec![0u32; channels];
+        let mut active = 0;
+        for (die, &until) in self.gc_until_ns.iter().enumerate() {
+            if until > now_ns {
+                per_channel[self.channel_of(die as u32) as usize] += 1;
+                active += 1;
+            }
+        }
+        assert!(active <= self.max_gc_dies, "{active} dies in GC");
+        let eligible = (0..busy.len())
+            .map(|die| {
+                busy[die] <= now_ns
+                    && self.gc_until_ns[die] <= now_ns
+                    && per_channel[self.channel_of(die as u32) as usize]
+                        < self.max_gc_dies_per_channel
+            })
+            .collect();
+        let erase_allowed = self
+            .last_erase_start_ns
+            .is_none_or(|t| now_ns >= t + self.erase_stagger_ns);
+        GcPlan {
+            now_ns,
+            eligible,
+            free_slots: self.max_gc_dies - active,
+            erase_allowed,
+        }
+    }
+
+    /// After the engine issued GC work at `plan.now_ns`: every die whose busy time grew since
+    /// `before` took some of it and counts as doing GC until that work ends.
+    pub fn record(&mut self, plan: &GcPlan, before: &[u64], work: GcWork) {
+        let after = self.busy_until_ns();
+        let mut touched_busy = false;
+        for (die, (&b, &a)) in before.iter().zip(&after).enumerate() {
+            if a > b {
+                if b > plan.now_ns {
+                    touched_busy = true;
+                }
+                self.gc_until_ns[die] = self.gc_until_ns[die].max(a);
+            }
+        }
+        if touched_busy {
+            self.stats.busy_die_placements += 1;
+        }
+        let active = self.gc_dies_at(plan.now_ns);
+        // The engine asks for at most as many dies as `free_slots`: the share holds.
+        assert!(
+            active <= self.max_gc_dies,
+            "{active} dies in GC, at most {} allowed",
+            self.max_gc_dies
+        );
+        self.stats.peak_gc_dies = self.stats.peak_gc_dies.max(active);
+        match work {
+            GcWork::Moved => self.stats.moves += 1,
+            GcWork::Erased => {
+                self.stats.erases += 1;
+                self.last_erase_start_ns = Some(plan.now_ns);
+            }
+            GcWork::Blocked => self.stats.blocked += 1,
+            GcWork::Idle => {}
+        }
+    }
+
+    /// Per global die, idle at the clock's current time (for placing host writes).
+    pub fn idle_dies(&self) -> Vec<bool> {
+        let now_ns = self.now_ns();
+        self.busy_until_ns().iter().map(|&t| t <= now_ns).collect()
+    }
+}
