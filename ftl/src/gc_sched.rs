@@ -6,7 +6,8 @@
 //! that was queued after them, and a read that arrives while GC work runs suspends it (program /
 //! erase suspend in the timing model). On top of that:
 //! - at most `max_gc_dies` (the configured share of all dies) have GC work in flight at once;
-//! - spread across channels: at most `ceil(max_gc_dies / channels)` of them on one channel;
+//! - spread across channels: a die may join only while its channel has fewer than
+//!   `ceil(max_gc_dies / channels)` dies in GC (one move may then add its two dies there);
 //! - staggered in time: erase starts are at least `tBERS / max_gc_dies` apart, so erases do not
 //!   start in a burst on many dies;
 //! - preemptible between page moves: the engine asks before each move (`Engine::background_gc`).
@@ -78,6 +79,8 @@ pub struct GcScheduler {
     channels_per_device: u32,
     max_gc_dies: u32,
     max_gc_dies_per_channel: u32,
+    /// Global channel of each global die.
+    channel_of_die: Vec<u32>,
     /// Per global die: end (as charged) of the last GC work issued there.
     gc_until_ns: Vec<u64>,
     erase_stagger_ns: u64,
@@ -96,8 +99,13 @@ impl GcScheduler {
         }
         let dies_per_device = layout.dies_per_device;
         let mut erase_ns = 0;
+        let mut channel_of_die = Vec::with_capacity(layout.dies() as usize);
+        let channels_per_device = layout.geometry.channels;
         for (device, model) in timing.models.iter().enumerate() {
             let m = model.lock();
+            channel_of_die.extend(
+                (0..m.dies()).map(|d| device as u32 * channels_per_device + m.channel_of_die(d)),
+            );
             if m.dies() != dies_per_device {
                 return Err(format!(
                     "device {device}: timing model has {} dies, the geometry {dies_per_device}",
@@ -112,7 +120,6 @@ impl GcScheduler {
         let dies = layout.dies();
         // At least two: one move reads on the victim's die and programs on another.
         let max_gc_dies = ((f64::from(dies) * gc_die_share).floor() as u32).clamp(2, dies.max(2));
-        let channels_per_device = layout.geometry.channels;
         let channels = channels_per_device * layout.devices;
         Ok(Self {
             models: timing.models,
@@ -120,7 +127,8 @@ impl GcScheduler {
             dies_per_device,
             channels_per_device,
             max_gc_dies,
-            max_gc_dies_per_channel: max_gc_dies.div_ceil(channels).max(2),
+            max_gc_dies_per_channel: max_gc_dies.div_ceil(channels).max(1),
+            channel_of_die,
             gc_until_ns: vec![0; dies as usize],
             erase_stagger_ns: erase_ns / u64::from(max_gc_dies),
             last_erase_start_ns: None,
@@ -139,18 +147,9 @@ impl GcScheduler {
         self.stats
     }
 
-    fn split(&self, die: u32) -> (usize, u32) {
-        (
-            (die / self.dies_per_device) as usize,
-            die % self.dies_per_device,
-        )
-    }
-
     /// Global channel of a global die.
     pub fn channel_of(&self, die: u32) -> u32 {
-        let (device, local) = self.split(die);
-        let channel = self.models[device].lock().channel_of_die(local);
-        device as u32 * self.channels_per_device + channel
+        self.channel_of_die[die as usize]
     }
 
     /// When every die finishes the work charged to it so far.
