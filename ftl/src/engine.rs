@@ -29,6 +29,10 @@ const PARALLEL_STREAMS: u64 = 3;
 /// Stream codes recorded in the OOB of non-data pages.
 pub const STREAM_TRIM: u8 = 8;
 pub const STREAM_CHECKPOINT: u8 = 9;
+/// Die ranks of `Engine::die_filter` (from `GcScheduler::die_ranks`).
+pub const RANK_IDLE: u8 = 0;
+pub const RANK_BUSY: u8 = 1;
+pub const RANK_COLLECTING: u8 = 2;
 /// A slot that holds no logical page (in a victim's slot list, or a padded slot's summary entry).
 pub const NO_LPA: u32 = u32::MAX;
 
@@ -193,9 +197,9 @@ pub struct Engine {
     /// The global GC scheduler, attached for timed devices (`Ftl::attach_gc_scheduler`). With it,
     /// host writes do not run GC; `background_gc` does, on the dies the scheduler allows.
     pub sched: Option<crate::gc_sched::GcScheduler>,
-    /// While set, new pages go to dies marked true when one of them can take the page (the
-    /// scheduler's choice of dies); other dies only when none can.
-    pub die_filter: Option<Vec<bool>>,
+    /// While set, a new page goes to a die of the lowest rank that can take it (the scheduler's
+    /// ranks: idle, busy with host work, being collected); any die only when none can.
+    pub die_filter: Option<Vec<u8>>,
     /// Leading entries of `pending_erase` that a barrier has covered: they may be erased one by
     /// one without another barrier (background GC).
     pub erase_ready: usize,
@@ -315,7 +319,7 @@ impl Engine {
         // With a scheduler, a host page goes to a die with nothing queued when one can take it,
         // so it neither waits itself nor makes reads wait behind it.
         if let Some(sched) = &self.sched {
-            self.die_filter = Some(sched.idle_dies());
+            self.die_filter = Some(sched.die_ranks());
         }
         let placed = self.place_host(sh, lpa, data_seq, data, stream);
         self.die_filter = None;
@@ -383,24 +387,33 @@ impl Engine {
         }
         if self.die_filter.is_some() {
             let start = self.cursor[s];
-            if let Some(at) = self.alloc_page_on(stream, relocation, true) {
-                return Some(at);
+            for rank in [RANK_IDLE, RANK_BUSY] {
+                if let Some(at) = self.alloc_page_on(stream, relocation, Some(rank)) {
+                    return Some(at);
+                }
+                // No die of this rank can take the page: try the next, from the same place.
+                self.cursor[s] = start;
             }
-            // No preferred die can take the page: any die may, from where the rotation was.
-            self.cursor[s] = start;
         }
-        self.alloc_page_on(stream, relocation, false)
+        self.alloc_page_on(stream, relocation, None)
     }
 
-    /// `alloc_page` over the dies of the rotation; with `filtered`, only the dies `die_filter`
-    /// marks.
-    fn alloc_page_on(&mut self, stream: u8, relocation: bool, filtered: bool) -> Option<PageAt> {
+    /// `alloc_page` over the dies of the rotation; with `max_rank`, only the dies `die_filter`
+    /// ranks at most that.
+    fn alloc_page_on(
+        &mut self,
+        stream: u8,
+        relocation: bool,
+        max_rank: Option<u8>,
+    ) -> Option<PageAt> {
         let s = stream as usize;
         let dies = self.rotation.len();
         for _ in 0..dies {
             let die = self.rotation[self.cursor[s]];
             self.cursor[s] = (self.cursor[s] + 1) % dies;
-            if filtered && self.die_filter.as_ref().is_some_and(|f| !f[die as usize]) {
+            if let (Some(max), Some(ranks)) = (max_rank, self.die_filter.as_ref())
+                && ranks[die as usize] > max
+            {
                 continue;
             }
             if self.open[s][die as usize].is_none() {

@@ -11,9 +11,6 @@ use crate::gc_sched::{GcPlan, GcWork};
 
 /// Collected blocks gathered before one barrier covers them all (as in foreground GC).
 const ERASE_BATCH: usize = 4;
-/// Dies one page move may touch: the victim's (read) and the destination's (program, and the
-/// summary when the destination block fills).
-const DIES_PER_MOVE: u32 = 2;
 
 impl Engine {
     /// One unit of GC work if it is needed and the scheduler allows it; `Idle` without a scheduler.
@@ -32,9 +29,10 @@ impl Engine {
         };
         let plan = sched.plan();
         let before = sched.busy_until_ns();
-        let work = self.background_unit(sh, &plan)?;
+        let ranks = sched.die_ranks();
+        let (work, collecting) = self.background_unit(sh, &plan, ranks)?;
         if let Some(sched) = self.sched.as_mut() {
-            sched.record(&plan, &before, work);
+            sched.record(&plan, &before, work, collecting);
         }
         Ok(work)
     }
@@ -45,7 +43,13 @@ impl Engine {
         pending >= ERASE_BATCH || (pending > 0 && self.free.count() < FREE_BLOCKS_BACKGROUND)
     }
 
-    fn background_unit(&mut self, sh: &Shared, plan: &GcPlan) -> Result<GcWork, FtlError> {
+    /// The unit done and the die it collected on (read from or erased).
+    fn background_unit(
+        &mut self,
+        sh: &Shared,
+        plan: &GcPlan,
+        ranks: Vec<u8>,
+    ) -> Result<(GcWork, Option<u32>), FtlError> {
         if plan.erase_allowed && plan.free_slots >= 1 {
             let ready = self.erase_ready.min(self.pending_erase.len());
             let pick = (0..ready).find(|&i| {
@@ -60,35 +64,38 @@ impl Engine {
                     self.erase_ready = ready;
                     return Err(e);
                 }
-                return Ok(GcWork::Erased);
+                return Ok((GcWork::Erased, Some(self.layout.die_of(gblock))));
             }
         }
         let free = self.free.count() + self.pending_erase.len() as u32;
         if free >= FREE_BLOCKS_BACKGROUND {
-            return Ok(if self.pending_erase.is_empty() {
+            let work = if self.pending_erase.is_empty() {
                 GcWork::Idle
             } else {
                 GcWork::Blocked
-            });
+            };
+            return Ok((work, None));
         }
-        if plan.free_slots < DIES_PER_MOVE {
-            return Ok(GcWork::Blocked);
+        if plan.free_slots == 0 {
+            return Ok((GcWork::Blocked, None));
         }
         if self.gc.is_none() {
             self.gc = self.pick_victim();
         }
         let Some(job) = self.gc else {
             // Nothing to collect; foreground GC decides whether that is out of space.
-            return Ok(GcWork::Idle);
+            return Ok((GcWork::Idle, None));
         };
-        if !plan.eligible[self.layout.die_of(job.victim) as usize] {
-            return Ok(GcWork::Blocked);
+        let victim_die = self.layout.die_of(job.victim);
+        if !plan.eligible[victim_die as usize] {
+            return Ok((GcWork::Blocked, None));
         }
-        self.die_filter = Some(plan.eligible.clone());
+        // The relocated page goes where a host page would: to a die with nothing queued.
+        self.die_filter = Some(ranks);
         let step = self.gc_step(sh, 1);
         self.die_filter = None;
         step?;
-        Ok(GcWork::Moved)
+        Ok((GcWork::Moved, Some(victim_die)))
     }
 
     /// Host writes may go on without forcing foreground GC: free blocks stay above the urgent

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::engine::{RANK_BUSY, RANK_COLLECTING, RANK_IDLE};
 use crate::layout::Layout;
 use crate::nand::timing::{Clock, TimingModel};
 
@@ -55,7 +56,7 @@ pub struct GcSchedStats {
     pub erases: u64,
     /// Calls that found GC needed but no die allowed to take it.
     pub blocked: u64,
-    /// Relocations placed on a die that was not idle because no idle die had room for them.
+    /// GC units whose relocated page went to a die that was not idle (no idle die could take it).
     pub busy_die_placements: u64,
 }
 
@@ -81,7 +82,7 @@ pub struct GcScheduler {
     max_gc_dies_per_channel: u32,
     /// Global channel of each global die.
     channel_of_die: Vec<u32>,
-    /// Per global die: end (as charged) of the last GC work issued there.
+    /// Per global die: end (as charged) of the last collection work (victim read, erase) there.
     gc_until_ns: Vec<u64>,
     erase_stagger_ns: u64,
     last_erase_start_ns: Option<u64>,
@@ -118,8 +119,8 @@ impl GcScheduler {
             return Err(format!("gc_die_share {gc_die_share} not in 0.01..=1.0"));
         }
         let dies = layout.dies();
-        // At least two: one move reads on the victim's die and programs on another.
-        let max_gc_dies = ((f64::from(dies) * gc_die_share).floor() as u32).clamp(2, dies.max(2));
+        // At least one, or GC could never run.
+        let max_gc_dies = ((f64::from(dies) * gc_die_share).floor() as u32).clamp(1, dies);
         let channels = channels_per_device * layout.devices;
         Ok(Self {
             models: timing.models,
@@ -200,24 +201,28 @@ impl GcScheduler {
         }
     }
 
-    /// After the engine issued GC work at `plan.now_ns`: every die whose busy time grew since
-    /// `before` took some of it and counts as doing GC until that work ends.
-    pub fn record(&mut self, plan: &GcPlan, before: &[u64], work: GcWork) {
+    /// After the engine issued GC work at `plan.now_ns`: `collecting` is the die whose block it
+    /// read from or erased; it counts as in GC until that work ends. Other dies whose busy time
+    /// grew took the relocated pages (programs, placed like host writes on idle dies).
+    pub fn record(&mut self, plan: &GcPlan, before: &[u64], work: GcWork, collecting: Option<u32>) {
         let after = self.busy_until_ns();
-        let mut touched_busy = false;
+        let mut placed_on_busy = false;
         for (die, (&b, &a)) in before.iter().zip(&after).enumerate() {
-            if a > b {
-                if b > plan.now_ns {
-                    touched_busy = true;
-                }
+            if a <= b {
+                continue;
+            }
+            if Some(die as u32) == collecting {
                 self.gc_until_ns[die] = self.gc_until_ns[die].max(a);
+            } else if b > plan.now_ns {
+                placed_on_busy = true;
             }
         }
-        if touched_busy {
+        if placed_on_busy {
             self.stats.busy_die_placements += 1;
         }
         let active = self.gc_dies_at(plan.now_ns);
-        // The engine asks for at most as many dies as `free_slots`: the share holds.
+        // The engine collects only on eligible dies, one per unit, with a slot free: the share
+        // holds.
         assert!(
             active <= self.max_gc_dies,
             "{active} dies in GC, at most {} allowed",
@@ -235,9 +240,23 @@ impl GcScheduler {
         }
     }
 
-    /// Per global die, idle at the clock's current time (for placing host writes).
-    pub fn idle_dies(&self) -> Vec<bool> {
+    /// Per global die at the clock's current time, where new pages (host or relocated) should
+    /// go first: idle, then busy with host work, then being collected (an erase there would
+    /// hold the page, and every read queued behind it, for milliseconds).
+    pub fn die_ranks(&self) -> Vec<u8> {
         let now_ns = self.now_ns();
-        self.busy_until_ns().iter().map(|&t| t <= now_ns).collect()
+        self.busy_until_ns()
+            .iter()
+            .zip(&self.gc_until_ns)
+            .map(|(&busy, &gc)| {
+                if gc > now_ns {
+                    RANK_COLLECTING
+                } else if busy > now_ns {
+                    RANK_BUSY
+                } else {
+                    RANK_IDLE
+                }
+            })
+            .collect()
     }
 }

@@ -28,6 +28,9 @@ const MAX_DEFER_NS: u64 = 100_000_000;
 const IDLE_STEP_NS: u64 = 10_000;
 /// No-gc sizing: the device holds the fill plus this many times the writes of the other modes.
 const NO_GC_WRITE_HEADROOM: f64 = 1.5;
+/// No-gc sizing, at least: room for this many times the logical space (its window may end
+/// before the duration if it writes faster; the report says how long it ran).
+const NO_GC_MIN_SPACE_LOGICAL: u64 = 8;
 /// How often (in completions) the no-gc run checks that it still has not needed GC.
 const NO_GC_CHECK_EVERY: u64 = 4096;
 
@@ -160,7 +163,7 @@ impl Volume {
 
     /// When every die and channel has finished all the work charged so far.
     fn all_idle_ns(&self) -> u64 {
-        let mut latest = self.clock.now_ns();
+        let mut latest = self.clock.call_end_ns().max(self.clock.now_ns());
         for d in &self.devices {
             let m = d.model().lock();
             for die in 0..m.dies() {
@@ -183,8 +186,8 @@ fn stamp(buf: &mut [u8], lpa: u64, n: u64) {
     buf[8..16].copy_from_slice(&n.to_le_bytes());
 }
 
-/// Fills the logical space sequentially, then overwrites it at random, one request after
-/// another on the clock (the devices then start the window idle, in GC steady state).
+/// Fills the logical space sequentially, then overwrites it at random, each request issued when
+/// the one before completed (the devices then start the window idle, in GC steady state).
 fn precondition(
     vol: &Volume,
     logical: u64,
@@ -196,6 +199,7 @@ fn precondition(
     let mut buf = vec![0x5au8; PAGE_BYTES];
     for lpa in 0..logical {
         stamp(&mut buf, lpa, lpa);
+        vol.clock.set(vol.clock.call_end_ns());
         vol.write(lpa, &buf)?;
         progress.percent(&format!("{name}: fill"), lpa, logical);
     }
@@ -203,6 +207,7 @@ fn precondition(
     for n in 0..overwrites {
         let lpa = rng.random_range(0..logical);
         stamp(&mut buf, lpa, logical + n);
+        vol.clock.set(vol.clock.call_end_ns());
         vol.write(lpa, &buf)?;
         progress.percent(&format!("{name}: precondition"), n, overwrites);
     }
@@ -258,7 +263,7 @@ impl Window<'_> {
             stamp(&mut self.buf, lpa, self.seq);
             self.vol.write(lpa, &self.buf)?;
         }
-        let complete_ns = self.vol.clock.now_ns().max(t_ns);
+        let complete_ns = self.vol.clock.call_end_ns().max(t_ns);
         self.seq += 1;
         self.in_flight.push(Reverse(InFlight {
             complete_ns,
@@ -428,7 +433,9 @@ fn no_gc_blocks_per_die(params: &GcBenchParams, logical: u64, writes: u64) -> u3
     let dies = u64::from(params.devices * params.channels * params.dies_per_channel);
     let data_pages = u64::from(params.pages_per_block - 1);
     let pages = logical + (writes as f64 * NO_GC_WRITE_HEADROOM) as u64;
-    let blocks = pages.div_ceil(data_pages * dies);
+    let blocks = pages
+        .max(logical * NO_GC_MIN_SPACE_LOGICAL)
+        .div_ceil(data_pages * dies);
     // Watermarks and open blocks per die, spares and the checkpoint area: a generous margin.
     (blocks as f64 * 1.05) as u32 + 24
 }
