@@ -387,11 +387,18 @@ impl Engine {
         }
         if self.die_filter.is_some() {
             let start = self.cursor[s];
-            for rank in [RANK_IDLE, RANK_BUSY] {
+            // Idle dies first; when none can take the page, the plain rotation over all dies
+            // (measured: restricting the fallback to dies not being collected concentrates
+            // programs on fewer dies and lengthens the read tail).
+            for rank in [RANK_IDLE] {
                 if let Some(at) = self.alloc_page_on(stream, relocation, Some(rank)) {
+                    // The die has a program queued now: the next page goes elsewhere first.
+                    if let Some(ranks) = self.die_filter.as_mut() {
+                        ranks[at.die as usize] = ranks[at.die as usize].max(RANK_BUSY);
+                    }
                     return Some(at);
                 }
-                // No die of this rank can take the page: try the next, from the same place.
+                // No idle die can take the page: rotate from the same place.
                 self.cursor[s] = start;
             }
         }

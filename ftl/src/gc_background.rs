@@ -11,6 +11,10 @@ use crate::gc_sched::{GcPlan, GcWork};
 
 /// Collected blocks gathered before one barrier covers them all (as in foreground GC).
 const ERASE_BATCH: usize = 4;
+/// Valid pages one unit moves: the reads queue on the victim's die (a host read there waits for
+/// at most this many, 55 us each), the programs go to as many idle dies. One move per unit
+/// cannot keep up with host writes: the victim's die would be the bottleneck of all GC.
+const MOVES_PER_UNIT: u32 = 4;
 
 impl Engine {
     /// One unit of GC work if it is needed and the scheduler allows it; `Idle` without a scheduler.
@@ -92,7 +96,7 @@ impl Engine {
         }
         // The relocated page goes where a host page would: to a die with nothing queued.
         self.die_filter = Some(ranks);
-        let step = self.gc_step(sh, 1);
+        let step = self.gc_step(sh, MOVES_PER_UNIT);
         self.die_filter = None;
         step?;
         Ok((GcWork::Moved, Some(victim_die)))

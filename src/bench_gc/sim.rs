@@ -24,6 +24,8 @@ const GC_UNITS_PER_EVENT: u32 = 64;
 /// A write held back by admission is issued anyway after this long (foreground GC then makes
 /// room), so admission can delay writes but never stall them for good.
 const MAX_DEFER_NS: u64 = 100_000_000;
+/// Held writes released at one instant at most.
+const RELEASE_PER_EVENT: u32 = 2;
 /// Where the loop looks next when GC or a held write waits and no die has an event coming.
 const IDLE_STEP_NS: u64 = 10_000;
 /// No-gc sizing: the device holds the fill plus this many times the writes of the other modes.
@@ -276,7 +278,11 @@ impl Window<'_> {
 
     /// Held writes that admission now lets through (or that waited too long).
     fn release_held(&mut self, t_ns: u64) -> anyhow::Result<()> {
-        while let Some(&(issue_ns, lpa)) = self.held_writes.front() {
+        // A few per event: a burst of released writes would queue programs on every die.
+        for _ in 0..RELEASE_PER_EVENT {
+            let Some(&(issue_ns, lpa)) = self.held_writes.front() else {
+                break;
+            };
             if !self.vol.write_admitted() && t_ns - issue_ns < MAX_DEFER_NS {
                 break;
             }
