@@ -451,6 +451,25 @@ impl Engine {
         None
     }
 
+    /// Whether `alloc_page` would find `stream` a page on a die `ranks` marks idle, without
+    /// taking one (background GC moves a page only if its program can go to an idle die).
+    pub fn idle_page_available(&self, stream: u8, ranks: &[u8]) -> bool {
+        let s = stream as usize;
+        if stream == STREAM_WL {
+            // One open block wherever the most worn free block was: not steered.
+            return true;
+        }
+        let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
+        let may_open = self.open_count[s] < self.max_open_per_stream
+            && (self.open_count[s] == 0 || self.pages_since_open[s] >= stagger)
+            && self.free.count() > 0;
+        self.rotation.iter().any(|&die| {
+            ranks[die as usize] == RANK_IDLE
+                && (self.open[s][die as usize].is_some()
+                    || (may_open && self.free.has_block_on(die)))
+        })
+    }
+
     /// Where the next page of `stream`'s open block on `die` goes.
     fn next_page_of(&self, stream: u8, die: u32) -> PageAt {
         let open = self.open[stream as usize][die as usize]

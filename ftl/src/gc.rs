@@ -160,11 +160,10 @@ impl Engine {
             if job.wear_leveling {
                 self.counters.wl_runs += 1;
             }
-            // With a scheduler, background GC erases one block at a time on a die it allows;
-            // foreground GC (`make_room`) still erases at once when free space runs out.
-            if self.sched.is_none()
-                && (self.pending_erase.len() >= ERASE_BATCH
-                    || self.free.count() < FREE_BLOCKS_URGENT)
+            // With a scheduler, background GC erases one block at a time on a die it allows,
+            // unless free space runs short: relocation must never run out of blocks.
+            if (self.sched.is_none() && self.pending_erase.len() >= ERASE_BATCH)
+                || self.free.count() < FREE_BLOCKS_URGENT
             {
                 self.process_erases(sh)?;
             }

@@ -5,7 +5,9 @@
 //! on another die). Between two units the caller serves host requests: GC is preemptible between
 //! page moves. Erases come first (they free space at no write cost), then moves.
 
-use crate::engine::{Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, Shared};
+use crate::engine::{
+    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, STREAM_GC, STREAM_HOT, Shared,
+};
 use crate::error::FtlError;
 use crate::gc_sched::{GcPlan, GcWork};
 
@@ -94,11 +96,33 @@ impl Engine {
         if !plan.eligible[victim_die as usize] {
             return Ok((GcWork::Blocked, None));
         }
-        // The relocated page goes where a host page would: to a die with nothing queued.
+        // Each relocated page goes to a die with nothing queued; when no such die can take the
+        // next one (either stream a relocated page may join), the unit stops: GC work is never
+        // queued behind host work.
         self.die_filter = Some(ranks);
-        let step = self.gc_step(sh, MOVES_PER_UNIT);
+        let mut moved = 0;
+        let mut result = Ok(());
+        for _ in 0..MOVES_PER_UNIT {
+            let Some(ranks) = self.die_filter.as_deref() else {
+                break;
+            };
+            if !(self.idle_page_available(STREAM_GC, ranks)
+                && self.idle_page_available(STREAM_HOT, ranks))
+            {
+                break;
+            }
+            let job_before = self.gc.map(|job| job.victim);
+            result = self.gc_step(sh, 1).map(|_| ());
+            moved += 1;
+            if result.is_err() || self.gc.map(|job| job.victim) != job_before {
+                break;
+            }
+        }
         self.die_filter = None;
-        step?;
+        result?;
+        if moved == 0 {
+            return Ok((GcWork::Blocked, None));
+        }
         Ok((GcWork::Moved, Some(victim_die)))
     }
 
