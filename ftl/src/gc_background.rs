@@ -13,6 +13,8 @@ use crate::gc_sched::{GcPlan, GcWork};
 
 /// Collected blocks gathered before one barrier covers them all (as in foreground GC).
 const ERASE_BATCH: usize = 4;
+/// Free blocks above the urgent watermark that write admission keeps for relocation.
+const ADMISSION_MARGIN_BLOCKS: u32 = 2;
 /// Valid pages one unit moves: the reads queue on the victim's die (a host read there waits for
 /// at most this many, 55 us each), the programs go to as many idle dies. One move per unit
 /// cannot keep up with host writes: the victim's die would be the bottleneck of all GC.
@@ -44,9 +46,17 @@ impl Engine {
     }
 
     /// Collected blocks are waiting and enough of them (or free space is short) to pay a barrier.
+    /// With one logical page per NAND page a barrier pads nothing, so every collected block is
+    /// erased as soon as a die allows: waiting for a batch lets free space fall to the urgent
+    /// watermark, where erases run at once on whatever die (the safety net in `gc_step`).
     fn erase_wanted(&self) -> bool {
         let pending = self.pending_erase.len();
-        pending >= ERASE_BATCH || (pending > 0 && self.free.count() < FREE_BLOCKS_BACKGROUND)
+        let batch = if self.layout.slots_per_page == 1 {
+            1
+        } else {
+            ERASE_BATCH
+        };
+        pending >= batch || (pending > 0 && self.free.count() < FREE_BLOCKS_BACKGROUND)
     }
 
     /// The unit done and the die it collected on (read from or erased).
@@ -126,9 +136,11 @@ impl Engine {
         Ok((GcWork::Moved, Some(victim_die)))
     }
 
-    /// Host writes may go on without forcing foreground GC: free blocks stay above the urgent
-    /// watermark. A driver with a scheduler holds writes back while this is false.
+    /// Host writes may go on: free blocks stay `ADMISSION_MARGIN_BLOCKS` above the urgent
+    /// watermark, room for the relocations under way, so neither host writes (foreground GC) nor
+    /// relocation (the erase-at-once safety net) reach it. A driver with a scheduler holds writes
+    /// back while this is false.
     pub fn write_admitted(&self) -> bool {
-        self.sched.is_none() || self.free.count() > FREE_BLOCKS_URGENT
+        self.sched.is_none() || self.free.count() >= FREE_BLOCKS_URGENT + ADMISSION_MARGIN_BLOCKS
     }
 }
