@@ -52,7 +52,7 @@ fn gc_is_sustained_within_its_share_and_reads_are_never_starved() {
     let sched = coordinated.sched.unwrap();
     assert!(sched.moves > 0 && sched.erases > 0, "{sched:?}");
     assert!(sched.peak_gc_dies <= sched.max_gc_dies, "{sched:?}");
-    assert_eq!(sched.max_gc_dies, 4, "a quarter of 16 dies");
+    assert_eq!(sched.max_gc_dies, 2, "a quarter of 8 dies");
     // A read waits at most for what is queued on its die ahead of it: the programs of the
     // outstanding requests (one each, plus a block's summary), the programs GC placed there
     // (a unit moves at most 4 pages), and one erase, which it may suspend.
