@@ -390,17 +390,15 @@ impl Engine {
             // Idle dies first; when none can take the page, the plain rotation over all dies
             // (measured: restricting the fallback to dies not being collected concentrates
             // programs on fewer dies and lengthens the read tail).
-            for rank in [RANK_IDLE] {
-                if let Some(at) = self.alloc_page_on(stream, relocation, Some(rank)) {
-                    // The die has a program queued now: the next page goes elsewhere first.
-                    if let Some(ranks) = self.die_filter.as_mut() {
-                        ranks[at.die as usize] = ranks[at.die as usize].max(RANK_BUSY);
-                    }
-                    return Some(at);
+            if let Some(at) = self.alloc_page_on(stream, relocation, Some(RANK_IDLE)) {
+                // The die has a program queued now: the next page goes elsewhere first.
+                if let Some(ranks) = self.die_filter.as_mut() {
+                    ranks[at.die as usize] = ranks[at.die as usize].max(RANK_BUSY);
                 }
-                // No idle die can take the page: rotate from the same place.
-                self.cursor[s] = start;
+                return Some(at);
             }
+            // No idle die can take the page: rotate from the same place.
+            self.cursor[s] = start;
         }
         self.alloc_page_on(stream, relocation, None)
     }

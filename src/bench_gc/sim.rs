@@ -446,8 +446,11 @@ fn no_gc_blocks_per_die(params: &GcBenchParams, logical: u64, writes: u64) -> u3
     (blocks as f64 * 1.05) as u32 + 24
 }
 
-/// Runs the three modes and returns the report and each mode's sorted read latencies (ns).
-pub fn run(params: &GcBenchParams) -> anyhow::Result<(GcBenchReport, Vec<(String, Vec<u64>)>)> {
+/// Each mode's name and its sorted read latencies (ns), for the CDF plot.
+pub type ReadLatencies = Vec<(String, Vec<u64>)>;
+
+/// Runs the three modes and returns the report and each mode's sorted read latencies.
+pub fn run(params: &GcBenchParams) -> anyhow::Result<(GcBenchReport, ReadLatencies)> {
     params.validate()?;
     let started = Instant::now();
     let mut progress = Progress::new(params.progress);
