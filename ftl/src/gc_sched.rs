@@ -260,3 +260,81 @@ impl GcScheduler {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nand::Geometry;
+    use crate::nand::timing::{TimingConfig, VirtualClock};
+
+    fn scheduler(share: f64) -> (GcScheduler, Arc<VirtualClock>) {
+        let geometry = Geometry {
+            channels: 2,
+            dies_per_channel: 2,
+            planes_per_die: 1,
+            blocks_per_plane: 8,
+            pages_per_block: 16,
+            page_size: 4096,
+            oob_size: 64,
+        };
+        let layout = Layout::new(geometry, 2).expect("layout");
+        let clock = Arc::new(VirtualClock::manual());
+        let models = (0..2)
+            .map(|_| {
+                let m = TimingModel::new(&TimingConfig::default(), &geometry).expect("model");
+                Arc::new(Mutex::new(m))
+            })
+            .collect();
+        let timing = GcTiming {
+            models,
+            clock: clock.clone() as Arc<dyn Clock>,
+        };
+        (
+            GcScheduler::new(timing, &layout, share).expect("scheduler"),
+            clock,
+        )
+    }
+
+    #[test]
+    fn busy_dies_channels_with_gc_and_the_share_limit_eligibility() {
+        // 8 dies on 4 channels, a quarter: 2 dies in GC at most, 1 per channel.
+        let (mut sched, clock) = scheduler(0.25);
+        assert_eq!(sched.stats().max_gc_dies, 2);
+        // Host work on device 0's die 0: not idle, so not eligible.
+        sched.models[0].lock().program(0, 0, 4160);
+        let plan = sched.plan();
+        assert!(!plan.eligible[0] && plan.eligible[1] && plan.eligible[2]);
+        assert_eq!(plan.free_slots, 2);
+        // An erase on die 2 (device 0, channel 1) makes it a die in GC.
+        let before = sched.busy_until_ns();
+        sched.models[0].lock().erase(0, 2);
+        sched.record(&plan, &before, GcWork::Erased, Some(2));
+        let plan = sched.plan();
+        assert_eq!(plan.free_slots, 1);
+        assert!(!plan.eligible[2], "in GC");
+        assert!(!plan.eligible[3], "its channel already has its share");
+        assert!(plan.eligible[4], "another device's channel");
+        assert!(!plan.erase_allowed, "erases are staggered");
+        // Once the erase ends the die is free again and erases may start.
+        clock.advance_to(3_000_000);
+        let plan = sched.plan();
+        assert_eq!(plan.free_slots, 2);
+        assert!(plan.eligible[2] && plan.eligible[3] && plan.erase_allowed);
+        assert_eq!(sched.stats().peak_gc_dies, 1);
+        assert_eq!(sched.stats().erases, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "dies in GC")]
+    fn more_dies_in_gc_than_the_share_is_caught() {
+        let (mut sched, _clock) = scheduler(0.125);
+        assert_eq!(sched.stats().max_gc_dies, 1);
+        let plan = sched.plan();
+        for die in [0, 4] {
+            let before = sched.busy_until_ns();
+            let (device, local) = (die / 4, die % 4);
+            sched.models[device as usize].lock().erase(0, local);
+            sched.record(&plan, &before, GcWork::Erased, Some(die));
+        }
+    }
+}
