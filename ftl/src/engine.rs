@@ -454,8 +454,12 @@ impl Engine {
     pub fn idle_page_available(&self, stream: u8, ranks: &[u8]) -> bool {
         let s = stream as usize;
         if stream == STREAM_WL {
-            // One open block wherever the most worn free block was: not steered.
-            return true;
+            // One open block, on whichever die the most worn free block was: its die must be
+            // idle. Before it is open the die is unknown; the first page may land anywhere.
+            return match self.open[s].iter().position(Option::is_some) {
+                Some(die) => ranks[die] == RANK_IDLE,
+                None => true,
+            };
         }
         let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
         let may_open = self.open_count[s] < self.max_open_per_stream

@@ -6,7 +6,7 @@
 //! page moves. Erases come first (they free space at no write cost), then moves.
 
 use crate::engine::{
-    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, STREAM_GC, STREAM_HOT, Shared,
+    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, STREAM_GC, STREAM_HOT, STREAM_WL, Shared,
 };
 use crate::error::FtlError;
 use crate::gc_sched::{GcPlan, GcWork};
@@ -116,9 +116,16 @@ impl Engine {
             let Some(ranks) = self.die_filter.as_deref() else {
                 break;
             };
-            if !(self.idle_page_available(STREAM_GC, ranks)
-                && self.idle_page_available(STREAM_HOT, ranks))
-            {
+            // Wear leveling moves into its one open block; other relocations to the GC or the
+            // hot stream, whichever the page's temperature picks.
+            let fits = match self.gc {
+                Some(job) if job.wear_leveling => self.idle_page_available(STREAM_WL, ranks),
+                _ => {
+                    self.idle_page_available(STREAM_GC, ranks)
+                        && self.idle_page_available(STREAM_HOT, ranks)
+                }
+            };
+            if !fits {
                 break;
             }
             let job_before = self.gc.map(|job| job.victim);
