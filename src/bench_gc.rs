@@ -82,6 +82,9 @@ pub struct GcBenchParams {
     /// measured window starts in GC steady state.
     pub precondition_overwrites: f64,
     pub gc_die_share: f64,
+    /// Static wear leveling in every mode's FTL (its checkpoint moves and cold-data moves are
+    /// not steered by the scheduler yet; see docs/ftl-design.md, "GC coordination").
+    pub static_wear_leveling: bool,
     pub timing: TimingConfig,
     pub progress: bool,
 }
@@ -103,6 +106,7 @@ impl GcBenchParams {
             op_ratio: 0.125,
             precondition_overwrites: 1.0,
             gc_die_share: 0.25,
+            static_wear_leveling: true,
             timing: TimingConfig::default(),
             progress: false,
         }

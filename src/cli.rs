@@ -281,6 +281,9 @@ pub struct BenchGcArgs {
     /// Turn program/erase suspend off (reads then wait for programs and erases).
     #[arg(long)]
     pub no_suspend: bool,
+    /// Turn static wear leveling off in every mode.
+    #[arg(long)]
+    pub no_static_wl: bool,
 }
 
 #[derive(Debug, Args)]
@@ -482,7 +485,7 @@ mod tests {
         assert_eq!((a.devices, a.qd, a.seed), (8, 32, 7));
         assert_eq!(a.workload.read_pct, 70);
         assert_eq!(a.duration, 60_000_000_000);
-        assert!(a.json && !a.no_suspend);
+        assert!(a.json && !a.no_suspend && !a.no_static_wl);
         assert_eq!(a.svg, Some(PathBuf::from("cdf.svg")));
         assert!(parse(&["bench", "gc", "--workload", "randrw:x"]).is_err());
         assert!(parse(&["bench", "gc", "--duration", "0s"]).is_err());

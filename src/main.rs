@@ -189,6 +189,7 @@ fn bench_gc(a: &BenchGcArgs) -> anyhow::Result<()> {
     params.op_ratio = a.op;
     params.gc_die_share = a.gc_share;
     params.timing.suspend.enabled = !a.no_suspend;
+    params.static_wear_leveling = !a.no_static_wl;
     params.progress = true;
     let (report, cdfs) = ferrite::bench_gc::run(&params)?;
     if let Some(path) = &a.svg {

@@ -128,6 +128,7 @@ pub struct GcBenchReport {
     pub seed: u64,
     pub op: f64,
     pub gc_die_share: f64,
+    pub static_wear_leveling: bool,
     pub timing: TimingConfig,
     pub modes: Vec<ModeReport>,
     pub ratios: Ratios,
@@ -140,7 +141,7 @@ impl fmt::Display for GcBenchReport {
         writeln!(
             f,
             "bench gc: {} qd {} over {} devices ({} x {} dies), {} s of device time, op {}, \
-             gc share {}, seed {}",
+             gc share {}, static-wl {}, seed {}",
             self.workload,
             self.qd,
             self.devices,
@@ -149,6 +150,7 @@ impl fmt::Display for GcBenchReport {
             self.duration_s,
             self.op,
             self.gc_die_share,
+            self.static_wear_leveling,
             self.seed
         )?;
         writeln!(

@@ -86,6 +86,7 @@ impl Volume {
         let config = FtlConfig {
             op_ratio: params.op_ratio,
             gc_die_share: params.gc_die_share,
+            static_wear_leveling: params.static_wear_leveling,
             ..FtlConfig::default()
         };
         let nands: Vec<Arc<dyn Nand>> =
@@ -525,6 +526,7 @@ pub fn run(params: &GcBenchParams) -> anyhow::Result<(GcBenchReport, ReadLatenci
         seed: params.seed,
         op: params.op_ratio,
         gc_die_share: params.gc_die_share,
+        static_wear_leveling: params.static_wear_leveling,
         timing: params.timing,
         modes: runs.iter().map(|r| r.report.clone()).collect(),
         ratios,
