@@ -1,4 +1,5 @@
 //! The command line (clap derive): `ferrite sim`, `ferrite bench ftl`, `ferrite bench recovery`,
+//! `ferrite bench gc`,
 //! `ferrite serve`, `ferrite terminate` and `ferrite nvme`.
 
 use std::path::PathBuf;
@@ -228,6 +229,61 @@ pub enum BenchCommand {
                       is read back and checked."
     )]
     Recovery(BenchRecoveryArgs),
+    /// Read and write tail latency with sustained GC: coordinated, independent and no-gc.
+    #[command(
+        long_about = "On the virtual clock (deterministic; device time, not wall time): builds \
+                      --devices timed NAND devices, fills and overwrites their logical space, \
+                      then runs --workload at --qd for --duration of device time in three modes: \
+                      coordinated (one FTL over all devices, the global GC scheduler), \
+                      independent (one FTL per device with its own GC, striped like RAID-0) and \
+                      no-gc (devices with the same dies and more blocks, never collecting: the \
+                      floor). Prints read and write latency p50/p99/p99.9/p99.99/max, IOPS and \
+                      WAF per mode and their ratios; --svg draws the read latency CDFs."
+    )]
+    Gc(BenchGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGcArgs {
+    /// Number of NAND devices.
+    #[arg(long, default_value_t = 8)]
+    pub devices: u32,
+    /// randrw:READ_PERCENT (uniform random 4 KiB requests), randread or randwrite.
+    #[arg(long, default_value = "randrw:70")]
+    pub workload: crate::bench_gc::GcWorkload,
+    /// Requests outstanding at once.
+    #[arg(long, default_value_t = 32)]
+    pub qd: u32,
+    /// Measured window in device time: 60s, 500ms, 2m.
+    #[arg(long, default_value = "60s", value_parser = crate::bench_gc::parse_duration_ns)]
+    pub duration: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the read latency CDFs of the three modes into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Seed of the workload (the same in every mode).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Blocks per die (each device has 2 channels x 2 dies).
+    #[arg(long, default_value_t = 32)]
+    pub blocks_per_die: u32,
+    /// Pages per block (4 KiB pages).
+    #[arg(long, default_value_t = 64)]
+    pub pages_per_block: u32,
+    /// Over-provisioning ratio.
+    #[arg(long, default_value = "0.125", value_parser = parse_op_ratio)]
+    pub op: f64,
+    /// Most dies in GC at once in coordinated mode, as a share of all dies.
+    #[arg(long, default_value_t = 0.25)]
+    pub gc_share: f64,
+    /// Turn program/erase suspend off (reads then wait for programs and erases).
+    #[arg(long)]
+    pub no_suspend: bool,
+    /// Turn static wear leveling off in every mode.
+    #[arg(long)]
+    pub no_static_wl: bool,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +457,38 @@ mod tests {
         };
         assert_eq!(a.writes, WriteAmount::Pages(5000));
         assert!(matches!(a.workload, WorkloadSpec::HotCold { .. }));
+    }
+
+    #[test]
+    fn bench_gc_args() {
+        let cli = parse(&[
+            "bench",
+            "gc",
+            "--devices",
+            "8",
+            "--workload",
+            "randrw:70",
+            "--qd",
+            "32",
+            "--duration",
+            "60s",
+            "--json",
+            "--svg",
+            "cdf.svg",
+            "--seed",
+            "7",
+        ])
+        .expect("parse");
+        let Command::Bench(BenchCommand::Gc(a)) = cli.command else {
+            panic!("not bench gc");
+        };
+        assert_eq!((a.devices, a.qd, a.seed), (8, 32, 7));
+        assert_eq!(a.workload.read_pct, 70);
+        assert_eq!(a.duration, 60_000_000_000);
+        assert!(a.json && !a.no_suspend && !a.no_static_wl);
+        assert_eq!(a.svg, Some(PathBuf::from("cdf.svg")));
+        assert!(parse(&["bench", "gc", "--workload", "randrw:x"]).is_err());
+        assert!(parse(&["bench", "gc", "--duration", "0s"]).is_err());
     }
 
     #[test]

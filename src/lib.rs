@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod bench_ftl;
+pub mod bench_gc;
 pub mod bench_recovery;
 pub mod cli;
 pub mod fake;

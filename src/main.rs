@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
-    BenchCommand, BenchFtlArgs, BenchRecoveryArgs, Cli, Command, NvmeCommand, ServeArgs, SimArgs,
-    TargetKind, TerminateArgs,
+    BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, NvmeCommand,
+    ServeArgs, SimArgs, TargetKind, TerminateArgs,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sim(args) => sim(&args),
         Command::Bench(BenchCommand::Ftl(args)) => bench_ftl(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Gc(args)) => bench_gc(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Recovery(args)) => {
             bench_recovery(&args).map(|()| ExitCode::SUCCESS)
         }
@@ -168,6 +169,37 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
             bench_ftl::run(&fake, &params)?
         }
     };
+    if a.json {
+        stdout_line(serde_json::to_string(&report)?)?;
+    } else {
+        stdout_line(&report)?;
+    }
+    Ok(())
+}
+
+fn bench_gc(a: &BenchGcArgs) -> anyhow::Result<()> {
+    let mut params = ferrite::bench_gc::GcBenchParams::defaults();
+    params.devices = a.devices;
+    params.workload = a.workload;
+    params.qd = a.qd;
+    params.duration_ns = a.duration;
+    params.seed = a.seed;
+    params.blocks_per_die = a.blocks_per_die;
+    params.pages_per_block = a.pages_per_block;
+    params.op_ratio = a.op;
+    params.gc_die_share = a.gc_share;
+    params.timing.suspend.enabled = !a.no_suspend;
+    params.static_wear_leveling = !a.no_static_wl;
+    params.progress = true;
+    let (report, cdfs) = ferrite::bench_gc::run(&params)?;
+    if let Some(path) = &a.svg {
+        let title = format!(
+            "Read latency, {} qd {}, {} devices, sustained GC",
+            report.workload, report.qd, report.devices
+        );
+        std::fs::write(path, ferrite::svg::latency_cdf(&title, &cdfs))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if a.json {
         stdout_line(serde_json::to_string(&report)?)?;
     } else {

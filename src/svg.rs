@@ -1,4 +1,5 @@
-//! A small SVG histogram, for distributions people would rather see than read (erase counts).
+//! Small SVG charts, for distributions people would rather see than read: a histogram (erase
+//! counts) and latency CDFs (`bench gc`).
 
 use std::fmt::Write;
 
@@ -105,6 +106,117 @@ pub fn histogram(title: &str, values: &[u32]) -> String {
     svg
 }
 
+/// The CDF y axis in nines: 0 is the median's neighbourhood (p0), 1 is p90, 2 p99, ... 5 p99.999.
+const NINES_MAX: f64 = 5.0;
+const CDF_POINTS: u32 = 500;
+const CDF_COLORS: [&str; 4] = ["steelblue", "crimson", "seagreen", "darkorange"];
+
+/// Renders the CDF of each series of sorted latencies (ns) with a log latency axis (us) and a
+/// percentile axis in nines, so the tails that differ stand apart.
+pub fn latency_cdf(title: &str, series: &[(String, Vec<u64>)]) -> String {
+    let us = |ns: u64| (ns as f64 / 1_000.0).max(1.0);
+    let lo = series
+        .iter()
+        .filter_map(|(_, v)| v.first().copied())
+        .map(us)
+        .fold(f64::INFINITY, f64::min);
+    let hi = series
+        .iter()
+        .filter_map(|(_, v)| v.last().copied())
+        .map(us)
+        .fold(1.0, f64::max);
+    let decade_lo = if lo.is_finite() {
+        lo.log10().floor()
+    } else {
+        0.0
+    };
+    let decade_hi = hi.log10().ceil().max(decade_lo + 1.0);
+    let plot_w = WIDTH - 2.0 * MARGIN;
+    let plot_h = HEIGHT - 2.0 * MARGIN;
+    let x_of = |v_us: f64| MARGIN + (v_us.log10() - decade_lo) / (decade_hi - decade_lo) * plot_w;
+    let y_of = |nines: f64| HEIGHT - MARGIN - nines / NINES_MAX * plot_h;
+    let base = HEIGHT - MARGIN;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{MARGIN}" y="24" font-size="14">{}</text>"#,
+        escape(title)
+    );
+    for (nines, label) in [
+        (0.0, "p0"),
+        (1.0, "p90"),
+        (2.0, "p99"),
+        (3.0, "p99.9"),
+        (4.0, "p99.99"),
+        (5.0, "p99.999"),
+    ] {
+        let y = y_of(nines);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{MARGIN}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
+            WIDTH - MARGIN,
+            MARGIN - 4.0,
+            y + 4.0
+        );
+    }
+    let mut decade = decade_lo;
+    while decade <= decade_hi {
+        let x = x_of(10f64.powf(decade));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{MARGIN}" x2="{x:.1}" y2="{base}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{} us</text>"##,
+            base + 16.0,
+            10f64.powf(decade)
+        );
+        decade += 1.0;
+    }
+    for (index, (name, sorted)) in series.iter().enumerate() {
+        let color = CDF_COLORS[index % CDF_COLORS.len()];
+        let n = sorted.len();
+        let mut points = String::new();
+        for k in 0..=CDF_POINTS {
+            let nines = f64::from(k) / f64::from(CDF_POINTS) * NINES_MAX;
+            let p = 1.0 - 10f64.powf(-nines);
+            if n == 0 || p > 1.0 - 1.0 / n as f64 {
+                break;
+            }
+            let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
+            let _ = write!(
+                points,
+                "{:.1},{:.1} ",
+                x_of(us(sorted[rank - 1])),
+                y_of(nines)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<polyline class="cdf" fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+            points.trim_end(),
+            escape(name)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" fill="{color}">{} ({n} reads)</text>"#,
+            MARGIN + 10.0,
+            MARGIN + 16.0 + 16.0 * index as f64,
+            escape(name)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{MARGIN}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
+        WIDTH - MARGIN
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -127,6 +239,24 @@ mod tests {
             .filter_map(|part| part.rsplit(": ").next()?.parse::<u64>().ok())
             .sum();
         assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn latency_cdf_draws_one_line_per_series() {
+        let fast: Vec<u64> = (1..=10_000).map(|i| 50_000 + i).collect();
+        let slow: Vec<u64> = (1..=10_000).map(|i| 50_000 + i * 100).collect();
+        let svg = latency_cdf(
+            "reads <qd 32>",
+            &[
+                ("fast".into(), fast),
+                ("slow".into(), slow),
+                ("none".into(), Vec::new()),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("reads &lt;qd 32&gt;"));
+        assert_eq!(svg.matches(r#"class="cdf""#).count(), 3);
+        assert!(svg.contains("fast (10000 reads)") && svg.contains("p99.99"));
     }
 
     #[test]

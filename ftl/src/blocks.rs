@@ -110,6 +110,10 @@ impl FreePool {
         self.count += 1;
     }
 
+    pub fn has_block_on(&self, die: u32) -> bool {
+        !self.per_die[die as usize].is_empty()
+    }
+
     /// Takes a free block of `die`: the least worn, or the most worn.
     pub fn take(&mut self, die: u32, most_worn: bool) -> Option<u32> {
         let set = &mut self.per_die[die as usize];

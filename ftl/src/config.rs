@@ -30,6 +30,9 @@ pub struct FtlConfig {
     pub endurance_cycles: u32,
     /// Re-reads of a page that failed ECC before it is reported as a media error.
     pub read_retries: u32,
+    /// With a GC scheduler attached (timed devices): the most dies that may have GC work (a
+    /// relocation read or program, an erase) in flight at once, as a share of all dies.
+    pub gc_die_share: f64,
 }
 
 impl Default for FtlConfig {
@@ -43,6 +46,7 @@ impl Default for FtlConfig {
             wl_threshold_cycles: 8,
             endurance_cycles: 3000,
             read_retries: 3,
+            gc_die_share: 0.25,
         }
     }
 }
@@ -65,6 +69,12 @@ impl FtlConfig {
             return Err(format!(
                 "read_retries {} is more than 16",
                 self.read_retries
+            ));
+        }
+        if !(0.01..=1.0).contains(&self.gc_die_share) {
+            return Err(format!(
+                "gc_die_share {} not in 0.01..=1.0",
+                self.gc_die_share
             ));
         }
         Ok(())

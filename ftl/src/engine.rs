@@ -29,6 +29,10 @@ const PARALLEL_STREAMS: u64 = 3;
 /// Stream codes recorded in the OOB of non-data pages.
 pub const STREAM_TRIM: u8 = 8;
 pub const STREAM_CHECKPOINT: u8 = 9;
+/// Die ranks of `Engine::die_filter` (from `GcScheduler::die_ranks`).
+pub const RANK_IDLE: u8 = 0;
+pub const RANK_BUSY: u8 = 1;
+pub const RANK_COLLECTING: u8 = 2;
 /// A slot that holds no logical page (in a victim's slot list, or a padded slot's summary entry).
 pub const NO_LPA: u32 = u32::MAX;
 
@@ -190,6 +194,15 @@ pub struct Engine {
     /// The victim page `relocation_buf` holds, so moving its slots reads it once.
     pub relocation_page: Option<u32>,
     pub oob_buf: Vec<u8>,
+    /// The global GC scheduler, attached for timed devices (`Ftl::attach_gc_scheduler`). With it,
+    /// host writes do not run GC; `background_gc` does, on the dies the scheduler allows.
+    pub sched: Option<crate::gc_sched::GcScheduler>,
+    /// While set, a new page goes to a die of the lowest rank that can take it (the scheduler's
+    /// ranks: idle, busy with host work, being collected); any die only when none can.
+    pub die_filter: Option<Vec<u8>>,
+    /// Leading entries of `pending_erase` that a barrier has covered: they may be erased one by
+    /// one without another barrier (background GC).
+    pub erase_ready: usize,
 }
 
 impl Engine {
@@ -245,6 +258,9 @@ impl Engine {
             relocation_page: None,
             victim_lpas: Vec::new(),
             oob_buf: vec![0; layout.oob_size],
+            sched: None,
+            die_filter: None,
+            erase_ready: 0,
             free,
             blocks,
             config,
@@ -300,6 +316,43 @@ impl Engine {
         // The version (and, sealed, the generation in the nonce) is taken once: a page placed
         // again after a failed program keeps it.
         let data_seq = self.take_seq();
+        // With a scheduler, a host page goes to a die with nothing queued when one can take it,
+        // so it neither waits itself nor makes reads wait behind it.
+        if let Some(sched) = &self.sched {
+            self.die_filter = Some(sched.die_ranks());
+        }
+        let placed = self.place_host(sh, lpa, data_seq, data, stream);
+        self.die_filter = None;
+        let psn = placed?;
+        self.temperature.record_write(lpa);
+        self.counters.host_pages_written += 1;
+        let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
+        self.release(old);
+        self.program_full_pages(sh)?;
+        if durable {
+            self.make_durable(sh, lpa)?;
+        }
+        // With a scheduler GC runs in `background_gc`, driven by its caller; host writes only
+        // fall back to foreground GC (`make_room`) when free space runs out.
+        if self.sched.is_none() {
+            self.pace_gc(sh)?;
+        }
+        if self.checkpoint_due {
+            self.checkpoint_due = false;
+            self.write_checkpoint(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Seals (if sealing) and places one host page; returns its slot.
+    fn place_host(
+        &mut self,
+        sh: &Shared,
+        lpa: u32,
+        data_seq: u64,
+        data: &[u8],
+        stream: u8,
+    ) -> Result<u32, FtlError> {
         let psn = match self.sealer.clone() {
             None => {
                 let facts = PageFacts {
@@ -322,20 +375,7 @@ impl Engine {
                 result?
             }
         };
-        self.temperature.record_write(lpa);
-        self.counters.host_pages_written += 1;
-        let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
-        self.release(old);
-        self.program_full_pages(sh)?;
-        if durable {
-            self.make_durable(sh, lpa)?;
-        }
-        self.pace_gc(sh)?;
-        if self.checkpoint_due {
-            self.checkpoint_due = false;
-            self.write_checkpoint(sh)?;
-        }
-        Ok(())
+        Ok(psn)
     }
 
     /// The next page `stream` programs: rotates over dies so a burst uses all of them. None when
@@ -345,10 +385,42 @@ impl Engine {
         if stream == STREAM_WL {
             return self.alloc_wear_leveling_page();
         }
+        if self.die_filter.is_some() {
+            let start = self.cursor[s];
+            // Idle dies first; when none can take the page, the plain rotation over all dies
+            // (measured: restricting the fallback to dies not being collected concentrates
+            // programs on fewer dies and lengthens the read tail).
+            if let Some(at) = self.alloc_page_on(stream, relocation, Some(RANK_IDLE)) {
+                // The die has a program queued now: the next page goes elsewhere first.
+                if let Some(ranks) = self.die_filter.as_mut() {
+                    ranks[at.die as usize] = ranks[at.die as usize].max(RANK_BUSY);
+                }
+                return Some(at);
+            }
+            // No idle die can take the page: rotate from the same place.
+            self.cursor[s] = start;
+        }
+        self.alloc_page_on(stream, relocation, None)
+    }
+
+    /// `alloc_page` over the dies of the rotation; with `max_rank`, only the dies `die_filter`
+    /// ranks at most that.
+    fn alloc_page_on(
+        &mut self,
+        stream: u8,
+        relocation: bool,
+        max_rank: Option<u8>,
+    ) -> Option<PageAt> {
+        let s = stream as usize;
         let dies = self.rotation.len();
         for _ in 0..dies {
             let die = self.rotation[self.cursor[s]];
             self.cursor[s] = (self.cursor[s] + 1) % dies;
+            if let (Some(max), Some(ranks)) = (max_rank, self.die_filter.as_ref())
+                && ranks[die as usize] > max
+            {
+                continue;
+            }
             if self.open[s][die as usize].is_none() {
                 let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
                 if self.open_count[s] >= self.max_open_per_stream
@@ -375,6 +447,29 @@ impl Engine {
             return Some(self.next_page_of(stream, die));
         }
         None
+    }
+
+    /// Whether `alloc_page` would find `stream` a page on a die `ranks` marks idle, without
+    /// taking one (background GC moves a page only if its program can go to an idle die).
+    pub fn idle_page_available(&self, stream: u8, ranks: &[u8]) -> bool {
+        let s = stream as usize;
+        if stream == STREAM_WL {
+            // One open block, on whichever die the most worn free block was: its die must be
+            // idle. Before it is open the die is unknown; the first page may land anywhere.
+            return match self.open[s].iter().position(Option::is_some) {
+                Some(die) => ranks[die] == RANK_IDLE,
+                None => true,
+            };
+        }
+        let stagger = self.layout.data_pages_per_block() / self.max_open_per_stream;
+        let may_open = self.open_count[s] < self.max_open_per_stream
+            && (self.open_count[s] == 0 || self.pages_since_open[s] >= stagger)
+            && self.free.count() > 0;
+        self.rotation.iter().any(|&die| {
+            ranks[die as usize] == RANK_IDLE
+                && (self.open[s][die as usize].is_some()
+                    || (may_open && self.free.has_block_on(die)))
+        })
     }
 
     /// Where the next page of `stream`'s open block on `die` goes.

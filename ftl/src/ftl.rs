@@ -16,6 +16,7 @@ use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
 use crate::format::oob::PageRecord;
+use crate::gc_sched::{GcSchedStats, GcScheduler, GcTiming, GcWork};
 use crate::io::{ReadFailure, read_slot_verified};
 use crate::layout::{Entry, LOGICAL_PAGE_BYTES, Layout};
 use crate::nand::{Nand, NandError};
@@ -295,6 +296,35 @@ impl Ftl {
             tracing::warn!("closed without a new checkpoint; the next open folds in what changed");
         }
         Ok(())
+    }
+
+    /// Attaches the global GC scheduler: from now on host writes do not run GC themselves (only
+    /// foreground GC when free space runs out); `background_gc` does, on the dies the scheduler
+    /// allows at the clock's time. `timing` holds every device's timing model in device order
+    /// (`TimedNand::model`) and their clock.
+    pub fn attach_gc_scheduler(&self, timing: GcTiming) -> Result<(), FtlError> {
+        let mut engine = self.engine.lock();
+        let sched = GcScheduler::new(timing, &self.shared.layout, engine.config.gc_die_share)
+            .map_err(FtlError::Devices)?;
+        engine.sched = Some(sched);
+        Ok(())
+    }
+
+    /// One unit of background GC (an erase or a page move) if GC is needed and the scheduler
+    /// allows it now. `Idle` without a scheduler.
+    pub fn background_gc(&self) -> Result<GcWork, FtlError> {
+        self.engine.lock().background_gc(&self.shared)
+    }
+
+    /// Whether a host write now would go on without foreground GC (always true without a
+    /// scheduler). A driver holds writes back while false and runs `background_gc` meanwhile.
+    pub fn write_admitted(&self) -> bool {
+        self.engine.lock().write_admitted()
+    }
+
+    /// The scheduler's counters, if one is attached.
+    pub fn gc_sched_stats(&self) -> Option<GcSchedStats> {
+        self.engine.lock().sched.as_ref().map(GcScheduler::stats)
     }
 
     /// Erase count of every good block, in block order (for wear plots).

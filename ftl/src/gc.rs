@@ -160,7 +160,11 @@ impl Engine {
             if job.wear_leveling {
                 self.counters.wl_runs += 1;
             }
-            if self.pending_erase.len() >= ERASE_BATCH || self.free.count() < FREE_BLOCKS_URGENT {
+            // With a scheduler, background GC erases one block at a time on a die it allows,
+            // unless free space runs short: relocation must never run out of blocks.
+            if (self.sched.is_none() && self.pending_erase.len() >= ERASE_BATCH)
+                || self.free.count() < FREE_BLOCKS_URGENT
+            {
                 self.process_erases(sh)?;
             }
         } else {
@@ -409,7 +413,7 @@ impl Engine {
         })
     }
 
-    fn pick_victim(&mut self) -> Option<GcJob> {
+    pub(crate) fn pick_victim(&mut self) -> Option<GcJob> {
         // Blocks to retire and empty blocks first: they cost nothing to collect. (A block queued
         // for erase is `Collected`, not collectable, so it is never picked twice.)
         if let Some(g) = self
@@ -487,36 +491,45 @@ impl Engine {
             return Ok(());
         }
         self.barrier(sh)?;
-        self.relocation_page = None;
+        self.erase_ready = 0;
         while let Some(gblock) = self.pending_erase.pop() {
-            let b = self.blocks[gblock as usize];
-            assert_eq!(b.valid, 0);
-            assert_eq!(
-                b.kind,
-                BlockKind::Collected,
-                "block {gblock} erased while not collected"
-            );
-            if b.retire {
-                self.retire_block(sh, gblock)?;
-                continue;
-            }
-            let (device, block) = self.layout.split_block(gblock);
-            match sh.devices[device].erase_block(block) {
-                Ok(()) => {
-                    let b = &mut self.blocks[gblock as usize];
-                    b.erase_count += 1;
-                    *b = crate::blocks::BlockState::free(b.erase_count);
-                    self.free.insert(&self.layout, gblock, b.erase_count);
-                    self.erases_since_wl_check += 1;
-                }
-                Err(NandError::EraseFailed { .. }) => self.retire_block(sh, gblock)?,
-                Err(e) => {
-                    self.pending_erase.push(gblock);
-                    return Err(e.into());
-                }
+            // A failed retirement is not retried; a failed erase is (the block stays queued).
+            if self.blocks[gblock as usize].retire {
+                self.erase_collected(sh, gblock)?;
+            } else if let Err(e) = self.erase_collected(sh, gblock) {
+                self.pending_erase.push(gblock);
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Erases (or retires) one collected block that a barrier has covered; it joins the free pool.
+    pub fn erase_collected(&mut self, sh: &Shared, gblock: u32) -> Result<(), FtlError> {
+        self.relocation_page = None;
+        let b = self.blocks[gblock as usize];
+        assert_eq!(b.valid, 0);
+        assert_eq!(
+            b.kind,
+            BlockKind::Collected,
+            "block {gblock} erased while not collected"
+        );
+        if b.retire {
+            return self.retire_block(sh, gblock);
+        }
+        let (device, block) = self.layout.split_block(gblock);
+        match sh.devices[device].erase_block(block) {
+            Ok(()) => {
+                let b = &mut self.blocks[gblock as usize];
+                b.erase_count += 1;
+                *b = crate::blocks::BlockState::free(b.erase_count);
+                self.free.insert(&self.layout, gblock, b.erase_count);
+                self.erases_since_wl_check += 1;
+                Ok(())
+            }
+            Err(NandError::EraseFailed { .. }) => self.retire_block(sh, gblock),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// After open: of the bad blocks, `grown` went bad in use. They come out of the spares, and

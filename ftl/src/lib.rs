@@ -8,6 +8,8 @@
 //!   |- temperature.rs     hot/cold estimate per logical page
 //!   |- trim.rs            trim log
 //!   |- gc.rs              victim choice, paced relocation, erase barrier, static wear leveling
+//!   |- gc_sched.rs        global GC scheduler over timed devices: which dies may collect now
+//!   |- gc_background.rs   background GC, one erase or page move at a time, where allowed
 //!   |- persist.rs         checkpoint writer
 //!   |- recovery.rs        format, open: checkpoint + fold of changed blocks
 //!   |- format/            on-NAND records (OOB, summary, trim log, checkpoint)
@@ -23,6 +25,8 @@ mod engine;
 mod error;
 mod ftl;
 mod gc;
+mod gc_background;
+mod gc_sched;
 mod io;
 mod layout;
 mod persist;
@@ -37,6 +41,7 @@ pub mod nand;
 pub use config::{FtlConfig, GcPolicy};
 pub use error::FtlError;
 pub use ftl::Ftl;
+pub use gc_sched::{GcSchedStats, GcTiming, GcWork};
 pub use layout::LOGICAL_PAGE_BYTES;
 pub use recovery::RecoveryReport;
 pub use stats::FtlStats;
