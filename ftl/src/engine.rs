@@ -428,7 +428,11 @@ impl Engine {
                 {
                     continue;
                 }
-                let reserve = if relocation { 0 } else { GC_RESERVE_BLOCKS };
+                let reserve = if relocation {
+                    self.relocation_reserve()
+                } else {
+                    GC_RESERVE_BLOCKS
+                };
                 if self.free.count() <= reserve {
                     continue;
                 }
@@ -490,12 +494,23 @@ impl Engine {
         }
     }
 
+    /// Free blocks relocation (GC, wear leveling) leaves alone. It may take the GC reserve, but
+    /// not the last free block while the trim log has no open block: the barrier before the
+    /// victims' erase writes the trim buffer, and with no block for it the FTL went read-only
+    /// with blocks waiting to be erased (found by the model proptest).
+    fn relocation_reserve(&self) -> u32 {
+        u32::from(self.trim_block.is_none())
+    }
+
     /// Wear leveling moves cold data into the most worn free block of the whole FTL, where it
     /// will rest; one such block is open at a time.
     fn alloc_wear_leveling_page(&mut self) -> Option<PageAt> {
         let s = STREAM_WL as usize;
         if let Some(die) = self.open[s].iter().position(Option::is_some) {
             return Some(self.next_page_of(STREAM_WL, die as u32));
+        }
+        if self.free.count() <= self.relocation_reserve() {
+            return None;
         }
         let gblock = self.free.take_most_worn()?;
         self.open_block(gblock, STREAM_WL);

@@ -13,6 +13,15 @@ impl Engine {
     /// Trims one logical page (reads return zeroes from now on).
     pub fn trim(&mut self, sh: &Shared, lpa: u32) -> Result<(), FtlError> {
         self.check_writable()?;
+        // The first entry of an empty buffer, with no trim-log block open, needs a free block
+        // by the next barrier, and the barrier before an erase cannot make room: it would need
+        // that block first (after a reopen the last free block could be gone to the trim block
+        // the crash closed, and the FTL went read-only; found by the model proptest). While the
+        // buffer is empty a barrier needs no block, so GC can make room now.
+        if self.trim_block.is_none() && self.trim_buffer.is_empty() {
+            self.make_room(sh)?;
+        }
+        // Read after any GC above, which may have moved the page.
         let entry = sh.entry(lpa);
         if !matches!(entry, Entry::Data { .. } | Entry::Lost) {
             return Ok(());
