@@ -201,8 +201,23 @@ pub struct Engine {
     /// ranks: idle, busy with host work, being collected); any die only when none can.
     pub die_filter: Option<Vec<u8>>,
     /// Leading entries of `pending_erase` that a barrier has covered: they may be erased one by
-    /// one without another barrier (background GC).
+    /// one without another barrier (background GC; with background syncs, also `process_erases`).
     pub erase_ready: usize,
+    /// The erase barrier's sync running on its own thread, outside the engine lock (devices whose
+    /// syncs wait for a disk, no scheduler: see `Engine::background_syncs`).
+    pub sync_in_flight: Option<InFlightSync>,
+}
+
+/// A sync of some devices running on its own thread while writers go on under the engine lock.
+#[derive(Debug)]
+pub struct InFlightSync {
+    /// Leading entries of `pending_erase` whose replacements (relocated copies, trim entries) were
+    /// programmed before the sync started: they may be erased once it has completed.
+    pub covers: usize,
+    /// The devices it syncs: their dirty bits were cleared when it started (a program since sets
+    /// them again), so a failed sync sets them back.
+    pub devices: Vec<usize>,
+    pub handle: std::thread::JoinHandle<Result<(), FtlError>>,
 }
 
 impl Engine {
@@ -261,6 +276,7 @@ impl Engine {
             sched: None,
             die_filter: None,
             erase_ready: 0,
+            sync_in_flight: None,
             free,
             blocks,
             config,
@@ -608,15 +624,63 @@ impl Engine {
             self.program_pending(sh, stream, true)?;
         }
         self.flush_trims(sh)?;
+        // Programs a background sync covers are no longer marked dirty, and it may not have
+        // completed: sync its devices again (the new sync covers every program that returned) and
+        // collect its result too, since a failed fdatasync may have dropped what it was to write.
+        let in_flight = self.sync_in_flight.take();
+        if let Some(f) = &in_flight {
+            for &d in &f.devices {
+                self.dirty_devices[d] = true;
+            }
+        }
         let dirty: Vec<usize> = (0..self.dirty_devices.len())
             .filter(|&d| self.dirty_devices[d])
             .collect();
-        sync_devices(sh, &dirty)?;
+        let mut result = sync_devices(sh, &dirty);
+        if let Some(f) = in_flight {
+            result = result.and(join_sync(f.handle));
+        }
+        result?;
         for d in dirty {
             self.dirty_devices[d] = false;
         }
+        if self.background_syncs(sh) {
+            // Everything collected so far is covered.
+            self.erase_ready = self.pending_erase.len();
+        }
         Ok(())
     }
+
+    /// Whether erase barriers sync in the background (`gc.rs`, `process_erases`): only when a
+    /// sync waits for a disk and no scheduler runs GC. Simulated devices keep the synchronous
+    /// barrier, so a simulation stays deterministic.
+    pub fn background_syncs(&self, sh: &Shared) -> bool {
+        self.sched.is_none() && sh.devices.iter().any(|d| d.sync_is_slow())
+    }
+}
+
+/// The result of a sync thread; a panic there goes on in the caller.
+pub fn join_sync(handle: std::thread::JoinHandle<Result<(), FtlError>>) -> Result<(), FtlError> {
+    handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Syncs `devices` all at once, from a thread of their own (a background sync).
+pub fn sync_owned(devices: &[Arc<dyn Nand>]) -> Result<(), FtlError> {
+    let Some((last, others)) = devices.split_last() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = others.iter().map(|d| s.spawn(move || d.sync())).collect();
+        let mut result = last.sync();
+        for h in handles {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result = result.and(r);
+        }
+        result
+    })?;
+    Ok(())
 }
 
 /// Syncs `devices`: one after another when syncs are memory operations (deterministic order for

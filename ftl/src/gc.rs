@@ -490,6 +490,9 @@ impl Engine {
         if self.pending_erase.is_empty() {
             return Ok(());
         }
+        if self.background_syncs(sh) {
+            return self.process_erases_synced(sh);
+        }
         self.barrier(sh)?;
         self.erase_ready = 0;
         while let Some(gblock) = self.pending_erase.pop() {
@@ -501,6 +504,130 @@ impl Engine {
                 return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// `process_erases` over devices whose syncs wait for a disk: the erase barrier's sync runs on
+    /// its own thread while writers go on. A sync starts once a batch of collected blocks waits:
+    /// what replaced their pages (relocated copies, trim entries) is programmed first, under the
+    /// lock, and the sync covers those blocks only. They are erased by a later call once it has
+    /// completed. Only at the urgent watermark does a writer wait: for the sync in flight, or, if
+    /// that covers nothing, for a full barrier. So a block is still never erased before what
+    /// replaced its pages is durable; it is only erased later than with a synchronous barrier.
+    fn process_erases_synced(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        self.collect_sync(false)?;
+        if self.erase_ready == 0 && self.free.count() < FREE_BLOCKS_URGENT {
+            self.collect_sync(true)?;
+            if self.erase_ready == 0 {
+                self.barrier(sh)?;
+            }
+        }
+        while self.erase_ready > 0 {
+            let gblock = self.pending_erase[0];
+            // A failed retirement is not retried; a failed erase is (the block stays queued).
+            if self.blocks[gblock as usize].retire {
+                self.pop_covered_erase();
+                self.erase_collected(sh, gblock)?;
+            } else {
+                self.erase_collected(sh, gblock)?;
+                self.pop_covered_erase();
+            }
+        }
+        let covered = self
+            .sync_in_flight
+            .as_ref()
+            .map_or(self.erase_ready, |f| f.covers);
+        if self.sync_in_flight.is_none() && self.pending_erase.len() - covered >= ERASE_BATCH {
+            self.start_sync(sh)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the first entry of `pending_erase`, which a completed sync covered.
+    fn pop_covered_erase(&mut self) {
+        assert!(self.erase_ready > 0, "erase of a block no sync covered");
+        self.pending_erase.remove(0);
+        self.erase_ready -= 1;
+        if let Some(f) = self.sync_in_flight.as_mut() {
+            // A sync in flight started after the one that covered this block: it covers it too.
+            assert!(
+                f.covers > 0,
+                "sync in flight covers less than a completed one"
+            );
+            f.covers -= 1;
+        }
+    }
+
+    /// Programs what is in assembly and the trim buffer, then starts a background sync of every
+    /// dirty device: once it completes, every block now in `pending_erase` may be erased.
+    fn start_sync(&mut self, sh: &Shared) -> Result<(), FtlError> {
+        assert!(
+            self.sync_in_flight.is_none(),
+            "one background sync at a time"
+        );
+        for stream in 0..crate::engine::DATA_STREAMS as u8 {
+            self.program_pending(sh, stream, true)?;
+        }
+        self.flush_trims(sh)?;
+        let covers = self.pending_erase.len();
+        let devices: Vec<usize> = (0..self.dirty_devices.len())
+            .filter(|&d| self.dirty_devices[d])
+            .collect();
+        if devices.is_empty() {
+            self.erase_ready = covers;
+            return Ok(());
+        }
+        // Cleared now, not when the sync completes: a program from here on sets its device's bit
+        // again, so the next sync or barrier covers it.
+        for &d in &devices {
+            self.dirty_devices[d] = false;
+        }
+        let owned: Vec<_> = devices.iter().map(|&d| sh.devices[d].clone()).collect();
+        let spawned = std::thread::Builder::new()
+            .name("ftl-sync".into())
+            .spawn(move || crate::engine::sync_owned(&owned));
+        match spawned {
+            Ok(handle) => {
+                self.sync_in_flight = Some(crate::engine::InFlightSync {
+                    covers,
+                    devices,
+                    handle,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                // No thread: sync here, as a barrier would.
+                tracing::warn!("no thread for a background sync ({e}); syncing in place");
+                if let Err(e) = crate::engine::sync_devices(sh, &devices) {
+                    for &d in &devices {
+                        self.dirty_devices[d] = true;
+                    }
+                    return Err(e);
+                }
+                self.erase_ready = covers;
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the result of the background sync if it has completed (or, with `wait`, once it has):
+    /// the blocks it covers may then be erased. A failed sync marks its devices dirty again.
+    fn collect_sync(&mut self, wait: bool) -> Result<(), FtlError> {
+        let Some(f) = self.sync_in_flight.take() else {
+            return Ok(());
+        };
+        if !wait && !f.handle.is_finished() {
+            self.sync_in_flight = Some(f);
+            return Ok(());
+        }
+        if let Err(e) = crate::engine::join_sync(f.handle) {
+            for &d in &f.devices {
+                self.dirty_devices[d] = true;
+            }
+            return Err(e);
+        }
+        assert!(f.covers <= self.pending_erase.len());
+        self.erase_ready = self.erase_ready.max(f.covers);
         Ok(())
     }
 

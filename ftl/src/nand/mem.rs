@@ -26,7 +26,7 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    fn new(geometry: Geometry) -> Self {
+    pub(crate) fn new(geometry: Geometry) -> Self {
         let pages_per_die = geometry.blocks_per_die() as usize * geometry.pages_per_block as usize;
         let dies = (0..geometry.dies())
             .map(|_| {
