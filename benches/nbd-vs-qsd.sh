@@ -2,7 +2,8 @@
 # Real fio 3.33 (--ioengine=nbd, one connection) against `ferrite serve`'s NBD export (encryption
 # off and on) and against `qemu-storage-daemon --export type=nbd` on a raw file (aio=io_uring),
 # in one run on one machine: 4 KiB random read and random write at queue depth 1 and 32 after a
-# sequential fill. Prints IOPS, p50 and p99 latency, and the ratio ferrite/qsd.
+# sequential fill, all from the one job file benches/nbd-bench.fio. Prints IOPS, p50 and p99
+# latency, and the ratio ferrite/qsd.
 #
 # FERRITE_BENCH_SECS: seconds per case (default 10). Needs fio, qemu-storage-daemon and jq.
 set -euo pipefail
@@ -43,16 +44,18 @@ start_ferrite() { # DIR ENCRYPTION
     for _ in $(seq 600); do grep -q "control socket" "$1/serve.log" 2>/dev/null && break; sleep 0.1; done
 }
 
+# Every case runs the one job file benches/nbd-bench.fio; fio's --section picks the fill or the
+# measured job, the environment fills in the server and the case.
+job="$(pwd)/benches/nbd-bench.fio"
 run() { # URI RW DEPTH -> "iops p50_us p99_us"
     local dir=read
     [ "$2" = randwrite ] && dir=write
-    fio --verify_state_save=0 --name=bench --ioengine=nbd --uri="$1" --rw="$2" --bs=4k \
-        --iodepth="$3" --size=256M --time_based --runtime="$secs" --ramp_time=1 \
-        --output-format=json 2>/dev/null | sed -n '/^{/,$p' |
+    NBD_URI="$1" RW="$2" DEPTH="$3" SECS="$secs" fio --section=bench --output-format=json "$job" \
+        2>/dev/null | sed -n '/^{/,$p' |
         jq -r ".jobs[0].$dir | \"\(.iops|floor) \(.clat_ns.percentile[\"50.000000\"]/1000) \(.clat_ns.percentile[\"99.000000\"]/1000)\""
 }
 
-fill() { fio --verify_state_save=0 --name=fill --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=4 --size=256M --output-format=terse >/dev/null 2>&1; }
+fill() { NBD_URI="$1" RW=write DEPTH=1 SECS=1 fio --section=fill --output-format=terse "$job" >/dev/null 2>&1; }
 
 start_ferrite "$work/plain" false
 start_ferrite "$work/enc" true
