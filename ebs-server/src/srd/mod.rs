@@ -7,6 +7,7 @@
 //!  path.rs        one path: load, health (healthy / suspect), per-path loss detection
 //!  congestion.rs  pacing rate and in-flight limit from ACK timing and RTT rise
 //!  receiver.rs    reassembly, dedup window, exactly-once delivery
+//!  replay.rs      the replay window over packet numbers of sealed packets
 //!  connection.rs  the pure state machine joining them (no sockets, no clock)
 //!  sim.rs         a seeded simulated network of impaired paths, for tests
 //!  udp.rs         the thin real I/O loop over N UDP sockets on a peer
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod packet;
 pub mod path;
 pub mod receiver;
+pub mod replay;
 pub mod rtt;
 pub mod sim;
 pub mod udp;
