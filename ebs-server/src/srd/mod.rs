@@ -8,6 +8,7 @@
 //!  congestion.rs  pacing rate and in-flight limit from ACK timing and RTT rise
 //!  receiver.rs    reassembly, dedup window, exactly-once delivery
 //!  replay.rs      the replay window over packet numbers of sealed packets
+//!  seal.rs        the v2 key schedule (HKDF over PSK + X25519) and AES-256-GCM per packet
 //!  connection.rs  the pure state machine joining them (no sockets, no clock)
 //!  sim.rs         a seeded simulated network of impaired paths, for tests
 //!  udp.rs         the thin real I/O loop over N UDP sockets on a peer
@@ -21,6 +22,7 @@ pub mod path;
 pub mod receiver;
 pub mod replay;
 pub mod rtt;
+pub mod seal;
 pub mod sim;
 pub mod udp;
 
