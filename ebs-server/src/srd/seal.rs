@@ -17,7 +17,8 @@
 use aws_lc_rs::{aead, hkdf, hmac};
 use zeroize::Zeroizing;
 
-use super::packet::HEADER_LEN;
+use super::handshake::VERSION_SEALED;
+use super::packet::{HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
 
 /// Bytes of the AEAD tag that replaces the CRC trailer.
 pub const TAG_LEN: usize = 16;
@@ -156,7 +157,14 @@ pub enum OpenError {
     LengthMismatch { body_len: usize, len: usize },
     #[error("authentication tag does not verify")]
     Forged,
+    #[error("not a sealed (version 2, key epoch 1) packet")]
+    NotSealed,
 }
+
+/// The key epoch byte (header offset 7) of a sealed packet; 0 means unsealed (version 1).
+pub const KEY_EPOCH_SEALED: u8 = 1;
+const VERSION_AT: usize = 4;
+const KEY_EPOCH_AT: usize = 7;
 
 /// Why a packet was not sealed; a bug or a session that must reconnect, never bad input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -257,6 +265,46 @@ impl Sealer {
             .open_in_place(self.nonce(packet_number), aead::Aad::from(&*header), sealed)
             .map_err(|_| OpenError::Forged)?;
         Ok((packet_number, body))
+    }
+}
+
+impl Sealer {
+    /// Seals an encoded version-1 datagram (`packet::Packet::encode`): the header becomes
+    /// version 2 with key epoch 1, the CRC trailer is replaced by the tag. Connections build
+    /// packets with the v1 encoder and seal them on the way out, so one encoder serves both.
+    pub fn seal_v1(&self, v1: &[u8]) -> Result<Vec<u8>, SealError> {
+        let len = v1.len();
+        if len < HEADER_LEN + TRAILER_LEN {
+            return Err(SealError::BodyLength { len, body_len: 0 });
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&v1[..HEADER_LEN]);
+        header[VERSION_AT] = VERSION_SEALED;
+        header[KEY_EPOCH_AT] = KEY_EPOCH_SEALED;
+        self.seal(&header, &v1[HEADER_LEN..len - TRAILER_LEN])
+    }
+
+    /// Opens a sealed datagram back into the version-1 datagram it was sealed from (with a fresh
+    /// CRC), for `packet::parse`; returns its packet number too, for the replay window.
+    pub fn open_to_v1(&self, datagram: &[u8]) -> Result<(u64, Vec<u8>), OpenError> {
+        if datagram.len() >= HEADER_LEN
+            && (datagram[..4] != MAGIC
+                || datagram[VERSION_AT] != VERSION_SEALED
+                || datagram[KEY_EPOCH_AT] != KEY_EPOCH_SEALED)
+        {
+            return Err(OpenError::NotSealed);
+        }
+        let mut buf = datagram.to_vec();
+        let (packet_number, body_len) = {
+            let (pn, body) = self.open(&mut buf)?;
+            (pn, body.len())
+        };
+        buf.truncate(HEADER_LEN + body_len);
+        buf[VERSION_AT] = VERSION;
+        buf[KEY_EPOCH_AT] = 0;
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        Ok((packet_number, buf))
     }
 }
 
