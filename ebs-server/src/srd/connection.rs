@@ -1141,5 +1141,71 @@ mod tests {
                 proptest::prop_assert!(a.in_flight_packets() <= config.in_flight_packets_max);
             }
         }
+
+        /// The same against a sealed connection, with authentic packets of arbitrary contents
+        /// and some with a bit flipped anywhere.
+        #[test]
+                fn forged_packets_never_panic_a_sealed_connection(
+            packets in proptest::collection::vec(forged(), 1..60),
+            flips in proptest::collection::vec(proptest::option::of(0usize..100_000), 60),
+        ) {
+            let config = Config { path_count: 4, ..Config::default() };
+            let keys = || {
+                let t = crate::srd::seal::Transcript {
+                    connection_id: 9,
+                    client_public_key: [1; 32],
+                    client_random: [2; 32],
+                    server_public_key: [3; 32],
+                    server_random: [4; 32],
+                };
+                crate::srd::seal::SessionKeys::derive(&[5; 32], &[6; 32], &t)
+            };
+            let (mut a, _) = pair(&config);
+            let mine = keys();
+            a.install_keys(mine.client_to_server, mine.server_to_client);
+            // The same keys again: the forger holds the peer's sending key, so its packets
+            // authenticate and reach the state machine, unless a bit is flipped.
+            let peer = keys();
+            for i in 0..5u8 {
+                a.send_message(vec![i; 3000]).expect("send");
+            }
+            let mut now = 0;
+            drain(&mut a, now);
+            for ((path_id, packet_number, body), flip) in packets.into_iter().zip(flips) {
+                now += 7;
+                let payload;
+                let body = match body {
+                    Forged::Data { message_id, message_len, offset, index, count, payload: p } => {
+                        payload = p;
+                        Body::Data(Data {
+                            message_id,
+                            message_len,
+                            fragment_offset: offset,
+                            fragment_index: index,
+                            fragment_count: count,
+                            payload: &payload,
+                        })
+                    }
+                    Forged::Ack(pns) => Body::Ack(pns.into_iter().map(|packet_number| Acked { packet_number, ack_delay_us: 3 }).collect()),
+                    Forged::Probe => Body::Probe,
+                    Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked { packet_number, ack_delay_us: 0 }),
+                };
+                let plain = Packet { connection_id: 9, packet_number, path_id, body }.encode();
+                let Ok(mut datagram) = peer.server_to_client.seal_v1(&plain) else {
+                    continue;
+                };
+                if let Some(bit) = flip {
+                    let bit = bit % (datagram.len() * 8);
+                    datagram[bit / 8] ^= 1 << (bit % 8);
+                }
+                a.handle_datagram(now, path_id, &datagram);
+                if a.next_timeout_us().is_some_and(|t| t <= now) {
+                    a.handle_timeout(now);
+                }
+                drain(&mut a, now);
+                while a.poll_delivered().is_some() {}
+                proptest::prop_assert!(a.in_flight_packets() <= config.in_flight_packets_max);
+            }
+        }
     }
 }
