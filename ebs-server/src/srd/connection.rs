@@ -1145,7 +1145,7 @@ mod tests {
         /// The same against a sealed connection, with authentic packets of arbitrary contents
         /// and some with a bit flipped anywhere.
         #[test]
-                fn forged_packets_never_panic_a_sealed_connection(
+        fn forged_packets_never_panic_a_sealed_connection(
             packets in proptest::collection::vec(forged(), 1..60),
             flips in proptest::collection::vec(proptest::option::of(0usize..100_000), 60),
         ) {
