@@ -17,6 +17,9 @@ use crate::nand::NandError;
 
 /// Erased blocks are freed in batches, so the barrier before erasing is paid once per batch.
 const ERASE_BATCH: usize = 4;
+/// Free blocks GC keeps beyond the background watermark while erases wait for background syncs:
+/// what writers consume during one sync of the devices.
+const SYNC_HEADROOM_BLOCKS: u32 = 16;
 /// How many erases pass between two checks of the erase-count spread.
 const WL_CHECK_INTERVAL: u32 = 8;
 
@@ -73,8 +76,17 @@ impl Engine {
     /// Background GC, paced: each host write buys the relocations that keep free space steady.
     /// The share grows as free blocks fall from the background to the urgent watermark.
     pub fn pace_gc(&mut self, sh: &Shared) -> Result<(), FtlError> {
-        let free = self.free.count() + self.pending_erase.len() as u32;
-        if free >= FREE_BLOCKS_BACKGROUND {
+        // With background syncs a collected block is not free until a sync covers it, and the
+        // writes made while a sync runs (tens of milliseconds on a disk) must fit in the free
+        // blocks: so GC starts earlier, and counts only the blocks a completed sync covered.
+        let (background, free) = if self.background_syncs(sh) {
+            let ready = self.free.count() + self.erase_ready as u32;
+            (FREE_BLOCKS_BACKGROUND + SYNC_HEADROOM_BLOCKS, ready)
+        } else {
+            let collected = self.free.count() + self.pending_erase.len() as u32;
+            (FREE_BLOCKS_BACKGROUND, collected)
+        };
+        if free >= background {
             self.gc_credit = 0.0;
             return Ok(());
         }
@@ -82,8 +94,8 @@ impl Engine {
             self.gc = self.pick_victim();
         }
         let Some(job) = self.gc else { return Ok(()) };
-        let span = f64::from(FREE_BLOCKS_BACKGROUND - FREE_BLOCKS_URGENT);
-        let urgency = 1.0 + f64::from(FREE_BLOCKS_BACKGROUND.saturating_sub(free)) / span;
+        let span = f64::from(background - FREE_BLOCKS_URGENT);
+        let urgency = 1.0 + f64::from(background.saturating_sub(free)) / span;
         self.gc_credit += job.moves_per_write * urgency + 0.01;
         if self.gc_credit >= 1.0 {
             let budget = self.gc_credit.floor();
