@@ -18,7 +18,7 @@ const REQUEST_BYTES_MAX: u64 = 64 * 1024;
 /// The file name of the control socket in the data directory.
 pub const SOCKET_FILE: &str = "control.sock";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
     Create {
@@ -38,6 +38,34 @@ pub enum Request {
     },
     List,
     Status,
+}
+
+// By hand: the credential must never reach a log through `{:?}`.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Create {
+                name,
+                blocks,
+                multi_attach,
+                ..
+            } => f
+                .debug_struct("Create")
+                .field("name", name)
+                .field("blocks", blocks)
+                .field("credential_hex", &"<redacted>")
+                .field("multi_attach", multi_attach)
+                .finish_non_exhaustive(),
+            Request::Delete { name } => f.debug_struct("Delete").field("name", name).finish(),
+            Request::Resize { name, blocks } => f
+                .debug_struct("Resize")
+                .field("name", name)
+                .field("blocks", blocks)
+                .finish(),
+            Request::List => f.write_str("List"),
+            Request::Status => f.write_str("Status"),
+        }
+    }
 }
 
 /// A volume as the socket reports it.
