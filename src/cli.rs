@@ -110,6 +110,110 @@ pub enum Command {
     /// Identify data and SMART/health log of a namespace (running or stopped).
     #[command(subcommand)]
     Nvme(NvmeCommand),
+    /// Serve remote volumes over UDP from an FTL over FileNand devices in --data (Ctrl-C closes cleanly).
+    #[command(
+        long_about = "Serves remote volumes (docs/ebs-server.md) over the SRD-like multipath UDP \
+                      transport: path i listens on --listen's port + i. The first start creates \
+                      --data with --devices FileNand devices and formats one FTL over them \
+                      (unencrypted: the client seals its blocks itself); later starts recover \
+                      it and serve the same volumes. Volumes are managed through \
+                      DATA/control.sock with `ferrite ebs volume ...`. Ctrl-C or SIGTERM stops \
+                      serving and closes the FTL with a checkpoint. One server per data directory."
+    )]
+    EbsServer(EbsServerArgs),
+    /// Manage the volumes of a running `ferrite ebs-server` (create, delete, list, resize, status).
+    #[command(subcommand)]
+    Ebs(EbsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct EbsServerArgs {
+    /// Base UDP address: path i listens on its port + i (port 0: ephemeral ports).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Data directory: the device files, the volume catalog, the lock and control.sock.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Network paths (UDP sockets) per connection.
+    #[arg(long, default_value_t = 4)]
+    pub paths: usize,
+    /// FileNand devices under the FTL (the same number on every start).
+    #[arg(long, default_value_t = 8)]
+    pub devices: u32,
+    /// Erase blocks per plane of new devices (2 dies of 1 plane each; small values for tests).
+    #[arg(long, default_value_t = 256)]
+    pub blocks_per_plane: u32,
+    /// Pages (4 KiB) per erase block of new devices.
+    #[arg(long, default_value_t = 64)]
+    pub pages_per_block: u32,
+    /// Blocks (4 KiB) per volume extent, the unit of space a volume gets (fixed at the first start).
+    #[arg(long, default_value_t = 256)]
+    pub extent_blocks: u64,
+}
+
+/// How `ferrite ebs` finds the server.
+#[derive(Debug, Args)]
+pub struct EbsTarget {
+    /// The server's data directory (its control socket is DIR/control.sock).
+    #[arg(long, value_name = "DIR", required_unless_present = "control")]
+    pub data: Option<PathBuf>,
+    /// The server's control socket.
+    #[arg(long, value_name = "SOCKET", conflicts_with = "data")]
+    pub control: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EbsCommand {
+    /// Create, delete, list or resize volumes.
+    #[command(subcommand)]
+    Volume(EbsVolumeCommand),
+    /// The server's volumes, free space and transport counters (JSON).
+    Status(EbsTarget),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EbsVolumeCommand {
+    /// Create a volume; it reads zeroes until written.
+    Create {
+        name: String,
+        /// Size in bytes, with an optional K/M/G/T suffix (binary); a multiple of 4 KiB.
+        #[arg(long, value_parser = crate::ebs::parse_size_blocks, value_name = "SIZE")]
+        size: u64,
+        /// File holding the attach credential (never given on the command line).
+        #[arg(long, value_name = "FILE")]
+        credential_file: PathBuf,
+        /// Let several clients attach at once.
+        #[arg(long)]
+        multi_attach: bool,
+        /// File holding the wrapped data key, stored as given and handed to attaching clients.
+        #[arg(long, value_name = "FILE")]
+        wrapped_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: EbsTarget,
+    },
+    /// Delete a volume (refused while attached).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: EbsTarget,
+    },
+    /// List volumes.
+    List {
+        /// JSON: an array of {name, id, blocks, size_bytes, multi_attach, attachments}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: EbsTarget,
+    },
+    /// Grow or shrink a volume.
+    Resize {
+        name: String,
+        /// New size in bytes, with an optional K/M/G/T suffix; a multiple of 4 KiB.
+        #[arg(long, value_parser = crate::ebs::parse_size_blocks, value_name = "SIZE")]
+        size: u64,
+        #[command(flatten)]
+        target: EbsTarget,
+    },
 }
 
 #[derive(Debug, Args)]

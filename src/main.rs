@@ -10,19 +10,20 @@ use tracing_subscriber::EnvFilter;
 use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
-    BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, NvmeCommand,
-    ServeArgs, SimArgs, TargetKind, TerminateArgs,
+    BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, EbsCommand,
+    EbsServerArgs, EbsTarget, EbsVolumeCommand, NvmeCommand, ServeArgs, SimArgs, TargetKind,
+    TerminateArgs,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
-use ferrite::{glue, serve, sim};
+use ferrite::{ebs, glue, serve, sim};
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // The simulation injects faults on purpose: the FTL's warnings about them are noise there.
     let default_level = match cli.command {
         Command::Sim(_) => "error",
-        Command::Serve(_) | Command::Terminate(_) => "info",
+        Command::Serve(_) | Command::Terminate(_) | Command::EbsServer(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -41,8 +42,65 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Terminate(args) => terminate_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Nvme(command) => nvme_cmd(&command).map(|()| ExitCode::SUCCESS),
+        Command::EbsServer(args) => ebs_server_cmd(&args).map(|()| ExitCode::SUCCESS),
+        Command::Ebs(command) => ebs_cmd(&command).map(|()| ExitCode::SUCCESS),
         Command::Fio(args) => {
             ferrite::fio::main(&args.jobfiles, args.output_format, args.output.as_deref())
+        }
+    }
+}
+
+fn ebs_server_cmd(args: &EbsServerArgs) -> anyhow::Result<()> {
+    let options = ebs::server::EbsServerOptions {
+        listen: args.listen,
+        data_dir: args.data.clone(),
+        paths: args.paths,
+        devices: args.devices,
+        geometry: ftl::nand::Geometry {
+            channels: 1,
+            dies_per_channel: 2,
+            planes_per_die: 1,
+            blocks_per_plane: args.blocks_per_plane,
+            pages_per_block: args.pages_per_block,
+            page_size: 4096,
+            oob_size: 64,
+        },
+        extent_blocks: args.extent_blocks,
+    };
+    serve::signal::install()?;
+    ebs::server::run(&options, serve::signal::stop_asked)
+}
+
+fn ebs_cmd(command: &EbsCommand) -> anyhow::Result<()> {
+    let socket =
+        |t: &EbsTarget| ebs::volume_cmd::socket_of(t.data.as_deref(), t.control.as_deref());
+    match command {
+        EbsCommand::Status(target) => ebs::volume_cmd::status(&socket(target)?),
+        EbsCommand::Volume(EbsVolumeCommand::Create {
+            name,
+            size,
+            credential_file,
+            multi_attach,
+            wrapped_key_file,
+            target,
+        }) => ebs::volume_cmd::create(
+            &socket(target)?,
+            &ebs::volume_cmd::CreateRequest {
+                name,
+                blocks: *size,
+                credential_file,
+                multi_attach: *multi_attach,
+                wrapped_key_file: wrapped_key_file.as_deref(),
+            },
+        ),
+        EbsCommand::Volume(EbsVolumeCommand::Delete { name, target }) => {
+            ebs::volume_cmd::delete(&socket(target)?, name)
+        }
+        EbsCommand::Volume(EbsVolumeCommand::List { json, target }) => {
+            ebs::volume_cmd::list(&socket(target)?, *json)
+        }
+        EbsCommand::Volume(EbsVolumeCommand::Resize { name, size, target }) => {
+            ebs::volume_cmd::resize(&socket(target)?, name, *size)
         }
     }
 }

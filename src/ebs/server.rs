@@ -1,0 +1,124 @@
+//! `ferrite ebs-server`: formats the FTL over FileNand devices in the data directory on the first
+//! start and recovers it on every later one, serves its volumes over UDP, and manages them
+//! through `DATA/control.sock` until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use ebs_server::server::{EbsServer, ServerConfig};
+use ebs_server::volumes::VolumeStore;
+use ftl::nand::{FileDurability, Geometry};
+use ftl::{Ftl, FtlConfig};
+
+use crate::glue;
+use crate::serve::lock::DataDirLock;
+
+const DEVICES_DIR: &str = "devices";
+const CATALOG_FILE: &str = "volumes.cat";
+
+/// What `ferrite ebs-server` was asked for.
+#[derive(Debug, Clone)]
+pub struct EbsServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub paths: usize,
+    pub devices: u32,
+    /// Geometry of devices created on the first start (later starts read it from the files).
+    pub geometry: Geometry,
+    /// Blocks per volume extent, the unit of allocation, fixed on the first start.
+    pub extent_blocks: u64,
+}
+
+/// Path `i` listens on `listen`'s port + `i` (port 0: every path picks an ephemeral port).
+fn path_addrs(listen: SocketAddr, paths: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    (0..paths)
+        .map(|i| {
+            if listen.port() == 0 {
+                return Ok(listen);
+            }
+            let port = u16::try_from(usize::from(listen.port()) + i)
+                .ok()
+                .context("the listen port + paths goes past port 65535")?;
+            Ok(SocketAddr::new(listen.ip(), port))
+        })
+        .collect()
+}
+
+fn open_ftl(options: &EbsServerOptions) -> anyhow::Result<Ftl> {
+    let dir = options.data_dir.join(DEVICES_DIR);
+    // Remote volumes outlive the host: every barrier reaches the disk. The FTL is not sealed:
+    // the client seals its blocks itself, and an instance key would not survive a reboot.
+    let durability = FileDurability::Host;
+    if glue::device_path(&dir, 0).exists() {
+        let devices = glue::open_file_devices_with(&dir, options.devices, durability)?;
+        let (ftl, _report) = Ftl::open(devices, FtlConfig::default())
+            .with_context(|| format!("recovering the FTL in {}", dir.display()))?;
+        eprintln!("recovered {} devices in {}", options.devices, dir.display());
+        Ok(ftl)
+    } else {
+        let devices = glue::file_devices_with(&dir, options.geometry, options.devices, durability)?;
+        let ftl = Ftl::format(devices, FtlConfig::default())
+            .with_context(|| format!("formatting the FTL in {}", dir.display()))?;
+        eprintln!("formatted {} devices in {}", options.devices, dir.display());
+        Ok(ftl)
+    }
+}
+
+/// The control socket of the server of `data_dir`.
+pub fn control_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join(super::control::SOCKET_FILE)
+}
+
+/// Runs the server until `stop()` returns true, then closes it cleanly (FTL checkpoint).
+pub fn run(options: &EbsServerOptions, stop: impl Fn() -> bool) -> anyhow::Result<()> {
+    let _lock = DataDirLock::acquire(&options.data_dir, "run ebs-server")?;
+    let addrs = path_addrs(options.listen, options.paths)?;
+    let ftl = open_ftl(options)?;
+    let catalog = options.data_dir.join(CATALOG_FILE);
+    let store = Arc::new(
+        VolumeStore::open(ftl, &catalog, options.extent_blocks)
+            .with_context(|| format!("opening the volumes of {}", catalog.display()))?,
+    );
+    let mut config = ServerConfig::default();
+    config.srd.path_count = options.paths;
+    let server = EbsServer::start(&addrs, Arc::clone(&store), config)
+        .with_context(|| format!("listening on {addrs:?}"))?;
+    let socket = control_socket(&options.data_dir);
+    for (i, a) in server.local_addrs().iter().enumerate() {
+        println!("path {i}: udp {a}");
+    }
+    println!("control socket: {}", socket.display());
+    println!(
+        "volumes: {}, free: {} MiB",
+        store.list().len(),
+        (store.free_blocks() * super::BLOCK_BYTES) >> 20
+    );
+    let served = super::control::serve(&socket, &store, &|| server.stats(), stop);
+    let stats = server.stop().context("stopping the server")?;
+    served?;
+    eprintln!(
+        "stopped after {} requests on {} connections",
+        stats.requests, stats.connections_opened
+    );
+    let store = Arc::try_unwrap(store)
+        .map_err(|_| anyhow::anyhow!("the volume store is still in use at close"))?;
+    store.close().context("closing the FTL")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_addrs;
+
+    #[test]
+    fn paths_listen_on_consecutive_ports() {
+        let base = "127.0.0.1:7400".parse().unwrap_or_else(|_| unreachable!());
+        let addrs = path_addrs(base, 3).unwrap_or_default();
+        let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [7400, 7401, 7402]);
+        let high = "127.0.0.1:65535".parse().unwrap_or_else(|_| unreachable!());
+        assert!(path_addrs(high, 2).is_err());
+    }
+}

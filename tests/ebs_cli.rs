@@ -1,0 +1,224 @@
+#![allow(clippy::unwrap_used)]
+//! `ferrite ebs-server` and `ferrite ebs volume ...` as a user runs them: the real binary, a
+//! volume written through the library client, a SIGINT, a restart on the same directory, and
+//! the same data read back.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use ebs_server::client::{ClientConfig, RemoteVolume};
+use ebs_server::srd;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrite");
+const PATHS: usize = 2;
+
+/// Starts the server and returns it with its path addresses, read from its stdout.
+fn start_server(data: &Path) -> (Child, Vec<SocketAddr>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "ebs-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--paths",
+            "2",
+            "--devices",
+            "2",
+        ])
+        .args([
+            "--blocks-per-plane",
+            "32",
+            "--pages-per-block",
+            "32",
+            "--extent-blocks",
+            "64",
+        ])
+        .arg("--data")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addrs = Vec::new();
+    for line in &mut lines {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("path ") {
+            addrs.push(rest.split("udp ").nth(1).unwrap().parse().unwrap());
+        }
+        if line.starts_with("control socket: ") {
+            break;
+        }
+    }
+    assert_eq!(addrs.len(), PATHS);
+    (child, addrs)
+}
+
+fn stop_server(mut child: Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SIGINT as Ctrl-C sends it; the server closes the FTL with a checkpoint and exits 0.
+    assert_eq!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+fn ebs(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("ebs")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn fails_with(out: &Output, text: &str) {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(text), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn connect(addrs: &[SocketAddr]) -> RemoteVolume {
+    let config = ClientConfig {
+        srd: srd::Config {
+            path_count: PATHS,
+            ..srd::Config::default()
+        },
+        ..ClientConfig::default()
+    };
+    RemoteVolume::connect(addrs, config).unwrap()
+}
+
+#[test]
+fn volumes_are_managed_served_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cred = dir.path().join("cred");
+    std::fs::write(&cred, b"a secret credential").unwrap();
+    let cred_s = cred.to_str().unwrap();
+
+    let out = ebs(&data, &["volume", "list"]);
+    fails_with(&out, "not running at");
+
+    let (server, addrs) = start_server(&data);
+    // One server per directory.
+    let second = Command::new(BIN)
+        .args([
+            "ebs-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--devices",
+            "2",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    fails_with(&second, "another ferrite process holds");
+
+    assert!(
+        ebs(
+            &data,
+            &[
+                "volume",
+                "create",
+                "v1",
+                "--size",
+                "1M",
+                "--credential-file",
+                cred_s
+            ]
+        )
+        .status
+        .success()
+    );
+    fails_with(
+        &ebs(
+            &data,
+            &[
+                "volume",
+                "create",
+                "v1",
+                "--size",
+                "1M",
+                "--credential-file",
+                cred_s,
+            ],
+        ),
+        "exists already",
+    );
+    fails_with(
+        &ebs(
+            &data,
+            &[
+                "volume",
+                "create",
+                "v2",
+                "--size",
+                "4097",
+                "--credential-file",
+                cred_s,
+            ],
+        ),
+        "multiple of 4096",
+    );
+    fails_with(
+        &ebs(
+            &data,
+            &[
+                "volume",
+                "create",
+                "v2",
+                "--size",
+                "1G",
+                "--credential-file",
+                cred_s,
+            ],
+        ),
+        "not enough space",
+    );
+    fails_with(
+        &ebs(&data, &["volume", "resize", "nope", "--size", "1M"]),
+        "no volume named",
+    );
+    assert!(
+        ebs(&data, &["volume", "resize", "v1", "--size", "2M"])
+            .status
+            .success()
+    );
+    let list = ebs(&data, &["volume", "list", "--json"]);
+    let volumes: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(volumes[0]["name"], "v1");
+    assert_eq!(volumes[0]["size_bytes"], 2 << 20);
+
+    let block: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    let mut client = connect(&addrs);
+    let info = client.attach("v1", b"a secret credential").unwrap();
+    assert_eq!(info.blocks, 512);
+    client.write(7, &block, true).unwrap();
+    fails_with(&ebs(&data, &["volume", "delete", "v1"]), "attached");
+    client.detach().unwrap();
+    drop(client);
+    stop_server(server);
+
+    let (server, addrs) = start_server(&data);
+    let mut client = connect(&addrs);
+    client.attach("v1", b"a secret credential").unwrap();
+    assert_eq!(client.read(7, 1).unwrap(), block);
+    client.detach().unwrap();
+    drop(client);
+    let status = ebs(&data, &["status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["server"]["requests"].as_u64().unwrap() >= 2);
+    assert!(ebs(&data, &["volume", "delete", "v1"]).status.success());
+    fails_with(&ebs(&data, &["volume", "delete", "v1"]), "no volume named");
+    stop_server(server);
+}
