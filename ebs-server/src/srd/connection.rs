@@ -258,10 +258,12 @@ impl Connection {
         pn
     }
 
-    fn push_control(&mut self, path_id: u8, body: Body<'_>) {
+    /// Queues a control packet; returns its packet number, or None (counted) when the queue is
+    /// full and the packet was dropped without taking a number.
+    fn push_control(&mut self, path_id: u8, body: Body<'_>) -> Option<u64> {
         if self.control.len() >= CONTROL_QUEUE_MAX {
             self.stats.control_dropped += 1;
-            return;
+            return None;
         }
         let packet_number = self.take_packet_number();
         let datagram = Packet {
@@ -272,6 +274,7 @@ impl Connection {
         }
         .encode();
         self.control.push_back(Transmit { path_id, datagram });
+        Some(packet_number)
     }
 
     /// Feeds one datagram that arrived on local path `path_id`. Anything malformed, forged or
@@ -331,7 +334,7 @@ impl Connection {
                     packet_number: packet.packet_number,
                     ack_delay_us: 0,
                 };
-                self.push_control(path_id, Body::ProbeAck(answer));
+                let _ = self.push_control(path_id, Body::ProbeAck(answer));
             }
             Body::ProbeAck(answer) => self.on_probe_ack(now_us, path_id, answer),
         }
@@ -368,7 +371,7 @@ impl Connection {
                 })
                 .collect();
             self.stats.acks_sent += 1;
-            self.push_control(path_id, Body::Ack(acked));
+            let _ = self.push_control(path_id, Body::Ack(acked));
         }
     }
 
@@ -735,14 +738,17 @@ impl Connection {
         }
         for path_id in 0..self.paths.len() {
             if self.probe_due_us(path_id).is_some_and(|at| at <= now_us) {
-                let packet_number = self.next_packet_number;
-                self.push_control(path_id as u8, Body::Probe);
+                // A probe dropped from a full control queue is not recorded (its number was
+                // never sent); it is tried again an interval later.
+                let queued = self.push_control(path_id as u8, Body::Probe);
                 let interval = self.config.probe_interval_us;
                 let path = &mut self.paths[path_id];
-                path.probe = Some((packet_number, now_us));
                 path.next_probe_us = now_us + interval;
-                path.stats.probes_sent += 1;
-                self.stats.probes_sent += 1;
+                if let Some(packet_number) = queued {
+                    path.probe = Some((packet_number, now_us));
+                    path.stats.probes_sent += 1;
+                    self.stats.probes_sent += 1;
+                }
             }
         }
     }
@@ -757,8 +763,9 @@ impl Connection {
             if self.paths[path_id].probe.is_some() {
                 continue;
             }
-            let packet_number = self.next_packet_number;
-            self.push_control(path_id as u8, Body::Probe);
+            let Some(packet_number) = self.push_control(path_id as u8, Body::Probe) else {
+                continue;
+            };
             let path = &mut self.paths[path_id];
             path.probe = Some((packet_number, now_us));
             path.stats.probes_sent += 1;
@@ -964,6 +971,37 @@ mod tests {
             1,
             "an answer to a probe b never sent"
         );
+    }
+
+    #[test]
+    fn a_probe_dropped_from_a_full_control_queue_is_not_recorded() {
+        let (mut a, _b) = pair(&Config::default());
+        for pn in 0..CONTROL_QUEUE_MAX as u64 {
+            let probe = Packet {
+                connection_id: 9,
+                packet_number: pn,
+                path_id: 0,
+                body: Body::Probe,
+            }
+            .encode();
+            a.handle_datagram(0, 0, &probe);
+        }
+        let sent_before = a.stats().probes_sent;
+        a.announce_paths(0);
+        assert_eq!(a.stats().probes_sent, sent_before, "no probe fits the full queue");
+        assert!(
+            a.paths().iter().all(|p| p.probe.is_none()),
+            "a dropped probe must not be awaited"
+        );
+        drain(&mut a, 0);
+        a.announce_paths(1);
+        let queued = drain(&mut a, 1);
+        let paths = a.paths().len();
+        assert_eq!(queued.len(), paths);
+        for (path, transmit) in a.paths().iter().zip(&queued) {
+            let parsed = packet::parse(&transmit.datagram).expect("own packet parses");
+            assert_eq!(path.probe.map(|(pn, _)| pn), Some(parsed.packet_number));
+        }
     }
 
     #[test]
