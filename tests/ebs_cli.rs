@@ -208,6 +208,23 @@ fn volumes_are_managed_served_and_survive_a_restart() {
     client.detach().unwrap();
     drop(client);
     stop_server(server);
+    // The device count is fixed by the first run.
+    let wrong = Command::new(BIN)
+        .args([
+            "ebs-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--devices",
+            "3",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    fails_with(
+        &wrong,
+        "holds 2 devices (made by the first run); --devices 3 does not match",
+    );
 
     let (server, addrs) = start_server(&data);
     let mut client = connect(&addrs);

@@ -52,6 +52,15 @@ fn open_ftl(options: &EbsServerOptions) -> anyhow::Result<Ftl> {
     // the client seals its blocks itself, and an instance key would not survive a reboot.
     let durability = FileDurability::Host;
     if glue::device_path(&dir, 0).exists() {
+        let found = (0..)
+            .take_while(|&i| glue::device_path(&dir, i).exists())
+            .count();
+        anyhow::ensure!(
+            found == options.devices as usize,
+            "{} holds {found} devices (made by the first run); --devices {} does not match",
+            dir.display(),
+            options.devices
+        );
         let devices = glue::open_file_devices_with(&dir, options.devices, durability)?;
         let (ftl, _report) = Ftl::open(devices, FtlConfig::default())
             .with_context(|| format!("recovering the FTL in {}", dir.display()))?;

@@ -988,7 +988,11 @@ mod tests {
         }
         let sent_before = a.stats().probes_sent;
         a.announce_paths(0);
-        assert_eq!(a.stats().probes_sent, sent_before, "no probe fits the full queue");
+        assert_eq!(
+            a.stats().probes_sent,
+            sent_before,
+            "no probe fits the full queue"
+        );
         assert!(
             a.paths().iter().all(|p| p.probe.is_none()),
             "a dropped probe must not be awaited"
