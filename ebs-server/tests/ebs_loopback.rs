@@ -550,3 +550,21 @@ fn data_survives_five_percent_loss_on_every_path() {
         stats.retransmissions, stats.paths_made_suspect
     );
 }
+
+#[test]
+fn a_server_thread_that_ended_is_seen_as_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(store(dir.path()), 60_000, 16);
+    assert!(server.is_running());
+    // The stop handle ends the thread as an I/O error would, without `stop` joining it.
+    server.stop_handle().stop();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server thread did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.stop().unwrap();
+}

@@ -104,8 +104,14 @@ pub fn run(options: &EbsServerOptions, stop: impl Fn() -> bool) -> anyhow::Resul
         store.list().len(),
         (store.free_blocks() * super::BLOCK_BYTES) >> 20
     );
-    let served = super::control::serve(&socket, &store, &|| server.stats(), stop);
-    let stats = server.stop().context("stopping the server")?;
+    // The control loop also ends when the UDP thread has ended by itself (an I/O error), so a
+    // dead server exits with that error instead of answering volume commands forever.
+    let served = super::control::serve(&socket, &store, &|| server.stats(), || {
+        stop() || !server.is_running()
+    });
+    let stats = server
+        .stop()
+        .context("the UDP server ended on an I/O error")?;
     served?;
     eprintln!(
         "stopped after {} requests on {} connections",

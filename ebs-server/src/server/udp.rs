@@ -206,6 +206,12 @@ impl EbsServer {
         self.stats.lock().clone()
     }
 
+    /// Whether the server thread still runs: false once it ended, on a stop or on an I/O error
+    /// (which `stop` then returns), so a supervisor can notice a server that died by itself.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(Arc::clone(&self.stop))
     }
