@@ -8,6 +8,7 @@ pub mod bench_ftl;
 pub mod bench_gc;
 pub mod bench_recovery;
 pub mod cli;
+pub mod control_socket;
 pub mod ebs;
 pub mod fake;
 pub mod fio;

@@ -189,24 +189,9 @@ pub fn serve(
     stats: &dyn Fn() -> ServerStats,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
-    let listener = nvme_target::socket::bind_listening(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    listener.set_nonblocking(true)?;
-    while !stop() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = handle(stream, store, stats) {
-                    tracing::warn!(error = %e, "control request failed");
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e).context("accepting a control connection"),
-        }
-    }
-    let _ = std::fs::remove_file(path);
-    Ok(())
+    crate::control_socket::serve(path, Duration::from_millis(50), stop, |stream| {
+        handle(stream, store, stats)
+    })
 }
 
 fn handle(
