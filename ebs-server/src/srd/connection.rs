@@ -1110,6 +1110,47 @@ mod tests {
         ProbeAck(u64),
     }
 
+    /// The v1 datagram of a forged packet on connection 9.
+    fn forged_datagram(path_id: u8, packet_number: u64, forged: Forged) -> Vec<u8> {
+        let body = match &forged {
+            Forged::Data {
+                message_id,
+                message_len,
+                offset,
+                index,
+                count,
+                payload,
+            } => Body::Data(Data {
+                message_id: *message_id,
+                message_len: *message_len,
+                fragment_offset: *offset,
+                fragment_index: *index,
+                fragment_count: *count,
+                payload,
+            }),
+            Forged::Ack(pns) => Body::Ack(
+                pns.iter()
+                    .map(|&packet_number| Acked {
+                        packet_number,
+                        ack_delay_us: 3,
+                    })
+                    .collect(),
+            ),
+            Forged::Probe => Body::Probe,
+            Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked {
+                packet_number: *packet_number,
+                ack_delay_us: 0,
+            }),
+        };
+        Packet {
+            connection_id: 9,
+            packet_number,
+            path_id,
+            body,
+        }
+        .encode()
+    }
+
     fn forged() -> impl proptest::strategy::Strategy<Value = (u8, u64, Forged)> {
         use proptest::prelude::*;
         let data = (
@@ -1156,24 +1197,7 @@ mod tests {
             drain(&mut a, now);
             for (path_id, packet_number, body) in packets {
                 now += 7;
-                let payload;
-                let body = match body {
-                    Forged::Data { message_id, message_len, offset, index, count, payload: p } => {
-                        payload = p;
-                        Body::Data(Data {
-                            message_id,
-                            message_len,
-                            fragment_offset: offset,
-                            fragment_index: index,
-                            fragment_count: count,
-                            payload: &payload,
-                        })
-                    }
-                    Forged::Ack(pns) => Body::Ack(pns.into_iter().map(|packet_number| Acked { packet_number, ack_delay_us: 3 }).collect()),
-                    Forged::Probe => Body::Probe,
-                    Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked { packet_number, ack_delay_us: 0 }),
-                };
-                let datagram = Packet { connection_id: 9, packet_number, path_id, body }.encode();
+                let datagram = forged_datagram(path_id, packet_number, body);
                 a.handle_datagram(now, path_id, &datagram);
                 if a.next_timeout_us().is_some_and(|t| t <= now) {
                     a.handle_timeout(now);
@@ -1215,24 +1239,7 @@ mod tests {
             drain(&mut a, now);
             for ((path_id, packet_number, body), flip) in packets.into_iter().zip(flips) {
                 now += 7;
-                let payload;
-                let body = match body {
-                    Forged::Data { message_id, message_len, offset, index, count, payload: p } => {
-                        payload = p;
-                        Body::Data(Data {
-                            message_id,
-                            message_len,
-                            fragment_offset: offset,
-                            fragment_index: index,
-                            fragment_count: count,
-                            payload: &payload,
-                        })
-                    }
-                    Forged::Ack(pns) => Body::Ack(pns.into_iter().map(|packet_number| Acked { packet_number, ack_delay_us: 3 }).collect()),
-                    Forged::Probe => Body::Probe,
-                    Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked { packet_number, ack_delay_us: 0 }),
-                };
-                let plain = Packet { connection_id: 9, packet_number, path_id, body }.encode();
+                let plain = forged_datagram(path_id, packet_number, body);
                 let Ok(mut datagram) = peer.server_to_client.seal_v1(&plain) else {
                     continue;
                 };
