@@ -86,7 +86,7 @@ fn fails_with(out: &Output, text: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-fn connect(addrs: &[SocketAddr]) -> RemoteVolume {
+fn connect(addrs: &[SocketAddr], volume: &str, credential: &[u8]) -> RemoteVolume {
     let config = ClientConfig {
         srd: srd::Config {
             path_count: PATHS,
@@ -94,7 +94,7 @@ fn connect(addrs: &[SocketAddr]) -> RemoteVolume {
         },
         ..ClientConfig::default()
     };
-    RemoteVolume::connect(addrs, config).unwrap()
+    RemoteVolume::connect(addrs, volume, credential, config).unwrap()
 }
 
 #[test]
@@ -200,8 +200,8 @@ fn volumes_are_managed_served_and_survive_a_restart() {
     assert_eq!(volumes[0]["size_bytes"], 2 << 20);
 
     let block: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
-    let mut client = connect(&addrs);
-    let info = client.attach("v1", b"a secret credential").unwrap();
+    let mut client = connect(&addrs, "v1", b"a secret credential");
+    let info = client.attached().unwrap().clone();
     assert_eq!(info.blocks, 512);
     client.write(7, &block, true).unwrap();
     fails_with(&ebs(&data, &["volume", "delete", "v1"]), "attached");
@@ -227,8 +227,7 @@ fn volumes_are_managed_served_and_survive_a_restart() {
     );
 
     let (server, addrs) = start_server(&data);
-    let mut client = connect(&addrs);
-    client.attach("v1", b"a secret credential").unwrap();
+    let mut client = connect(&addrs, "v1", b"a secret credential");
     assert_eq!(client.read(7, 1).unwrap(), block);
     client.detach().unwrap();
     drop(client);

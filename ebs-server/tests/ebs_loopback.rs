@@ -73,17 +73,31 @@ fn server(store: Arc<VolumeStore>, idle_timeout_ms: u64, connections_max: usize)
         srd: srd_config(),
         connections_max,
         idle_timeout_ms,
+        ..ServerConfig::default()
     };
     EbsServer::start(&addrs, store, config).unwrap()
 }
 
-fn client(server: &EbsServer, request_timeout_ms: u64) -> RemoteVolume {
-    let config = ClientConfig {
+fn client_config(request_timeout_ms: u64) -> ClientConfig {
+    ClientConfig {
         srd: srd_config(),
         request_timeout_ms,
         ..ClientConfig::default()
-    };
-    RemoteVolume::connect(server.local_addrs(), config).unwrap()
+    }
+}
+
+/// Connects to `server` and attaches `volume` with its right credential.
+fn attach(
+    server: &EbsServer,
+    volume: &str,
+    request_timeout_ms: u64,
+) -> Result<RemoteVolume, ClientError> {
+    RemoteVolume::connect(
+        server.local_addrs(),
+        volume,
+        &credential(volume),
+        client_config(request_timeout_ms),
+    )
 }
 
 /// Blocks whose content names their address and a version, so a misplaced or stale block shows.
@@ -113,8 +127,8 @@ fn random_writes_read_back_against_a_model() {
     let st = store(dir.path());
     st.create(&spec("data", VOLUME_BLOCKS, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, 10_000);
-    let info = c.attach("data", &credential("data")).unwrap();
+    let mut c = attach(&srv, "data", 10_000).unwrap();
+    let info = c.attached().unwrap().clone();
     assert_eq!(info.blocks, VOLUME_BLOCKS);
     assert_eq!(info.wrapped_key, vec![0xA5; 40]);
 
@@ -163,8 +177,7 @@ fn overlapping_writes_in_flight_keep_their_order() {
     let st = store(dir.path());
     st.create(&spec("order", 64, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, 10_000);
-    c.attach("order", &credential("order")).unwrap();
+    let mut c = attach(&srv, "order", 10_000).unwrap();
 
     // Many writes to few blocks, all submitted before any is waited for: each block must end up
     // with the last version submitted for it, and a flush in the middle must not reorder.
@@ -206,8 +219,7 @@ fn trim_and_write_zeroes_read_back_zeroes() {
     let st = store(dir.path());
     st.create(&spec("z", 128, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, 10_000);
-    c.attach("z", &credential("z")).unwrap();
+    let mut c = attach(&srv, "z", 10_000).unwrap();
     c.write(0, &blocks(0, 32, 1), false).unwrap();
     c.trim(4, 8).unwrap();
     c.write_zeroes(20, 4, true).unwrap();
@@ -229,15 +241,25 @@ fn wrong_credential_and_unknown_volume_are_refused() {
     let st = store(dir.path());
     st.create(&spec("secret", 64, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, 10_000);
-    let e = c.attach("secret", b"guess").unwrap_err();
-    assert_eq!(status_of(&e), Some(Status::BadCredential), "{e}");
-    let e = c.attach("nothing", b"x").unwrap_err();
-    assert_eq!(status_of(&e), Some(Status::NoSuchVolume), "{e}");
-    let e = c.read(0, 1).unwrap_err();
-    assert_eq!(status_of(&e), Some(Status::NotAttached), "{e}");
-    // The session goes on: the right credential still works.
-    c.attach("secret", &credential("secret")).unwrap();
+    let connect = |volume: &str, cred: &[u8]| {
+        RemoteVolume::connect(srv.local_addrs(), volume, cred, client_config(10_000))
+    };
+    // The handshake fails the same way for both: the server does not say which volumes exist.
+    let bad_confirm = |e: &ClientError| {
+        matches!(
+            e,
+            ClientError::Handshake(srd::handshake::HandshakeError::BadConfirm)
+        )
+    };
+    let e = connect("secret", b"guess").unwrap_err();
+    assert!(bad_confirm(&e), "{e}");
+    let e = connect("nothing", b"x").unwrap_err();
+    assert!(bad_confirm(&e), "{e}");
+    assert_eq!(srv.stats().handshakes_unknown_volume, 1);
+    // The right credential still works.
+    let mut c = connect("secret", &credential("secret")).unwrap();
+    c.write(0, &blocks(0, 1, 1), false).unwrap();
+    assert_eq!(srv.stats().handshakes_confirmed, 1, "{:?}", srv.stats());
 }
 
 #[test]
@@ -246,14 +268,12 @@ fn a_single_attach_volume_refuses_a_second_client_until_detach() {
     let st = store(dir.path());
     st.create(&spec("solo", 64, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut a = client(&srv, 10_000);
-    let mut b = client(&srv, 10_000);
-    a.attach("solo", &credential("solo")).unwrap();
+    let mut a = attach(&srv, "solo", 10_000).unwrap();
     a.write(3, &blocks(3, 1, 9), true).unwrap();
-    let e = b.attach("solo", &credential("solo")).unwrap_err();
+    let e = attach(&srv, "solo", 10_000).unwrap_err();
     assert_eq!(status_of(&e), Some(Status::VolumeBusy), "{e}");
     a.detach().unwrap();
-    b.attach("solo", &credential("solo")).unwrap();
+    let mut b = attach(&srv, "solo", 10_000).unwrap();
     assert!(b.read(3, 1).unwrap() == blocks(3, 1, 9));
 }
 
@@ -264,14 +284,12 @@ fn a_vanished_client_frees_its_volume_after_the_idle_timeout() {
     let st = store(dir.path());
     st.create(&spec("solo", 64, false)).unwrap();
     let srv = server(st, IDLE_TIMEOUT_MS, 64);
-    let mut a = client(&srv, 10_000);
-    a.attach("solo", &credential("solo")).unwrap();
+    let a = attach(&srv, "solo", 10_000).unwrap();
     // A crash: no DETACH, the sockets just close.
     drop(a);
     let started = Instant::now();
     loop {
-        let mut b = client(&srv, 10_000);
-        match b.attach("solo", &credential("solo")) {
+        match attach(&srv, "solo", 10_000) {
             Ok(_) => break,
             Err(e) => assert_eq!(status_of(&e), Some(Status::VolumeBusy), "{e}"),
         }
@@ -288,8 +306,7 @@ fn a_stopped_server_makes_the_next_request_time_out() {
     let st = store(dir.path());
     st.create(&spec("v", 64, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, REQUEST_TIMEOUT_MS);
-    c.attach("v", &credential("v")).unwrap();
+    let mut c = attach(&srv, "v", REQUEST_TIMEOUT_MS).unwrap();
     c.write(0, &blocks(0, 4, 1), false).unwrap();
     srv.stop().unwrap();
     let started = Instant::now();
@@ -310,8 +327,7 @@ fn a_restarted_server_fails_the_old_client_clearly_and_serves_a_new_one() {
     st.create(&spec("v", 64, false)).unwrap();
     let srv = server(Arc::clone(&st), 10_000, 8);
     let addrs = srv.local_addrs().to_vec();
-    let mut old = client(&srv, REQUEST_TIMEOUT_MS);
-    old.attach("v", &credential("v")).unwrap();
+    let mut old = attach(&srv, "v", REQUEST_TIMEOUT_MS).unwrap();
     old.write(0, &blocks(0, 4, 1), false).unwrap();
     old.flush().unwrap();
     srv.stop().unwrap();
@@ -320,21 +336,22 @@ fn a_restarted_server_fails_the_old_client_clearly_and_serves_a_new_one() {
         srd: srd_config(),
         connections_max: 8,
         idle_timeout_ms: 10_000,
+        ..ServerConfig::default()
     };
     let srv = EbsServer::start(&addrs, st, config).unwrap();
-    // The new server knows no connection: the old client's request reaches a session with no
-    // volume, or its reply is taken for a duplicate of an old one and never delivered. Either
-    // way a clear error, not a hang.
+    // The new server never keyed the old connection: its sealed packets are dropped unopened,
+    // so the old client gets a clear timeout, not a hang.
     let started = Instant::now();
     let e = old.read(0, 1).unwrap_err();
     assert!(started.elapsed() < GIVE_UP);
+    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
     assert!(
-        matches!(e, ClientError::Timeout { .. }) || status_of(&e) == Some(Status::NotAttached),
-        "{e}"
+        srv.stats().datagrams_unknown_connection > 0,
+        "{:?}",
+        srv.stats()
     );
     // The old session's attachment died with the old server: a new client attaches at once.
-    let mut new = client(&srv, 10_000);
-    new.attach("v", &credential("v")).unwrap();
+    let mut new = attach(&srv, "v", 10_000).unwrap();
     assert!(new.read(0, 4).unwrap() == blocks(0, 4, 1));
 }
 
@@ -344,11 +361,9 @@ fn connections_beyond_the_limit_are_not_served() {
     let st = store(dir.path());
     st.create(&spec("v", 64, true)).unwrap();
     let srv = server(st, 10_000, 1);
-    let mut a = client(&srv, 10_000);
-    a.attach("v", &credential("v")).unwrap();
-    let mut b = client(&srv, 300);
-    let e = b.attach("v", &credential("v")).unwrap_err();
-    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+    let mut a = attach(&srv, "v", 10_000).unwrap();
+    let e = attach(&srv, "v", 300).unwrap_err();
+    assert!(matches!(e, ClientError::NoHandshake { .. }), "{e}");
     assert!(srv.stats().connections_refused >= 1);
     // The first connection is unaffected.
     a.write(0, &blocks(0, 1, 1), false).unwrap();
@@ -406,8 +421,7 @@ fn loopback_iops_for_the_record() {
     let st = store(dir.path());
     st.create(&spec("bench", VOLUME_BLOCKS, false)).unwrap();
     let srv = server(st, 10_000, 8);
-    let mut c = client(&srv, 10_000);
-    c.attach("bench", &credential("bench")).unwrap();
+    let mut c = attach(&srv, "bench", 10_000).unwrap();
     let (w1, r1) = iops(&mut c, VOLUME_BLOCKS, 1, 400);
     let (w32, r32) = iops(&mut c, VOLUME_BLOCKS, 32, 1600);
     println!(
@@ -518,8 +532,7 @@ fn data_survives_five_percent_loss_on_every_path() {
         request_timeout_ms: 10_000,
         ..ClientConfig::default()
     };
-    let mut c = RemoteVolume::connect(&relay.front, config).unwrap();
-    c.attach("lossy", &credential("lossy")).unwrap();
+    let mut c = RemoteVolume::connect(&relay.front, "lossy", &credential("lossy"), config).unwrap();
     let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
     c.write(0, &model, false).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(13);

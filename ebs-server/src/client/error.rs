@@ -1,6 +1,7 @@
 //! What a client call can fail with.
 
 use crate::proto::Status;
+use crate::srd::handshake::HandshakeError;
 use std::io;
 use thiserror::Error;
 
@@ -21,6 +22,14 @@ pub enum ClientError {
     /// ordering rules cannot be kept; connect again.
     #[error("connection closed after an earlier failure; connect again")]
     Closed,
+    /// The handshake failed: for `BadConfirm`, a wrong credential or a volume that does not
+    /// exist (the server does not say which), or not the server.
+    #[error("handshake failed: {0}")]
+    Handshake(HandshakeError),
+    /// No HELLO_ACK within the timeout: the server is not running, unreachable, or at its
+    /// connection limit.
+    #[error("no handshake answer from the server within {timeout_ms} ms")]
+    NoHandshake { timeout_ms: u64 },
     #[error("invalid request: {0}")]
     InvalidArgument(String),
     #[error("invalid client config: {0}")]

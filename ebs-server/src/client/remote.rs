@@ -14,16 +14,17 @@
 use super::error::ClientError;
 use super::order::{Access, Scheduler};
 use crate::proto::{
-    BLOCK_BYTES, Body, MESSAGE_LEN_MAX, Message, READ_BLOCKS_MAX, Reply, Request, TRIM_BLOCKS_MAX,
+    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, Body, MESSAGE_LEN_MAX, Message, READ_BLOCKS_MAX, Reply,
+    Request, TRIM_BLOCKS_MAX,
 };
 use crate::srd;
+use crate::srd::handshake::{ClientHandshake, HelloAck, Incoming, classify};
+use crate::srd::seal::{SessionKeys, psk_of};
 use crate::srd::udp::UdpEndpoint;
-use std::collections::hash_map::RandomState;
+use aws_lc_rs::rand::{self as lc_rand, SecureRandom};
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Default time a request may go unanswered.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
@@ -31,6 +32,12 @@ pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const QUEUE_DEPTH_DEFAULT: usize = 64;
 /// Ceiling of `queue_depth_max`: the ordering scan is quadratic in it.
 pub const QUEUE_DEPTH_CEILING: usize = 1024;
+/// The first wait for HELLO_ACK before HELLO is sent again: a few loopback RTTs.
+const HELLO_RESEND_MS_FIRST: u64 = 50;
+/// The longest wait between HELLOs.
+const HELLO_RESEND_MS_MAX: u64 = 800;
+/// How long the handshake sleeps when nothing has arrived.
+const HANDSHAKE_POLL_US: u64 = 50;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -137,15 +144,49 @@ pub struct RemoteVolume {
 }
 
 impl RemoteVolume {
-    /// Binds one socket per path on 127.0.0.1, aims path `i` at `server[i]` and announces every
-    /// path so the server can answer on all of them. Sends nothing else: `attach` next.
-    pub fn connect(server: &[SocketAddr], config: ClientConfig) -> Result<Self, ClientError> {
+    /// Binds one socket per path on 127.0.0.1 and aims path `i` at `server[i]`; runs the
+    /// handshake for `volume` with `credential` (which keys every later packet and proves both
+    /// sides know the credential), announces every path so the server can answer on all of them,
+    /// and attaches the volume.
+    ///
+    /// A wrong credential and a volume that does not exist give the same
+    /// `ClientError::Handshake(BadConfirm)` (the server does not tell which); no answer within
+    /// `request_timeout_ms` gives `ClientError::NoHandshake`; a refused ATTACH (the volume is
+    /// attached elsewhere) gives its `ClientError::Server` status.
+    pub fn connect(
+        server: &[SocketAddr],
+        volume: &str,
+        credential: &[u8],
+        config: ClientConfig,
+    ) -> Result<Self, ClientError> {
         config.validate()?;
-        let mut endpoint = UdpEndpoint::bind_loopback(config.srd.clone(), connection_id())?;
+        if !(1..=ATTACH_CREDENTIAL_MAX).contains(&credential.len()) {
+            return Err(ClientError::InvalidArgument(format!(
+                "credential of {} bytes (1..={ATTACH_CREDENTIAL_MAX})",
+                credential.len()
+            )));
+        }
+        let id = connection_id()?;
+        let mut endpoint = UdpEndpoint::bind_loopback(config.srd.clone(), id)?;
         endpoint.connect(server.to_vec())?;
+        let SessionKeys {
+            client_to_server,
+            server_to_client,
+            ..
+        } = handshake(
+            &mut endpoint,
+            id,
+            volume,
+            credential,
+            config.srd.path_count,
+            config.request_timeout_ms,
+        )?;
+        endpoint
+            .connection_mut()
+            .install_keys(client_to_server, server_to_client);
         let now = endpoint.now_us();
         endpoint.connection_mut().announce_paths(now);
-        Ok(RemoteVolume {
+        let mut client = RemoteVolume {
             endpoint,
             config,
             scheduler: Scheduler::default(),
@@ -156,7 +197,9 @@ impl RemoteVolume {
             attached: None,
             closed: false,
             stats: ClientStats::default(),
-        })
+        };
+        client.attach(volume, credential)?;
+        Ok(client)
     }
 
     pub fn attached(&self) -> Option<&AttachInfo> {
@@ -246,7 +289,8 @@ impl RemoteVolume {
         }
     }
 
-    pub fn attach(&mut self, volume: &str, credential: &[u8]) -> Result<AttachInfo, ClientError> {
+    /// ATTACH; the handshake's volume is the only one the server lets this connection attach.
+    fn attach(&mut self, volume: &str, credential: &[u8]) -> Result<AttachInfo, ClientError> {
         let tag = self.submit(Request::Attach {
             volume: volume.into(),
             credential: credential.to_vec(),
@@ -550,18 +594,59 @@ fn access_of(request: &Request) -> Result<Access, ClientError> {
     })
 }
 
-/// A connection id unlikely to collide with another client's: std's per-process random hash
-/// keys over the time and a per-process counter (the crate has no OS RNG feature enabled).
-fn connection_id() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    RandomState::new().hash_one((
-        nanos,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-    ))
+/// A random connection id from the OS CSPRNG: unguessable, so nobody can take a client's id
+/// with a HELLO of their own before the client's arrives.
+fn connection_id() -> Result<u64, ClientError> {
+    let mut id = [0u8; 8];
+    lc_rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| ClientError::Io(std::io::Error::other("the system random source failed")))?;
+    Ok(u64::from_le_bytes(id))
+}
+
+/// Runs the client side of the handshake: HELLO on path 0, then again on the next path each
+/// time no HELLO_ACK came (after HELLO_RESEND_MS_FIRST, doubling up to HELLO_RESEND_MS_MAX),
+/// until `timeout_ms`. Anything but a HELLO_ACK of this connection is ignored meanwhile.
+fn handshake(
+    endpoint: &mut UdpEndpoint,
+    connection_id: u64,
+    volume: &str,
+    credential: &[u8],
+    path_count: usize,
+    timeout_ms: u64,
+) -> Result<SessionKeys, ClientError> {
+    let client = ClientHandshake::start(connection_id, volume).map_err(ClientError::Handshake)?;
+    let psk = psk_of(credential);
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let mut resend_ms = HELLO_RESEND_MS_FIRST;
+    for attempt in 0.. {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        endpoint.send_raw(attempt % path_count, client.hello())?;
+        let resend_at = (now + Duration::from_millis(resend_ms)).min(deadline);
+        while Instant::now() < resend_at {
+            let Some((_, datagram)) = endpoint.recv_raw()? else {
+                std::thread::sleep(Duration::from_micros(HANDSHAKE_POLL_US));
+                continue;
+            };
+            if classify(&datagram) != Incoming::HelloAck {
+                continue;
+            }
+            // A corrupted copy, or one for another connection, is not the answer: wait on.
+            match HelloAck::parse(&datagram) {
+                Ok(ack) if ack.connection_id == connection_id => {
+                    return client
+                        .finish(&datagram, &psk)
+                        .map_err(ClientError::Handshake);
+                }
+                _ => continue,
+            }
+        }
+        resend_ms = (resend_ms * 2).min(HELLO_RESEND_MS_MAX);
+    }
+    Err(ClientError::NoHandshake { timeout_ms })
 }
 
 /// `blocks` blocks from `lba` as (lba, count) pieces of at most `per_request` (a u32 limit of the

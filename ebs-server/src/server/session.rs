@@ -24,6 +24,9 @@ pub struct SessionCounters {
 #[derive(Debug)]
 pub struct Session {
     store: Arc<VolumeStore>,
+    /// The volume the connection's handshake was keyed for: the only one ATTACH may name.
+    /// None for a session outside a keyed connection (tests of the protocol alone).
+    keyed_for: Option<String>,
     attached: Option<Attachment>,
     counters: SessionCounters,
 }
@@ -32,8 +35,18 @@ impl Session {
     pub fn new(store: Arc<VolumeStore>) -> Self {
         Self {
             store,
+            keyed_for: None,
             attached: None,
             counters: SessionCounters::default(),
+        }
+    }
+
+    /// A session of a connection keyed by a handshake for `volume`: the PSK proved the client
+    /// holds that volume's credential, not another's, so ATTACH may name only that volume.
+    pub fn keyed_for(store: Arc<VolumeStore>, volume: String) -> Self {
+        Self {
+            keyed_for: Some(volume),
+            ..Self::new(store)
         }
     }
 
@@ -90,6 +103,15 @@ impl Session {
                     id,
                     Status::AlreadyAttached,
                     "this session has a volume".into(),
+                )];
+            }
+            if let Some(keyed) = &self.keyed_for
+                && keyed != volume
+            {
+                return vec![error(
+                    id,
+                    Status::BadCredential,
+                    format!("this connection was keyed for volume {keyed:?}, not {volume:?}"),
                 )];
             }
             return match self.store.attach(volume, credential) {

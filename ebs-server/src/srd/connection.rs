@@ -77,6 +77,9 @@ pub struct Stats {
     pub probes_answered: u64,
     /// Acknowledgements and probes dropped because CONTROL_QUEUE_MAX were already waiting.
     pub control_dropped: u64,
+    /// Sealed connections: datagrams that authenticated and were not replays. The first one is
+    /// the client's proof, to the server, that it holds the session keys.
+    pub packets_opened: u64,
     /// Sealed connections: datagrams whose tag did not verify.
     pub dropped_forged: u64,
     /// Sealed connections: authentic datagrams already received, or older than the window.
@@ -305,6 +308,7 @@ impl Connection {
                     self.stats.dropped_replayed += 1;
                     return;
                 }
+                self.stats.packets_opened += 1;
                 opened = v1;
                 &opened[..]
             }

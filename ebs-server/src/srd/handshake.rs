@@ -19,8 +19,10 @@
 use aws_lc_rs::{agreement, rand as lc_rand, rand::SecureRandom};
 use thiserror::Error;
 
-use super::packet::MAGIC;
-use super::seal::{CONFIRM_LEN, PSK_LEN, PUBLIC_KEY_LEN, RANDOM_LEN, SessionKeys, Transcript};
+use super::packet::{HEADER_LEN, MAGIC};
+use super::seal::{
+    CONFIRM_LEN, KEY_EPOCH_SEALED, PSK_LEN, PUBLIC_KEY_LEN, RANDOM_LEN, SessionKeys, Transcript,
+};
 
 /// The format version of sealed packets and of the handshake.
 pub const VERSION_SEALED: u8 = 2;
@@ -52,10 +54,41 @@ pub enum HandshakeError {
     WrongConnection { expected: u64, found: u64 },
     #[error("the peer's public key is invalid")]
     BadPublicKey,
-    #[error("the server's confirmation does not verify: wrong credential or not the server")]
+    #[error(
+        "the server's confirmation does not verify: wrong credential, no such volume, or not the server"
+    )]
     BadConfirm,
     #[error("the system random source failed")]
     Random,
+}
+
+/// What a received datagram is, from its first bytes alone (nothing is authenticated yet): how
+/// an I/O loop routes it before any connection state is touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// A v2 HELLO (not yet parsed or checked).
+    Hello,
+    /// A v2 HELLO_ACK (not yet parsed or checked).
+    HelloAck,
+    /// A sealed v2 packet (version 2, key epoch 1) naming this connection in its header.
+    Sealed { connection_id: u64 },
+    /// Anything else: version 1 (unsealed), another protocol, or too short to tell.
+    Other,
+}
+
+/// Classifies a datagram by magic, version, kind and key epoch. Never panics.
+pub fn classify(datagram: &[u8]) -> Incoming {
+    if datagram.len() < 16 || datagram[..4] != MAGIC || datagram[4] != VERSION_SEALED {
+        return Incoming::Other;
+    }
+    match datagram[5] {
+        KIND_HELLO => Incoming::Hello,
+        KIND_HELLO_ACK => Incoming::HelloAck,
+        _ if datagram.len() >= HEADER_LEN && datagram[7] == KEY_EPOCH_SEALED => Incoming::Sealed {
+            connection_id: u64_at(datagram, 8),
+        },
+        _ => Incoming::Other,
+    }
 }
 
 /// A parsed HELLO.

@@ -37,6 +37,13 @@ pub const PACKET_NUMBER_LIMIT: u64 = 1 << 48;
 pub const LABEL: &[u8] = b"ferrite-srd v2";
 
 const KEY_LEN: usize = 32;
+
+/// The pre-shared key of a credential: its SHA-256, which is also all the server stores of it.
+pub fn psk_of(credential: &[u8]) -> [u8; PSK_LEN] {
+    let mut out = [0u8; PSK_LEN];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, credential).as_ref());
+    out
+}
 const PACKET_NUMBER_AT: usize = 16;
 const BODY_LEN_AT: usize = 24;
 

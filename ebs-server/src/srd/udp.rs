@@ -91,6 +91,42 @@ impl UdpEndpoint {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    /// Sends a datagram outside the connection (a HELLO) on path `path`.
+    pub fn send_raw(&mut self, path: usize, datagram: &[u8]) -> io::Result<()> {
+        let (Some(socket), Some(&to)) = (self.sockets.get(path), self.peer.get(path)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no path {path} (connect first)"),
+            ));
+        };
+        socket.send_to(datagram, to)?;
+        self.stats.datagrams_sent += 1;
+        Ok(())
+    }
+
+    /// Takes one waiting datagram from the peer off any socket, without handing it to the
+    /// connection (a HELLO_ACK): its path and bytes, or None if nothing is waiting.
+    pub fn recv_raw(&mut self) -> io::Result<Option<(usize, Vec<u8>)>> {
+        for path in 0..self.sockets.len() {
+            loop {
+                match self.sockets[path].recv_from(&mut self.buf) {
+                    Ok((len, from)) => {
+                        self.stats.datagrams_received += 1;
+                        if self.peer.get(path) != Some(&from) {
+                            self.stats.datagrams_from_stranger += 1;
+                            continue;
+                        }
+                        return Ok(Some((path, self.buf[..len].to_vec())));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(None)
+    }
+
     pub fn poll_delivered(&mut self) -> Option<Delivered> {
         self.connection.poll_delivered()
     }

@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::{constant_time, digest};
+use aws_lc_rs::constant_time;
 use ftl::{Ftl, FtlError};
 use parking_lot::Mutex;
 
 use super::catalog::{Catalog, VolumeRecord, decode_hex, encode_hex};
 use super::error::VolumeError;
 use crate::proto::{ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, WRAPPED_KEY_MAX, valid_volume_name};
+use crate::srd::seal::{PSK_LEN, psk_of};
 
 /// Blocks per extent when a store is created with no other choice: 64 MiB.
 pub const EXTENT_BLOCKS_DEFAULT: u64 = 16 * 1024;
@@ -70,9 +71,7 @@ pub struct VolumeStore {
 }
 
 fn credential_hash(credential: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, credential)
-        .as_ref()
-        .to_vec()
+    psk_of(credential).to_vec()
 }
 
 impl VolumeStore {
@@ -240,6 +239,15 @@ impl VolumeStore {
         }
         tracing::info!(volume = %name, id, "volume deleted");
         Ok(())
+    }
+
+    /// The pre-shared key of a volume's handshake (`srd::seal::psk_of` its credential): the
+    /// stored credential hash itself. None for a volume that does not exist.
+    pub fn psk(&self, name: &str) -> Option<[u8; PSK_LEN]> {
+        let state = self.state.lock();
+        let index = find(&state.catalog, name).ok()?;
+        let stored = decode_hex(&state.catalog.volumes[index].credential_sha256)?;
+        stored.try_into().ok()
     }
 
     /// Attaches a volume for I/O after checking the credential (in constant time). A volume not
