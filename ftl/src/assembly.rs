@@ -323,7 +323,7 @@ impl Engine {
             let facts = PageFacts {
                 lpa: record.lpa,
                 data_seq: record.data_seq,
-                tag: record.tag,
+                seal: record.seal,
             };
             let new = self.place(sh, stream, facts, slot_data(&data, slot as u32), true)?;
             sh.set(record.lpa, new);

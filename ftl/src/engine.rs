@@ -9,7 +9,7 @@ use crate::assembly::{PageAt, PendingPage};
 use crate::blocks::{BlockKind, BlockState, FreePool};
 use crate::config::FtlConfig;
 use crate::error::FtlError;
-use crate::format::oob::{PageKind, PageRecord};
+use crate::format::oob::{PageKind, PageRecord, SEAL_BYTES};
 use crate::format::summary::{self, SummaryEntry};
 use crate::format::trim_log::TrimEntry;
 use crate::gc::GcJob;
@@ -49,8 +49,9 @@ pub struct PageFacts {
     pub lpa: u32,
     /// The version: sequence number of the host write that made it (the seal's generation).
     pub data_seq: u64,
-    /// AES-GCM tag of a sealed page (zero in the clear).
-    pub tag: [u8; 16],
+    /// A sealed FTL's AES-GCM tag (then zero past it), or the client's seal of a page written
+    /// in the clear with one (`Ftl::write_client_sealed`), or zero.
+    pub seal: [u8; SEAL_BYTES],
 }
 
 impl PageFacts {
@@ -62,7 +63,7 @@ impl PageFacts {
             lpa: self.lpa,
             seq,
             data_seq: self.data_seq,
-            tag: self.tag,
+            seal: self.seal,
         }
     }
 }
@@ -314,12 +315,14 @@ impl Engine {
         }
     }
 
-    /// A host write of one logical page.
+    /// A host write of one logical page, with the client's seal to keep beside it (zero when
+    /// there is none; only an FTL without a sealer takes one, `Ftl` checks).
     pub fn write(
         &mut self,
         sh: &Shared,
         lpa: u32,
         data: &[u8],
+        client_seal: &[u8; SEAL_BYTES],
         durable: bool,
     ) -> Result<(), FtlError> {
         self.check_writable()?;
@@ -337,7 +340,7 @@ impl Engine {
         if let Some(sched) = &self.sched {
             self.die_filter = Some(sched.die_ranks());
         }
-        let placed = self.place_host(sh, lpa, data_seq, data, stream);
+        let placed = self.place_host(sh, lpa, data_seq, data, client_seal, stream);
         self.die_filter = None;
         let psn = placed?;
         self.temperature.record_write(lpa);
@@ -367,6 +370,7 @@ impl Engine {
         lpa: u32,
         data_seq: u64,
         data: &[u8],
+        client_seal: &[u8; SEAL_BYTES],
         stream: u8,
     ) -> Result<u32, FtlError> {
         let psn = match self.sealer.clone() {
@@ -374,7 +378,7 @@ impl Engine {
                 let facts = PageFacts {
                     lpa,
                     data_seq,
-                    tag: [0; 16],
+                    seal: *client_seal,
                 };
                 self.place(sh, stream, facts, data, false)?
             }
@@ -385,7 +389,14 @@ impl Engine {
                     .seal(u64::from(lpa), data_seq, &mut sealed)
                     .map_err(FtlError::Key)
                     .and_then(|tag| {
-                        self.place(sh, stream, PageFacts { lpa, data_seq, tag }, &sealed, false)
+                        let mut seal = [0; SEAL_BYTES];
+                        seal[..tag.len()].copy_from_slice(&tag);
+                        let facts = PageFacts {
+                            lpa,
+                            data_seq,
+                            seal,
+                        };
+                        self.place(sh, stream, facts, &sealed, false)
                     });
                 self.seal_buf = sealed;
                 result?
@@ -571,7 +582,7 @@ impl Engine {
             lpa: 0,
             seq,
             data_seq: seq,
-            tag: [0; 16],
+            seal: [0; SEAL_BYTES],
         };
         record.encode(&self.data_buf, &mut self.oob_buf);
         let (device, block) = self.layout.split_block(open.gblock);

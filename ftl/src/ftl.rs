@@ -15,7 +15,7 @@ use keys::{KeyError, PageSealer};
 use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
-use crate::format::oob::PageRecord;
+use crate::format::oob::{PageRecord, SEAL_BYTES};
 use crate::gc_sched::{GcSchedStats, GcScheduler, GcTiming, GcWork};
 use crate::io::{ReadFailure, read_slot_verified};
 use crate::layout::{Entry, LOGICAL_PAGE_BYTES, Layout};
@@ -131,6 +131,50 @@ impl Ftl {
 
     /// Reads one logical page. A page never written, trimmed or zeroed reads as zeroes.
     pub fn read(&self, lpa: u64, buf: &mut [u8]) -> Result<(), FtlError> {
+        self.read_with_seal(lpa, buf).map(|_| ())
+    }
+
+    /// Reads one logical page written by `write_client_sealed`, and the seal written with it
+    /// (all zero for a page never written, trimmed, zeroed, or written by `write`). Only for
+    /// an FTL without a sealer of its own.
+    pub fn read_client_sealed(
+        &self,
+        lpa: u64,
+        buf: &mut [u8],
+    ) -> Result<[u8; SEAL_BYTES], FtlError> {
+        self.refuse_client_seal()?;
+        self.read_with_seal(lpa, buf)
+    }
+
+    /// Writes one logical page with `seal`, 28 bytes its client sealed the page with (a remote
+    /// client's nonce and tag): stored in the page's OOB record and kept there when GC or wear
+    /// leveling moves the page, so `read_client_sealed` returns them with the data. Only for an
+    /// FTL without a sealer of its own, which uses those bytes for its tag.
+    pub fn write_client_sealed(
+        &self,
+        lpa: u64,
+        data: &[u8],
+        seal: &[u8; SEAL_BYTES],
+        durable: bool,
+    ) -> Result<(), FtlError> {
+        self.refuse_client_seal()?;
+        let lpa = self.check(lpa, 1, Some(data.len()))?;
+        self.engine
+            .lock()
+            .write(&self.shared, lpa, data, seal, durable)
+    }
+
+    fn refuse_client_seal(&self) -> Result<(), FtlError> {
+        match self.sealer {
+            None => Ok(()),
+            Some(_) => Err(FtlError::Config(
+                "client seals need an FTL without encryption of its own (the OOB seal field holds its tag)".into(),
+            )),
+        }
+    }
+
+    /// `read`, returning the seal field of the page's OOB record (zero when there is no page).
+    fn read_with_seal(&self, lpa: u64, buf: &mut [u8]) -> Result<[u8; SEAL_BYTES], FtlError> {
         let lpa = self.check(lpa, 1, Some(buf.len()))?;
         self.host_pages_read.fetch_add(1, Ordering::Relaxed);
         // The usual OOB (64 bytes a slot) fits on the stack; zeroing a 2 KiB array per read shows
@@ -156,7 +200,7 @@ impl Ftl {
                 }
                 _ => {
                     buf.fill(0);
-                    return Ok(());
+                    return Ok([0; SEAL_BYTES]);
                 }
             };
             // A sealed page is read into a per-thread buffer and opened into `buf`: one pass, and
@@ -170,7 +214,9 @@ impl Ftl {
             };
             let moved = self.shared.entry(lpa) != (Entry::Data { psn });
             match result {
-                Ok(record) if record.lpa == lpa => return self.unseal(lpa, &record, buf),
+                Ok(record) if record.lpa == lpa => {
+                    return self.unseal(lpa, &record, buf).map(|()| record.seal);
+                }
                 _ if moved => continue,
                 Ok(record) => {
                     return Err(FtlError::Media {
@@ -234,7 +280,7 @@ impl Ftl {
             return Ok(());
         };
         let opened = SEALED_PAGE.with_borrow(|sealed| {
-            sealer.open(u64::from(lpa), record.data_seq, sealed, &record.tag, buf)
+            sealer.open(u64::from(lpa), record.data_seq, sealed, &record.tag(), buf)
         });
         if opened.is_err() {
             buf.fill(0);
@@ -254,7 +300,9 @@ impl Ftl {
     /// Writes one logical page; `durable` (FUA) makes it durable before returning.
     pub fn write(&self, lpa: u64, data: &[u8], durable: bool) -> Result<(), FtlError> {
         let lpa = self.check(lpa, 1, Some(data.len()))?;
-        self.engine.lock().write(&self.shared, lpa, data, durable)
+        self.engine
+            .lock()
+            .write(&self.shared, lpa, data, &[0; SEAL_BYTES], durable)
     }
 
     /// Makes the latest write, trim or write-zeroes of `count` pages from `lpa` durable (a

@@ -243,7 +243,7 @@ impl Engine {
                 let facts = PageFacts {
                     lpa,
                     data_seq: record.data_seq,
-                    tag: record.tag,
+                    seal: record.seal,
                 };
                 let data = std::mem::take(&mut self.relocation_buf);
                 let placed = self.place(sh, stream, facts, slot_data(&data, slot), true);

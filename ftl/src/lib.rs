@@ -40,6 +40,7 @@ pub mod nand;
 
 pub use config::{FtlConfig, GcPolicy};
 pub use error::FtlError;
+pub use format::oob::SEAL_BYTES;
 pub use ftl::Ftl;
 pub use gc_sched::{GcSchedStats, GcTiming, GcWork};
 pub use layout::LOGICAL_PAGE_BYTES;

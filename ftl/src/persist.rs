@@ -4,7 +4,7 @@ use crate::blocks::BlockKind;
 use crate::engine::{Engine, GC_RESERVE_BLOCKS, STREAM_CHECKPOINT, Shared};
 use crate::error::FtlError;
 use crate::format::checkpoint::{Checkpoint, CheckpointBlock};
-use crate::format::oob::{PageKind, PageRecord};
+use crate::format::oob::{PageKind, PageRecord, SEAL_BYTES};
 use crate::nand::NandError;
 
 /// Tries at writing a checkpoint before giving up (each failure retires a block).
@@ -81,7 +81,7 @@ impl Engine {
                 lpa: index,
                 seq,
                 data_seq: id,
-                tag: [0; 16],
+                seal: [0; SEAL_BYTES],
             };
             record.encode(&page_buf, &mut self.oob_buf);
             let (device, block) = self.layout.split_block(gblock);

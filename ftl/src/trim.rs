@@ -4,7 +4,7 @@
 use crate::blocks::BlockKind;
 use crate::engine::{Engine, STREAM_TRIM, Shared};
 use crate::error::FtlError;
-use crate::format::oob::{PageKind, PageRecord};
+use crate::format::oob::{PageKind, PageRecord, SEAL_BYTES};
 use crate::format::trim_log::{self, TrimEntry};
 use crate::layout::{Entry, TRIM_BUFFERED, TRIM_FLAG};
 use crate::nand::NandError;
@@ -75,7 +75,7 @@ impl Engine {
                 lpa: n as u32,
                 seq,
                 data_seq: seq,
-                tag: [0; 16],
+                seal: [0; SEAL_BYTES],
             };
             record.encode(&self.data_buf, &mut self.oob_buf);
             let (device, block) = self.layout.split_block(gblock);

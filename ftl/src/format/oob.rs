@@ -12,8 +12,9 @@
 //!     16    8 seq        program sequence number: unique per program, grows monotonically
 //!     24    8 data_seq   version: seq of the host write that made this data (kept on relocation);
 //!                        checkpoint pages: the checkpoint id
-//!     32   16 tag        AES-GCM seal tag (zero when the page is not sealed)
-//!     48   12 reserved   zero
+//!     32   28 seal       data pages: an FTL opened with a sealer puts its AES-GCM tag in bytes
+//!                        32..48 (48..60 zero); an FTL in the clear keeps 28 bytes its client
+//!                        gave with the page (a remote client's own seal: nonce and tag); else zero
 //!     60    4 crc32      crc32fast over page data ++ OOB bytes 0..60
 //! ```
 //! The rest of a larger OOB area is zero and not checked.
@@ -21,6 +22,11 @@
 use super::{FormatError, le_u32, le_u64};
 
 pub const OOB_RECORD_BYTES: usize = 64;
+/// Bytes of the seal field: the FTL's 16-byte tag, or a client's opaque seal (12-byte nonce and
+/// 16-byte tag of its own AEAD).
+pub const SEAL_BYTES: usize = 28;
+const SEAL_OFFSET: usize = 32;
+const TAG_BYTES: usize = 16;
 const MAGIC: [u8; 2] = *b"FE";
 pub const OOB_VERSION: u8 = 1;
 const CRC_OFFSET: usize = 60;
@@ -53,7 +59,8 @@ pub struct PageRecord {
     pub lpa: u32,
     pub seq: u64,
     pub data_seq: u64,
-    pub tag: [u8; 16],
+    /// See SEAL_BYTES; carried unchanged when GC or wear leveling moves the page.
+    pub seal: [u8; SEAL_BYTES],
 }
 
 impl PageRecord {
@@ -69,7 +76,7 @@ impl PageRecord {
         oob[8..12].copy_from_slice(&self.lpa.to_le_bytes());
         oob[16..24].copy_from_slice(&self.seq.to_le_bytes());
         oob[24..32].copy_from_slice(&self.data_seq.to_le_bytes());
-        oob[32..48].copy_from_slice(&self.tag);
+        oob[SEAL_OFFSET..SEAL_OFFSET + SEAL_BYTES].copy_from_slice(&self.seal);
         let crc = page_crc(data, &oob[..CRC_OFFSET]);
         oob[CRC_OFFSET..OOB_RECORD_BYTES].copy_from_slice(&crc.to_le_bytes());
     }
@@ -107,16 +114,23 @@ impl PageRecord {
             what: "page kind",
             value: u64::from(oob[3]),
         })?;
-        let mut tag = [0u8; 16];
-        tag.copy_from_slice(&oob[32..48]);
+        let mut seal = [0u8; SEAL_BYTES];
+        seal.copy_from_slice(&oob[SEAL_OFFSET..SEAL_OFFSET + SEAL_BYTES]);
         Ok(Self {
             kind,
             stream: oob[4],
             lpa: le_u32(oob, 8),
             seq: le_u64(oob, 16),
             data_seq: le_u64(oob, 24),
-            tag,
+            seal,
         })
+    }
+
+    /// The FTL sealer's AES-GCM tag: the first 16 bytes of the seal.
+    pub fn tag(&self) -> [u8; TAG_BYTES] {
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&self.seal[..TAG_BYTES]);
+        tag
     }
 }
 
@@ -138,7 +152,7 @@ mod tests {
             lpa: 0x0102_0304,
             seq: 0x1112_1314_1516_1718,
             data_seq: 0x2122_2324_2526_2728,
-            tag: [0xaa; 16],
+            seal: core::array::from_fn(|i| 0xa0 + i as u8),
         }
     }
 
@@ -156,8 +170,9 @@ mod tests {
         assert_eq!(&oob[12..16], &[0; 4]);
         assert_eq!(&oob[16..24], &0x1112_1314_1516_1718u64.to_le_bytes());
         assert_eq!(&oob[24..32], &0x2122_2324_2526_2728u64.to_le_bytes());
-        assert_eq!(&oob[32..48], &[0xaa; 16]);
-        assert_eq!(&oob[48..60], &[0; 12]);
+        let seal: Vec<u8> = (0..28).map(|i| 0xa0 + i as u8).collect();
+        assert_eq!(&oob[32..60], &seal[..]);
+        assert_eq!(sample().tag(), seal[..16]);
         let mut h = crc32fast::Hasher::new();
         h.update(&data);
         h.update(&oob[..60]);
