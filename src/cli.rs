@@ -169,6 +169,20 @@ pub enum EbsCommand {
     Volume(EbsVolumeCommand),
     /// The server's volumes, free space and transport counters (JSON).
     Status(EbsTarget),
+    /// Key-encryption keys of the client side.
+    #[command(subcommand)]
+    Kek(EbsKekCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EbsKekCommand {
+    /// Write a new random KEK (64 hex digits, mode 0600) for `--kek-file`; prints its
+    /// fingerprint. Keep it on the client side only: the server never needs it.
+    Generate {
+        /// The file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,7 +199,13 @@ pub enum EbsVolumeCommand {
         /// Let several clients attach at once.
         #[arg(long)]
         multi_attach: bool,
-        /// File holding the wrapped data key, stored as given and handed to attaching clients.
+        /// Seal the volume's blocks on its clients: make a random data key, wrap it with the
+        /// KEK in FILE (for this volume's name) and store only the wrapped form. Clients attach
+        /// with the same --kek-file; the server and the wire never see a block in the clear.
+        #[arg(long, value_name = "FILE", conflicts_with = "wrapped_key_file")]
+        kek_file: Option<PathBuf>,
+        /// File holding a data key wrapped elsewhere (76 bytes, docs/keys-format.md), stored as
+        /// given and handed to attaching clients.
         #[arg(long, value_name = "FILE")]
         wrapped_key_file: Option<PathBuf>,
         #[command(flatten)]

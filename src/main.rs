@@ -11,8 +11,8 @@ use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
     BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, EbsCommand,
-    EbsServerArgs, EbsTarget, EbsVolumeCommand, NvmeCommand, ServeArgs, SimArgs, TargetKind,
-    TerminateArgs,
+    EbsKekCommand, EbsServerArgs, EbsTarget, EbsVolumeCommand, NvmeCommand, ServeArgs, SimArgs,
+    TargetKind, TerminateArgs,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
@@ -81,6 +81,7 @@ fn ebs_cmd(command: &EbsCommand) -> anyhow::Result<()> {
             size,
             credential_file,
             multi_attach,
+            kek_file,
             wrapped_key_file,
             target,
         }) => ebs::volume_cmd::create(
@@ -90,9 +91,15 @@ fn ebs_cmd(command: &EbsCommand) -> anyhow::Result<()> {
                 blocks: *size,
                 credential_file,
                 multi_attach: *multi_attach,
+                kek_file: kek_file.as_deref(),
                 wrapped_key_file: wrapped_key_file.as_deref(),
             },
         ),
+        EbsCommand::Kek(EbsKekCommand::Generate { out }) => {
+            let fingerprint = ebs::kek::generate(out)?;
+            println!("wrote KEK {fingerprint} to {}", out.display());
+            Ok(())
+        }
         EbsCommand::Volume(EbsVolumeCommand::Delete { name, target }) => {
             ebs::volume_cmd::delete(&socket(target)?, name)
         }

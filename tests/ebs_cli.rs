@@ -79,6 +79,14 @@ fn ebs(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+fn succeeds(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn fails_with(out: &Output, text: &str) {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -94,7 +102,7 @@ fn connect(addrs: &[SocketAddr], volume: &str, credential: &[u8]) -> RemoteVolum
         },
         ..ClientConfig::default()
     };
-    RemoteVolume::connect(addrs, volume, credential, config).unwrap()
+    RemoteVolume::connect(addrs, volume, credential, None, config).unwrap()
 }
 
 #[test]
@@ -124,22 +132,18 @@ fn volumes_are_managed_served_and_survive_a_restart() {
         .unwrap();
     fails_with(&second, "another ferrite process holds");
 
-    assert!(
-        ebs(
-            &data,
-            &[
-                "volume",
-                "create",
-                "v1",
-                "--size",
-                "1M",
-                "--credential-file",
-                cred_s
-            ]
-        )
-        .status
-        .success()
-    );
+    succeeds(&ebs(
+        &data,
+        &[
+            "volume",
+            "create",
+            "v1",
+            "--size",
+            "1M",
+            "--credential-file",
+            cred_s,
+        ],
+    ));
     fails_with(
         &ebs(
             &data,
@@ -237,4 +241,112 @@ fn volumes_are_managed_served_and_survive_a_restart() {
     assert!(ebs(&data, &["volume", "delete", "v1"]).status.success());
     fails_with(&ebs(&data, &["volume", "delete", "v1"]), "no volume named");
     stop_server(server);
+}
+
+/// The KEK a `ferrite ebs kek generate` file holds.
+fn kek_of(path: &Path) -> keys::Kek {
+    let text = std::fs::read_to_string(path).unwrap();
+    let hex = text.trim_end();
+    assert_eq!(hex.len(), 64, "{text:?}");
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    keys::Kek::from_bytes(&key).unwrap()
+}
+
+#[test]
+fn a_volume_created_with_a_kek_is_sealed_by_its_clients() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, addrs) = start_server(&data);
+    let kek = dir.path().join("kek");
+    let out = Command::new(BIN)
+        .args(["ebs", "kek", "generate", "--out"])
+        .arg(&kek)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("wrote KEK "));
+    let mode = std::fs::metadata(&kek).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Never overwritten.
+    let again = Command::new(BIN)
+        .args(["ebs", "kek", "generate", "--out"])
+        .arg(&kek)
+        .output()
+        .unwrap();
+    fails_with(&again, "creating the KEK file");
+
+    let cred = dir.path().join("cred");
+    std::fs::write(&cred, b"a secret credential").unwrap();
+    let create = |name: &str, kek_file: &Path| {
+        Command::new(BIN)
+            .args([
+                "ebs",
+                "volume",
+                "create",
+                name,
+                "--size",
+                "1M",
+                "--credential-file",
+            ])
+            .arg(&cred)
+            .arg("--kek-file")
+            .arg(kek_file)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    // A KEK file others can read is refused, and so is one that is not a key.
+    let loose = dir.path().join("loose");
+    std::fs::write(&loose, "00".repeat(32)).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fails_with(&create("x", &loose), "readable by others");
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abcd").unwrap();
+    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+    fails_with(
+        &create("x", &short),
+        "expected 64 hex digits or 32 raw bytes",
+    );
+    succeeds(&create("sealed", &kek));
+
+    let config = ClientConfig {
+        srd: srd::Config {
+            path_count: PATHS,
+            ..srd::Config::default()
+        },
+        ..ClientConfig::default()
+    };
+    let kek = kek_of(&kek);
+    let mut client = RemoteVolume::connect(
+        &addrs,
+        "sealed",
+        b"a secret credential",
+        Some(&kek),
+        config.clone(),
+    )
+    .unwrap();
+    assert!(client.is_sealed());
+    let block: Vec<u8> = (0..4096u32).map(|i| (i % 241) as u8).collect();
+    client.write(3, &block, true).unwrap();
+    assert_eq!(client.read(3, 1).unwrap(), block);
+    client.detach().unwrap();
+    drop(client);
+    let e = RemoteVolume::connect(&addrs, "sealed", b"a secret credential", None, config)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("--kek-file"), "{e}");
+    stop_server(server);
+    // The device files hold no block in the clear.
+    for entry in std::fs::read_dir(data.join("devices")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(64).any(|w| w == &block[1000..1064]),
+            "a device file holds the block in the clear"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ebs_server::client::{ClientConfig, ClientError, Completion, RemoteVolume};
-use ebs_server::proto::{BLOCK_BYTES, Request, Status};
+use ebs_server::proto::{BLOCK_BYTES, BLOCK_SEAL_BYTES, Request, Status};
 use ebs_server::server::{EbsServer, ServerConfig};
 use ebs_server::srd;
 use ebs_server::volumes::{VolumeSpec, VolumeStore};
@@ -52,7 +52,7 @@ fn spec(name: &str, blocks: u64, multi_attach: bool) -> VolumeSpec {
         blocks,
         credential: credential(name),
         multi_attach,
-        wrapped_key: vec![0xA5; 40],
+        wrapped_key: Vec::new(),
     }
 }
 
@@ -96,6 +96,7 @@ fn attach(
         server.local_addrs(),
         volume,
         &credential(volume),
+        None,
         client_config(request_timeout_ms),
     )
 }
@@ -130,7 +131,7 @@ fn random_writes_read_back_against_a_model() {
     let mut c = attach(&srv, "data", 10_000).unwrap();
     let info = c.attached().unwrap().clone();
     assert_eq!(info.blocks, VOLUME_BLOCKS);
-    assert_eq!(info.wrapped_key, vec![0xA5; 40]);
+    assert!(info.wrapped_key.is_empty());
 
     // One call far larger than the queue depth (64) first: the whole volume.
     let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
@@ -190,6 +191,7 @@ fn overlapping_writes_in_flight_keep_their_order() {
             c.submit(Request::Write {
                 lba,
                 fua: false,
+                seal: [0; BLOCK_SEAL_BYTES],
                 data: blocks(lba, 1, version),
             })
             .unwrap(),
@@ -242,7 +244,7 @@ fn wrong_credential_and_unknown_volume_are_refused() {
     st.create(&spec("secret", 64, false)).unwrap();
     let srv = server(st, 10_000, 8);
     let connect = |volume: &str, cred: &[u8]| {
-        RemoteVolume::connect(srv.local_addrs(), volume, cred, client_config(10_000))
+        RemoteVolume::connect(srv.local_addrs(), volume, cred, None, client_config(10_000))
     };
     // The handshake fails the same way for both: the server does not say which volumes exist.
     let bad_confirm = |e: &ClientError| {
@@ -391,6 +393,7 @@ fn iops(c: &mut RemoteVolume, volume_blocks: u64, depth: usize, ios: usize) -> (
                 Request::Write {
                     lba,
                     fua: false,
+                    seal: [0; BLOCK_SEAL_BYTES],
                     data: blocks(lba, 1, i as u64),
                 }
             } else {
@@ -532,7 +535,8 @@ fn data_survives_five_percent_loss_on_every_path() {
         request_timeout_ms: 10_000,
         ..ClientConfig::default()
     };
-    let mut c = RemoteVolume::connect(&relay.front, "lossy", &credential("lossy"), config).unwrap();
+    let mut c =
+        RemoteVolume::connect(&relay.front, "lossy", &credential("lossy"), None, config).unwrap();
     let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
     c.write(0, &model, false).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(13);

@@ -80,7 +80,7 @@ fn connect(to: &[SocketAddr], request_timeout_ms: u64) -> RemoteVolume {
         request_timeout_ms,
         ..ClientConfig::default()
     };
-    RemoteVolume::connect(to, "v", b"the right credential", config).unwrap()
+    RemoteVolume::connect(to, "v", b"the right credential", None, config).unwrap()
 }
 
 /// A block no datagram could contain by chance.

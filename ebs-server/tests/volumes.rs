@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ebs_server::proto::{BLOCK_BYTES, Body, Message, Reply, Request, Status};
+use ebs_server::proto::{BLOCK_BYTES, BLOCK_SEAL_BYTES, Body, Message, Reply, Request, Status};
 use ebs_server::server::Session;
 use ebs_server::volumes::{VolumeError, VolumeSpec, VolumeStore};
 use ftl::nand::{FaultConfig, Geometry, MemNand, Nand};
@@ -47,8 +47,22 @@ fn spec(name: &str, blocks: u64, multi_attach: bool) -> VolumeSpec {
         blocks,
         credential: format!("cred-{name}").into_bytes(),
         multi_attach,
-        wrapped_key: vec![0x5A; 40],
+        wrapped_key: wrapped_key(name),
     }
+}
+
+/// A real wrapped data key for `name` (the server only checks its format).
+fn wrapped_key(name: &str) -> Vec<u8> {
+    let kek = keys::Kek::generate().unwrap();
+    let key = keys::VolumeKey::generate(keys::Backend::AwsLc).unwrap();
+    key.wrap(&kek, name).unwrap().as_bytes().to_vec()
+}
+
+/// The seal the tests write with block `lba` (the server stores it without looking).
+fn seal(lba: u64) -> [u8; BLOCK_SEAL_BYTES] {
+    let mut s = [0xC5; BLOCK_SEAL_BYTES];
+    s[..8].copy_from_slice(&lba.to_le_bytes());
+    s
 }
 
 fn block(lba: u64, tag: u8) -> Vec<u8> {
@@ -95,7 +109,17 @@ fn read1(s: &mut Session, id: u64, lba: u64) -> Vec<Reply> {
 }
 
 fn write1(s: &mut Session, id: u64, lba: u64, fua: bool, data: Vec<u8>) -> Vec<Reply> {
-    send(s, id, Request::Write { lba, fua, data })
+    let seal = seal(lba);
+    send(
+        s,
+        id,
+        Request::Write {
+            lba,
+            fua,
+            seal,
+            data,
+        },
+    )
 }
 
 #[test]
@@ -136,7 +160,7 @@ fn attach_rules_and_errors() {
         ] => {
             assert_eq!(*blocks, 100);
             assert!(!multi_attach);
-            assert_eq!(wrapped_key, &vec![0x5A; 40]);
+            assert_eq!(wrapped_key.len(), keys::WRAPPED_KEY_BYTES);
         }
         other => panic!("{other:?}"),
     }
@@ -247,6 +271,7 @@ fn io_round_trip_volumes_are_isolated_and_survive_a_restart() {
         let lba = 60 + i as u64;
         let want = Reply::Data {
             lba,
+            seal: seal(lba),
             data: block(lba, 0xA0),
         };
         assert_eq!(r, &want);
@@ -271,13 +296,13 @@ fn io_round_trip_volumes_are_isolated_and_survive_a_restart() {
         (129, true),
         (130, false),
     ] {
-        let data = if expect_zero {
-            zero.clone()
+        let (data, seal) = if expect_zero {
+            (zero.clone(), [0; BLOCK_SEAL_BYTES])
         } else {
-            block(lba, 0xA0)
+            (block(lba, 0xA0), seal(lba))
         };
         let got = read1(&mut a, 600 + lba, lba);
-        assert_eq!(got, vec![Reply::Data { lba, data }], "lba {lba}");
+        assert_eq!(got, vec![Reply::Data { lba, seal, data }], "lba {lba}");
     }
     assert_eq!(send(&mut b, 700, Request::Flush), vec![Reply::Done]);
     assert_eq!(send(&mut a, 701, Request::Flush), vec![Reply::Done]);
@@ -292,9 +317,10 @@ fn io_round_trip_volumes_are_isolated_and_survive_a_restart() {
     attach(&mut b, "b");
     for lba in [0, 33, 64, 69] {
         let data = block(lba, 0xB0);
+        let seal = seal(lba);
         assert_eq!(
             read1(&mut b, 800 + lba, lba),
-            vec![Reply::Data { lba, data }]
+            vec![Reply::Data { lba, seal, data }]
         );
     }
     drop(b);
@@ -306,9 +332,10 @@ fn io_round_trip_volumes_are_isolated_and_survive_a_restart() {
     attach(&mut c, "c");
     for lba in [0, 59, 100, 149] {
         let data = zero.clone();
+        let seal = [0; BLOCK_SEAL_BYTES];
         assert_eq!(
             read1(&mut c, 900 + lba, lba),
-            vec![Reply::Data { lba, data }]
+            vec![Reply::Data { lba, seal, data }]
         );
     }
 }
@@ -352,12 +379,21 @@ fn create_resize_delete_and_space() {
         other => panic!("{other:?}"),
     }
     let data = block(9, 1);
-    assert_eq!(read1(&mut s, 5, 9), vec![Reply::Data { lba: 9, data }]);
+    let want = Reply::Data {
+        lba: 9,
+        seal: seal(9),
+        data,
+    };
+    assert_eq!(read1(&mut s, 5, 9), vec![want]);
     let last = 3 * EXTENT_BLOCKS - 1;
     let data = vec![0; BLOCK_BYTES];
     assert_eq!(
         read1(&mut s, 6, last),
-        vec![Reply::Data { lba: last, data }]
+        vec![Reply::Data {
+            lba: last,
+            seal: [0; BLOCK_SEAL_BYTES],
+            data
+        }]
     );
     drop(s);
     st.delete("v").unwrap();

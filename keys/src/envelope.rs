@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::KeyError;
 use crate::aead::{AeadKey, Backend, NONCE_BYTES, TAG_BYTES};
+use crate::block::BlockSealer;
 use crate::holder::Holder;
 use crate::page::PageSealer;
 use crate::secret::{KEY_BYTES, Secret};
@@ -91,6 +92,13 @@ impl VolumeKey {
 
     pub fn fingerprint(&self) -> &str {
         self.holder.fingerprint()
+    }
+
+    /// The client-side sealer of volume `volume_id`'s blocks (docs/keys-format.md, "Block
+    /// seals"), under a key derived from this data key. Fails once the data key is destroyed.
+    pub fn block_sealer(&self, volume_id: u64) -> Result<BlockSealer, KeyError> {
+        self.holder
+            .with_master(|master| BlockSealer::new(master, volume_id))?
     }
 
     /// Detach: drops the live key (the wrapped form stays where it is stored).

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod aead;
+mod block;
 mod envelope;
 mod error;
 mod holder;
@@ -31,6 +32,7 @@ mod secret;
 mod sys;
 
 pub use aead::{Backend, NONCE_BYTES, TAG_BYTES};
+pub use block::{BLOCK_SEAL_BYTES, BLOCK_SEAL_VERSION, BlockSealer, block_aad};
 pub use envelope::{Kek, VolumeKey, WRAPPED_KEY_BYTES, WrappedKey};
 pub use error::KeyError;
 pub use holder::EPOCH_SHIFT;

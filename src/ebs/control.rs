@@ -2,7 +2,7 @@
 //! one JSON reply line out. Replies are `{"ok": ...}` or `{"error": "..."}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,12 +195,13 @@ fn volumes(store: &VolumeStore) -> Vec<VolumeView> {
 /// Serves the control socket until `stop()` returns true (checked every 50 ms). Requests are
 /// handled one at a time: they are quick catalog changes.
 pub fn serve(
+    listener: &UnixListener,
     path: &Path,
     store: &Arc<VolumeStore>,
     stats: &dyn Fn() -> ServerStats,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
-    crate::control_socket::serve(path, Duration::from_millis(50), stop, |stream| {
+    crate::control_socket::serve(listener, path, Duration::from_millis(50), stop, |stream| {
         handle(stream, store, stats)
     })
 }

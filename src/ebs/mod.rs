@@ -2,6 +2,7 @@
 //! file-backed NAND, managed through a control socket in the data directory.
 
 pub mod control;
+pub mod kek;
 pub mod server;
 pub mod volume_cmd;
 

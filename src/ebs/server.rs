@@ -2,6 +2,7 @@
 //! start and recovers it on every later one, serves its volumes over UDP, and manages them
 //! through `DATA/control.sock` until Ctrl-C or SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,18 +96,25 @@ pub fn run(options: &EbsServerOptions, stop: impl Fn() -> bool) -> anyhow::Resul
     let server = EbsServer::start(&addrs, Arc::clone(&store), config)
         .with_context(|| format!("listening on {addrs:?}"))?;
     let socket = control_socket(&options.data_dir);
+    let listener = crate::control_socket::bind(&socket)?;
+    // Written, not println!: a server whose stdout was closed (a supervisor that read the
+    // addresses and went away) keeps serving instead of panicking on a broken pipe.
+    let mut out = std::io::stdout().lock();
     for (i, a) in server.local_addrs().iter().enumerate() {
-        println!("path {i}: udp {a}");
+        let _ = writeln!(out, "path {i}: udp {a}");
     }
-    println!("control socket: {}", socket.display());
-    println!(
+    let _ = writeln!(out, "control socket: {}", socket.display());
+    let _ = writeln!(
+        out,
         "volumes: {}, free: {} MiB",
         store.list().len(),
         (store.free_blocks() * super::BLOCK_BYTES) >> 20
     );
+    let _ = out.flush();
+    drop(out);
     // The control loop also ends when the UDP thread has ended by itself (an I/O error), so a
     // dead server exits with that error instead of answering volume commands forever.
-    let served = super::control::serve(&socket, &store, &|| server.stats(), || {
+    let served = super::control::serve(&listener, &socket, &store, &|| server.stats(), || {
         stop() || !server.is_running()
     });
     let stats = server

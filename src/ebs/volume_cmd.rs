@@ -33,14 +33,22 @@ pub struct CreateRequest<'a> {
     pub blocks: u64,
     pub credential_file: &'a Path,
     pub multi_attach: bool,
+    pub kek_file: Option<&'a Path>,
     pub wrapped_key_file: Option<&'a Path>,
 }
 
 pub fn create(socket: &Path, r: &CreateRequest<'_>) -> anyhow::Result<()> {
     let credential = read_secret(r.credential_file, "credential")?;
-    let wrapped_key = match r.wrapped_key_file {
-        Some(p) => read_secret(p, "wrapped key")?,
-        None => Vec::new(),
+    let wrapped_key = match (r.kek_file, r.wrapped_key_file) {
+        (Some(kek), _) => {
+            let kek = super::kek::read_kek(kek)?;
+            let key = keys::VolumeKey::generate(keys::Backend::AwsLc)?;
+            let wrapped = key.wrap(&kek, r.name);
+            key.destroy();
+            wrapped?.as_bytes().to_vec()
+        }
+        (None, Some(p)) => read_secret(p, "wrapped key")?,
+        (None, None) => Vec::new(),
     };
     let reply = control::query(
         socket,

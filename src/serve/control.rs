@@ -7,7 +7,7 @@
 //! `{"error": ...}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,12 +41,13 @@ pub fn answer(controller: &Controller, line: &str) -> serde_json::Value {
 
 /// Serves the control socket until `stop()` returns true (checked every 100 ms).
 pub fn serve(
+    listener: &UnixListener,
     path: &Path,
     controller: Arc<Controller>,
     termination: Arc<Termination>,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<()> {
-    crate::control_socket::serve(path, Duration::from_millis(100), stop, |stream| {
+    crate::control_socket::serve(listener, path, Duration::from_millis(100), stop, |stream| {
         handle(stream, &controller, &termination)
     })
 }

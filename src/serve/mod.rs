@@ -161,8 +161,9 @@ pub fn run(
                 termination.clone(),
                 control_stop.clone(),
             );
+            let listener = crate::control_socket::bind(&path)?;
             s.spawn(move || {
-                control::serve(&path, controller, termination, || {
+                control::serve(&listener, &path, controller, termination, || {
                     flag.load(Ordering::SeqCst)
                 })
             })

@@ -30,6 +30,16 @@ pub enum ClientError {
     /// connection limit.
     #[error("no handshake answer from the server within {timeout_ms} ms")]
     NoHandshake { timeout_ms: u64 },
+    /// The volume's envelope does not fit this client: a sealed volume without a KEK, a KEK for
+    /// a volume in the clear, or a KEK that does not unwrap the data key.
+    #[error("envelope: {0}")]
+    Envelope(String),
+    /// A block came back that this client's key did not seal at that address: the server (or
+    /// something between) changed, moved or made it up. Its bytes are never returned.
+    #[error("block {lba} refused: {detail}")]
+    Integrity { lba: u64, detail: String },
+    #[error("key: {0}")]
+    Key(keys::KeyError),
     #[error("invalid request: {0}")]
     InvalidArgument(String),
     #[error("invalid client config: {0}")]

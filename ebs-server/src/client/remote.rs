@@ -14,14 +14,15 @@
 use super::error::ClientError;
 use super::order::{Access, Scheduler};
 use crate::proto::{
-    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, Body, MESSAGE_LEN_MAX, Message, READ_BLOCKS_MAX, Reply,
-    Request, TRIM_BLOCKS_MAX,
+    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, BLOCK_SEAL_BYTES, Body, MESSAGE_LEN_MAX, Message,
+    READ_BLOCKS_MAX, Reply, Request, TRIM_BLOCKS_MAX,
 };
 use crate::srd;
 use crate::srd::handshake::{ClientHandshake, HelloAck, Incoming, classify};
 use crate::srd::seal::{SessionKeys, psk_of};
 use crate::srd::udp::UdpEndpoint;
 use aws_lc_rs::rand::{self as lc_rand, SecureRandom};
+use keys::{Backend, BlockSealer, Kek, KeyError, WrappedKey};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -119,6 +120,15 @@ struct ReadState {
     missing: usize,
 }
 
+impl ReadState {
+    /// The index of block `lba` in this read, if it is one the read still waits for.
+    fn index_of(&self, lba: u64) -> Option<usize> {
+        lba.checked_sub(self.lba)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < self.got.len() && !self.got[i])
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     /// The encoded request until it is handed to the transport.
@@ -131,6 +141,9 @@ struct Pending {
 #[derive(Debug)]
 pub struct RemoteVolume {
     endpoint: UdpEndpoint,
+    /// Seals blocks before they leave and opens them on return, for a volume with a wrapped
+    /// data key (envelope encryption); None for a volume in the clear.
+    sealer: Option<BlockSealer>,
     config: ClientConfig,
     scheduler: Scheduler,
     /// Released requests the transport's send queue had no room for yet, oldest first.
@@ -153,10 +166,16 @@ impl RemoteVolume {
     /// `ClientError::Handshake(BadConfirm)` (the server does not tell which); no answer within
     /// `request_timeout_ms` gives `ClientError::NoHandshake`; a refused ATTACH (the volume is
     /// attached elsewhere) gives its `ClientError::Server` status.
+    ///
+    /// `kek`: a volume created with a wrapped data key is sealed by its client, and needs the
+    /// key-encryption key that unwraps it; every block is then sealed before it is sent and
+    /// opened when it comes back (docs/ebs-protocol.md, "Envelope encryption"). A volume without
+    /// one is in the clear and takes no KEK. Either mismatch is `ClientError::Envelope`.
     pub fn connect(
         server: &[SocketAddr],
         volume: &str,
         credential: &[u8],
+        kek: Option<&Kek>,
         config: ClientConfig,
     ) -> Result<Self, ClientError> {
         config.validate()?;
@@ -188,6 +207,7 @@ impl RemoteVolume {
         endpoint.connection_mut().announce_paths(now);
         let mut client = RemoteVolume {
             endpoint,
+            sealer: None,
             config,
             scheduler: Scheduler::default(),
             to_send: VecDeque::new(),
@@ -198,8 +218,14 @@ impl RemoteVolume {
             closed: false,
             stats: ClientStats::default(),
         };
-        client.attach(volume, credential)?;
+        let info = client.attach(volume, credential)?;
+        client.sealer = envelope(volume, &info, kek)?;
         Ok(client)
+    }
+
+    /// Whether this client seals the volume's blocks (a volume with a wrapped data key).
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
     }
 
     pub fn attached(&self) -> Option<&AttachInfo> {
@@ -221,6 +247,7 @@ impl RemoteVolume {
             return Err(ClientError::Closed);
         }
         let access = access_of(&request)?;
+        let request = self.seal_write(request)?;
         while self.pending.len() + self.done.len() >= self.config.queue_depth_max {
             if self.pending.is_empty() {
                 return Err(ClientError::InvalidArgument(format!(
@@ -346,6 +373,7 @@ impl RemoteVolume {
             .map(|(i, block)| Request::Write {
                 lba: lba + i as u64,
                 fua,
+                seal: [0; BLOCK_SEAL_BYTES],
                 data: block.to_vec(),
             });
         self.run_all(requests).map(|_| ())
@@ -455,6 +483,65 @@ impl RemoteVolume {
         Ok(())
     }
 
+    /// Seals a WRITE's block with the volume's block key; a WRITE must come with a zero seal
+    /// (the seal is this client's to make).
+    fn seal_write(&self, request: Request) -> Result<Request, ClientError> {
+        let Request::Write {
+            lba,
+            fua,
+            seal,
+            mut data,
+        } = request
+        else {
+            return Ok(request);
+        };
+        if seal != [0; BLOCK_SEAL_BYTES] {
+            return Err(ClientError::InvalidArgument(
+                "a WRITE's seal is made by the client; pass zeroes".into(),
+            ));
+        }
+        let seal = match &self.sealer {
+            None => seal,
+            Some(sealer) => sealer.seal(lba, &mut data).map_err(ClientError::Key)?,
+        };
+        Ok(Request::Write {
+            lba,
+            fua,
+            seal,
+            data,
+        })
+    }
+
+    /// A DATA block as the caller sees it: opened with the block key, zeroes for a block with
+    /// no seal (never written, trimmed, zeroed), or refused.
+    fn open_block(
+        &self,
+        lba: u64,
+        seal: &[u8; BLOCK_SEAL_BYTES],
+        data: &mut [u8],
+    ) -> Result<(), ClientError> {
+        let unsealed = *seal == [0; BLOCK_SEAL_BYTES];
+        match &self.sealer {
+            // Whatever bytes a server sends beside a zero seal, the block holds no client data.
+            Some(_) if unsealed => {
+                data.fill(0);
+                Ok(())
+            }
+            Some(sealer) => sealer.open(lba, data, seal).map_err(|e| match e {
+                KeyError::Authentication { .. } => ClientError::Integrity {
+                    lba,
+                    detail: "its seal does not verify: not a block this volume's key sealed at this address".into(),
+                },
+                other => ClientError::Key(other),
+            }),
+            None if unsealed => Ok(()),
+            None => Err(ClientError::Integrity {
+                lba,
+                detail: "it is sealed by a client but this client has no key for the volume".into(),
+            }),
+        }
+    }
+
     fn on_reply(&mut self, payload: &[u8]) {
         self.stats.replies += 1;
         let Ok(message) = Message::decode(payload) else {
@@ -479,17 +566,22 @@ impl RemoteVolume {
                     message,
                 }),
             ),
-            Reply::Data { lba, data } => {
-                let Some(read) = p.read.as_mut() else {
+            Reply::Data {
+                lba,
+                seal,
+                mut data,
+            } => {
+                let Some(index) = p.read.as_ref().and_then(|r| r.index_of(lba)) else {
                     self.stats.replies_unexpected += 1;
                     return;
                 };
-                let Some(index) = lba
-                    .checked_sub(read.lba)
-                    .map(|i| i as usize)
-                    .filter(|&i| i < read.got.len() && !read.got[i])
-                else {
-                    self.stats.replies_unexpected += 1;
+                // Opened only once it is known to be an awaited block: a stray DATA costs no
+                // decryption and cannot fail a read.
+                if let Err(e) = self.open_block(lba, &seal, &mut data) {
+                    self.complete(tag, Err(e));
+                    return;
+                }
+                let Some(read) = self.pending.get_mut(&tag).and_then(|p| p.read.as_mut()) else {
                     return;
                 };
                 read.data[index * BLOCK_BYTES..(index + 1) * BLOCK_BYTES].copy_from_slice(&data);
@@ -592,6 +684,41 @@ fn access_of(request: &Request) -> Result<Access, ClientError> {
             Access::Write(range(*lba, u64::from(*blocks))?)
         }
     })
+}
+
+/// The block sealer of an attached volume: unwraps its data key with `kek`, or checks that a
+/// volume in the clear got none.
+fn envelope(
+    volume: &str,
+    info: &AttachInfo,
+    kek: Option<&Kek>,
+) -> Result<Option<BlockSealer>, ClientError> {
+    match (info.wrapped_key.is_empty(), kek) {
+        (true, None) => Ok(None),
+        (true, Some(_)) => Err(ClientError::Envelope(format!(
+            "volume {volume:?} has no wrapped data key, so its blocks are in the clear; \
+             create it with --kek-file to seal them, or attach without a KEK"
+        ))),
+        (false, None) => Err(ClientError::Envelope(format!(
+            "volume {volume:?} is sealed by its client: attach with the KEK that wraps its data key (--kek-file)"
+        ))),
+        (false, Some(kek)) => {
+            let wrapped = WrappedKey::from_bytes(&info.wrapped_key).map_err(|e| {
+                ClientError::Envelope(format!("volume {volume:?}: stored wrapped key: {e}"))
+            })?;
+            let data_key = wrapped.unwrap(kek, volume, Backend::AwsLc).map_err(|e| {
+                ClientError::Envelope(format!(
+                    "volume {volume:?}: this KEK does not unwrap its data key ({e})"
+                ))
+            })?;
+            let sealer = data_key
+                .block_sealer(info.volume_id)
+                .map_err(ClientError::Key);
+            // The block key is all the client keeps; the data key goes now.
+            data_key.destroy();
+            sealer.map(Some)
+        }
+    }
 }
 
 /// A random connection id from the OS CSPRNG: unguessable, so nobody can take a client's id
@@ -703,6 +830,7 @@ mod tests {
         let write = |len| Request::Write {
             lba: 0,
             fua: false,
+            seal: [0; BLOCK_SEAL_BYTES],
             data: vec![0; len],
         };
         assert!(access_of(&write(BLOCK_BYTES)).is_ok());

@@ -15,7 +15,7 @@ mod wire;
 
 pub use status::Status;
 pub use wire::{
-    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, Body, HEADER_LEN, MAGIC, MESSAGE_LEN_MAX, Message,
-    READ_BLOCKS_MAX, Reply, Request, TRIM_BLOCKS_MAX, VERSION, VOLUME_NAME_MAX, WRAPPED_KEY_MAX,
-    WireError, request_id_of, valid_volume_name,
+    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, BLOCK_SEAL_BYTES, Body, HEADER_LEN, MAGIC, MESSAGE_LEN_MAX,
+    Message, READ_BLOCKS_MAX, Reply, Request, TRIM_BLOCKS_MAX, VERSION, VOLUME_NAME_MAX,
+    WRAPPED_KEY_MAX, WireError, request_id_of, valid_volume_name,
 };

@@ -1,4 +1,5 @@
-//! Block protocol messages on the wire, version 1 (little-endian; docs/ebs-protocol.md).
+//! Block protocol messages on the wire, version 2 (little-endian; docs/ebs-protocol.md).
+//! Version 2 added the 28-byte client seal to WRITE and DATA.
 //!
 //! A message is a 24-byte header and a body of `body_len` bytes. The header's CRC-32 covers the
 //! header's first 20 bytes and the body. The parse checks every length before it reads, and every
@@ -11,11 +12,15 @@ use super::status::Status;
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"FEBP";
 /// The version this module reads and writes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes of a block: what a WRITE carries and a DATA returns.
 pub const BLOCK_BYTES: usize = 4096;
+/// Bytes of the client seal beside each block of a WRITE and a DATA: the nonce and tag the
+/// client sealed the block with (docs/ebs-protocol.md, "Envelope encryption"), stored by the
+/// server as given and returned with the block; all zero for a block in the clear.
+pub const BLOCK_SEAL_BYTES: usize = 28;
 /// Longest volume name.
 pub const VOLUME_NAME_MAX: usize = 64;
 /// Longest credential an ATTACH carries.
@@ -28,8 +33,10 @@ pub const READ_BLOCKS_MAX: u32 = 256;
 pub const TRIM_BLOCKS_MAX: u32 = 1 << 20;
 /// Longest error message.
 pub const ERROR_MESSAGE_MAX: usize = 256;
-/// Largest body: a WRITE or DATA (8-byte address and a block).
-pub const BODY_LEN_MAX: usize = 8 + BLOCK_BYTES;
+/// Body of a WRITE or DATA: 8-byte address, the client seal, the block.
+pub const BLOCK_BODY_LEN: usize = 8 + BLOCK_SEAL_BYTES + BLOCK_BYTES;
+/// Largest body: a WRITE or DATA.
+pub const BODY_LEN_MAX: usize = BLOCK_BODY_LEN;
 /// Largest message.
 pub const MESSAGE_LEN_MAX: usize = HEADER_LEN + BODY_LEN_MAX;
 
@@ -51,13 +58,31 @@ const KIND_ERROR: u8 = 0x84;
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Attach { volume: String, credential: Vec<u8> },
+    Attach {
+        volume: String,
+        credential: Vec<u8>,
+    },
     Detach,
-    Read { lba: u64, blocks: u32 },
-    Write { lba: u64, fua: bool, data: Vec<u8> },
+    Read {
+        lba: u64,
+        blocks: u32,
+    },
+    Write {
+        lba: u64,
+        fua: bool,
+        seal: [u8; BLOCK_SEAL_BYTES],
+        data: Vec<u8>,
+    },
     Flush,
-    Trim { lba: u64, blocks: u32 },
-    WriteZeroes { lba: u64, blocks: u32, fua: bool },
+    Trim {
+        lba: u64,
+        blocks: u32,
+    },
+    WriteZeroes {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
 }
 
 /// What the server answers.
@@ -72,9 +97,10 @@ pub enum Reply {
     },
     /// The request succeeded (DETACH, WRITE, FLUSH, TRIM, WRITE_ZEROES).
     Done,
-    /// One block of a READ.
+    /// One block of a READ, with the seal it was written with.
     Data {
         lba: u64,
+        seal: [u8; BLOCK_SEAL_BYTES],
         data: Vec<u8>,
     },
     Error {
@@ -178,9 +204,15 @@ impl Message {
                     b.extend_from_slice(&blocks.to_le_bytes());
                     (KIND_READ, 0, b)
                 }
-                Request::Write { lba, fua, data } => {
+                Request::Write {
+                    lba,
+                    fua,
+                    seal,
+                    data,
+                } => {
                     assert_eq!(data.len(), BLOCK_BYTES);
                     b.extend_from_slice(&lba.to_le_bytes());
+                    b.extend_from_slice(seal);
                     b.extend_from_slice(data);
                     (KIND_WRITE, fua_flag(*fua), b)
                 }
@@ -215,9 +247,10 @@ impl Message {
                     (KIND_ATTACHED, 0, b)
                 }
                 Reply::Done => (KIND_DONE, 0, b),
-                Reply::Data { lba, data } => {
+                Reply::Data { lba, seal, data } => {
                     assert_eq!(data.len(), BLOCK_BYTES);
                     b.extend_from_slice(&lba.to_le_bytes());
+                    b.extend_from_slice(seal);
                     b.extend_from_slice(data);
                     (KIND_DATA, 0, b)
                 }
@@ -300,10 +333,16 @@ impl Message {
                 Body::Request(Request::Read { lba, blocks })
             }
             KIND_WRITE => {
-                r.expect_len(kind, 8 + BLOCK_BYTES)?;
+                r.expect_len(kind, BLOCK_BODY_LEN)?;
                 let lba = r.u64()?;
+                let seal = r.array()?;
                 let data = r.take(BLOCK_BYTES)?.to_vec();
-                Body::Request(Request::Write { lba, fua, data })
+                Body::Request(Request::Write {
+                    lba,
+                    fua,
+                    seal,
+                    data,
+                })
             }
             KIND_FLUSH => Body::Request(Request::Flush),
             KIND_TRIM | KIND_WRITE_ZEROES => {
@@ -342,10 +381,11 @@ impl Message {
             }
             KIND_DONE => Body::Reply(Reply::Done),
             KIND_DATA => {
-                r.expect_len(kind, 8 + BLOCK_BYTES)?;
+                r.expect_len(kind, BLOCK_BODY_LEN)?;
                 let lba = r.u64()?;
+                let seal = r.array()?;
                 let data = r.take(BLOCK_BYTES)?.to_vec();
-                Body::Reply(Reply::Data { lba, data })
+                Body::Reply(Reply::Data { lba, seal, data })
             }
             KIND_ERROR => {
                 let code = r.u16()?;

@@ -161,7 +161,14 @@ impl Session {
                     };
                     let mut data = vec![0u8; BLOCK_BYTES];
                     match volume.read(at, &mut data) {
-                        Ok(()) => replies.push(Message::reply(id, Reply::Data { lba: at, data })),
+                        Ok(seal) => replies.push(Message::reply(
+                            id,
+                            Reply::Data {
+                                lba: at,
+                                seal,
+                                data,
+                            },
+                        )),
                         // The blocks read so far were good; the client fails the whole read.
                         Err(e) => {
                             replies.push(volume_error(id, &e));
@@ -171,7 +178,12 @@ impl Session {
                 }
                 replies
             }
-            Request::Write { lba, fua, data } => done(volume.write(lba, &data, fua)),
+            Request::Write {
+                lba,
+                fua,
+                seal,
+                data,
+            } => done(volume.write(lba, &data, &seal, fua)),
             Request::Flush => done(volume.flush()),
             Request::Trim { lba, blocks } => done(volume.trim(lba, u64::from(blocks))),
             Request::WriteZeroes { lba, blocks, fua } => {

@@ -18,6 +18,8 @@ pub enum VolumeError {
     BadSize(String),
     #[error("credential: {0}")]
     BadCredentialSpec(String),
+    #[error("wrapped data key: {0}")]
+    BadWrappedKey(String),
     #[error("not enough space: {0}")]
     NoSpace(String),
     #[error("volume {0:?} is attached by another client")]
@@ -61,6 +63,7 @@ impl VolumeError {
             | VolumeError::BadName { .. }
             | VolumeError::BadSize(_)
             | VolumeError::BadCredentialSpec(_)
+            | VolumeError::BadWrappedKey(_)
             | VolumeError::NoSpace(_)
             | VolumeError::Catalog(_)
             | VolumeError::Ftl(_)

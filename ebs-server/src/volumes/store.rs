@@ -16,7 +16,12 @@ use parking_lot::Mutex;
 
 use super::catalog::{Catalog, VolumeRecord, decode_hex, encode_hex};
 use super::error::VolumeError;
-use crate::proto::{ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, WRAPPED_KEY_MAX, valid_volume_name};
+use crate::proto::{
+    ATTACH_CREDENTIAL_MAX, BLOCK_BYTES, BLOCK_SEAL_BYTES, WRAPPED_KEY_MAX, valid_volume_name,
+};
+
+// The block protocol's client seal is stored in the FTL's OOB seal field as is.
+const _: () = assert!(BLOCK_SEAL_BYTES == ftl::SEAL_BYTES);
 use crate::srd::seal::{PSK_LEN, psk_of};
 
 /// Blocks per extent when a store is created with no other choice: 64 MiB.
@@ -162,6 +167,12 @@ impl VolumeStore {
                 "wrapped key of {} bytes; at most {WRAPPED_KEY_MAX}",
                 spec.wrapped_key.len()
             )));
+        }
+        // The server cannot unwrap it (only clients hold the KEK), but it can refuse bytes that
+        // are not a wrapped key at all, which would fail every attach later.
+        if !spec.wrapped_key.is_empty() {
+            keys::WrappedKey::from_bytes(&spec.wrapped_key)
+                .map_err(|e| VolumeError::BadWrappedKey(e.to_string()))?;
         }
         let mut state = self.state.lock();
         if state.catalog.volumes.iter().any(|v| v.name == spec.name) {
@@ -404,21 +415,31 @@ impl Attachment {
         Ok(())
     }
 
-    pub fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), VolumeError> {
+    /// Reads one block and the client seal it was written with (zero: never written, trimmed,
+    /// zeroed, or written in the clear).
+    pub fn read(&self, lba: u64, buf: &mut [u8]) -> Result<[u8; BLOCK_SEAL_BYTES], VolumeError> {
         assert_eq!(buf.len(), BLOCK_BYTES);
         self.check(lba, 1)?;
         self.store
             .ftl
-            .read(self.lpa(lba), buf)
+            .read_client_sealed(self.lpa(lba), buf)
             .map_err(|e| VolumeError::from_ftl(e, lba))
     }
 
-    pub fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), VolumeError> {
+    /// Writes one block with its client seal, which is kept beside it on flash (the server
+    /// neither checks nor understands it: only the client holds the key).
+    pub fn write(
+        &self,
+        lba: u64,
+        data: &[u8],
+        seal: &[u8; BLOCK_SEAL_BYTES],
+        fua: bool,
+    ) -> Result<(), VolumeError> {
         assert_eq!(data.len(), BLOCK_BYTES);
         self.check(lba, 1)?;
         self.store
             .ftl
-            .write(self.lpa(lba), data, fua)
+            .write_client_sealed(self.lpa(lba), data, seal, fua)
             .map_err(|e| VolumeError::from_ftl(e, lba))
     }
 

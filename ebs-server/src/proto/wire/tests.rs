@@ -32,6 +32,7 @@ fn every_kind() -> Vec<Message> {
             Request::Write {
                 lba: u64::MAX,
                 fua: true,
+                seal: [0x11; BLOCK_SEAL_BYTES],
                 data: block(1),
             },
         ),
@@ -40,6 +41,7 @@ fn every_kind() -> Vec<Message> {
             Request::Write {
                 lba: 0,
                 fua: false,
+                seal: [0; BLOCK_SEAL_BYTES],
                 data: block(2),
             },
         ),
@@ -73,6 +75,7 @@ fn every_kind() -> Vec<Message> {
             11,
             Reply::Data {
                 lba: 5,
+                seal: core::array::from_fn(|i| i as u8),
                 data: block(3),
             },
         ),
@@ -104,20 +107,24 @@ fn header_and_write_offsets_are_pinned() {
         Request::Write {
             lba: 0x0102_0304_0506_0708,
             fua: true,
+            seal: core::array::from_fn(|i| 0x80 + i as u8),
             data: block(9),
         },
     );
     let b = m.encode();
-    assert_eq!(b.len(), 24 + 8 + 4096);
+    assert_eq!(b.len(), 24 + 8 + 28 + 4096);
     assert_eq!(&b[0..4], b"FEBP");
-    assert_eq!(b[4], 1, "version");
+    assert_eq!(b[4], 2, "version");
     assert_eq!(b[5], 0x04, "kind WRITE");
     assert_eq!(u16::from_le_bytes([b[6], b[7]]), 1, "flags FUA");
     assert_eq!(
         u64::from_le_bytes(b[8..16].try_into().unwrap()),
         0x1122_3344_5566_7788
     );
-    assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 8 + 4096);
+    assert_eq!(
+        u32::from_le_bytes(b[16..20].try_into().unwrap()),
+        8 + 28 + 4096
+    );
     let mut h = crc32fast::Hasher::new();
     h.update(&b[0..20]);
     h.update(&b[24..]);
@@ -129,7 +136,24 @@ fn header_and_write_offsets_are_pinned() {
         u64::from_le_bytes(b[24..32].try_into().unwrap()),
         0x0102_0304_0506_0708
     );
-    assert_eq!(&b[32..], &block(9)[..]);
+    let seal: Vec<u8> = (0..28).map(|i| 0x80 + i as u8).collect();
+    assert_eq!(&b[32..60], &seal[..]);
+    assert_eq!(&b[60..], &block(9)[..]);
+
+    // DATA: the same body layout.
+    let d = Message::reply(
+        3,
+        Reply::Data {
+            lba: 0x0A0B,
+            seal: [0x5C; BLOCK_SEAL_BYTES],
+            data: block(4),
+        },
+    )
+    .encode();
+    assert_eq!(d[5], 0x83, "kind DATA");
+    assert_eq!(u64::from_le_bytes(d[24..32].try_into().unwrap()), 0x0A0B);
+    assert_eq!(&d[32..60], &[0x5C; 28]);
+    assert_eq!(&d[60..], &block(4)[..]);
 }
 
 #[test]
@@ -216,8 +240,8 @@ fn each_rule_has_its_error() {
         Err(WireError::BadMagic { .. })
     ));
     let mut b = good.clone();
-    b[4] = 2;
-    assert_eq!(Message::decode(&b), Err(WireError::BadVersion { found: 2 }));
+    b[4] = 1;
+    assert_eq!(Message::decode(&b), Err(WireError::BadVersion { found: 1 }));
     let mut b = good.clone();
     b.push(0);
     assert!(matches!(
@@ -268,19 +292,20 @@ fn each_rule_has_its_error() {
         Request::Write {
             lba: 0,
             fua: false,
+            seal: [0; BLOCK_SEAL_BYTES],
             data: block(0),
         },
     )
     .encode();
     w.truncate(w.len() - 1);
-    w[16..20].copy_from_slice(&((8 + 4095) as u32).to_le_bytes());
+    w[16..20].copy_from_slice(&((8 + 28 + 4095) as u32).to_le_bytes());
     resign(&mut w);
     assert!(matches!(
         Message::decode(&w),
         Err(WireError::BodySize {
             kind: 4,
-            expected: 4104,
-            actual: 4103
+            expected: 4132,
+            actual: 4131
         })
     ));
     // A body too large for any kind.
