@@ -8,11 +8,14 @@
 //!  schedule.rs  the impairments at start and the timed changes of a run
 //!  spec.rs      the `--impair` text form of a schedule
 //!  relay.rs     the relay: threads, sockets, the timer heap, stats
+//!  netns.rs     network namespaces + veth + nftables drops, for TCP (where user space cannot
+//!               drop segments); needs root, `ip` and `nft`
 //! ```
 //!
 //! The impairments of one path are [`PathImpairment`], the same struct the simulated network of
 //! the transport tests uses (`srd::sim`), so a scenario reads the same in both.
 
+pub mod netns;
 pub mod relay;
 pub mod schedule;
 pub mod shaper;
