@@ -482,3 +482,32 @@ fn a_bad_config_is_an_error_not_a_panic() {
     );
     assert!(RelayConfig::consecutive_ports(base, 3).is_err());
 }
+
+#[test]
+fn delay_accuracy_figure() {
+    // One datagram at a time, so each waits on the timer heap alone: the figure is the timer
+    // thread's wake-up error plus two loopback hops, on whatever load the host has.
+    const DELAY_US: u64 = 500;
+    let r = rig(parse_spec("delay=500us", 1).unwrap(), 1);
+    let mut excess_us = Vec::new();
+    let mut buf = vec![0; 2048];
+    for seq in 0..200 {
+        let sent = Instant::now();
+        r.clients[0]
+            .send_to(&datagram(0, seq, 64), r.relay.front_addrs()[0])
+            .unwrap();
+        r.servers[0].recv_from(&mut buf).unwrap();
+        let took_us = sent.elapsed().as_micros() as u64;
+        assert!(
+            took_us >= DELAY_US,
+            "arrived after {took_us} us, delay {DELAY_US} us"
+        );
+        excess_us.push(took_us - DELAY_US);
+    }
+    excess_us.sort_unstable();
+    let stats = r.relay.stop().unwrap();
+    println!(
+        "delay 500 us, past it at the receiver: p50 {} us, p99 {} us, max {} us; relay's latest send {} us",
+        excess_us[100], excess_us[198], excess_us[199], stats[0].to_server.late_us_max
+    );
+}
