@@ -169,7 +169,8 @@ pub struct DirectionStats {
     pub dropped_overflow: u64,
     /// Towards the client on a path no client datagram has come in on yet: nowhere to send.
     pub dropped_no_peer: u64,
-    /// Towards the client, from another address than the server's path: not relayed.
+    /// Towards the client, from another address than the server's path: not relayed, and not
+    /// in `received` or `dropped()`.
     pub dropped_stranger: u64,
     pub send_errors: u64,
     pub recv_errors: u64,
@@ -180,13 +181,14 @@ pub struct DirectionStats {
 }
 
 impl DirectionStats {
+    /// Every drop of a received datagram: once the direction is idle,
+    /// `forwarded + dropped() + send_errors == received + duplicated`.
     pub fn dropped(&self) -> u64 {
         self.dropped_loss
             + self.dropped_black_hole
             + self.dropped_queue
             + self.dropped_overflow
             + self.dropped_no_peer
-            + self.dropped_stranger
     }
 }
 
