@@ -102,22 +102,26 @@ fn blocks(lba: u64, count: usize, version: u64) -> Vec<u8> {
     out
 }
 
-/// `writes` random writes of 1..=4 blocks against `model`, each verified by a read of it now
-/// and then; `between(version)` runs before each write.
+/// Random writes of 1..=4 blocks against `model`, one per version, each verified by a read of
+/// it now and then; `between(version)` runs before each write. Returns the slowest write, a
+/// figure only (real time on a shared host).
 fn random_writes(
     c: &mut RemoteVolume,
     model: &mut [u8],
     rng: &mut ChaCha8Rng,
     versions: std::ops::Range<u64>,
     mut between: impl FnMut(u64),
-) {
+) -> Duration {
     let started = Instant::now();
+    let mut slowest = Duration::ZERO;
     for version in versions {
         between(version);
         let count = rng.random_range(1..=4usize);
         let lba = rng.random_range(0..=VOLUME_BLOCKS - count as u64);
         let data = blocks(lba, count, version);
+        let write_started = Instant::now();
         c.write(lba, &data, version % 16 == 0).unwrap();
+        slowest = slowest.max(write_started.elapsed());
         let at = lba as usize * BLOCK_BYTES;
         model[at..at + data.len()].copy_from_slice(&data);
         if version % 20 == 0 {
@@ -129,6 +133,7 @@ fn random_writes(
         }
         assert!(started.elapsed() < GIVE_UP, "gave up at version {version}");
     }
+    slowest
 }
 
 fn verify_all(c: &mut RemoteVolume, model: &[u8]) {
@@ -150,7 +155,7 @@ fn five_percent_loss_on_every_path_loses_no_data() {
     let mut model = blocks(0, VOLUME_BLOCKS as usize, 0);
     c.write(0, &model, false).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    random_writes(&mut c, &mut model, &mut rng, 1..201, |_| {});
+    let slowest = random_writes(&mut c, &mut model, &mut rng, 1..201, |_| {});
     verify_all(&mut c, &model);
     c.detach().unwrap();
     let transport = c.transport_stats().clone();
@@ -164,7 +169,8 @@ fn five_percent_loss_on_every_path_loses_no_data() {
         .map(|s| s.to_server.forwarded + s.to_client.forwarded)
         .sum();
     println!(
-        "5% loss: relay forwarded {forwarded}, dropped {dropped}; client retransmissions {}",
+        "5% loss: relay forwarded {forwarded}, dropped {dropped}; client retransmissions {}; \
+         slowest write {slowest:?}",
         transport.retransmissions
     );
     for (i, s) in stats.iter().enumerate() {
@@ -201,7 +207,7 @@ fn black_hole_mid_run(spec: &str, seed: u64) {
         black_hole: true,
         ..relay.path(2).unwrap()
     };
-    random_writes(&mut c, &mut model, &mut rng, 1..201, |version| {
+    let slowest = random_writes(&mut c, &mut model, &mut rng, 1..201, |version| {
         if version == 100 {
             handle.set_path(2, hole.clone()).unwrap();
         }
@@ -212,7 +218,8 @@ fn black_hole_mid_run(spec: &str, seed: u64) {
     let stats = relay.stop().unwrap();
     let holed = &stats[2];
     println!(
-        "{spec:?}, path 2 black-holed: {} + {} datagrams vanished; client retransmissions {}",
+        "{spec:?}, path 2 black-holed: {} + {} datagrams vanished; client retransmissions {}; \
+         slowest write {slowest:?}",
         holed.to_server.dropped_black_hole,
         holed.to_client.dropped_black_hole,
         transport.retransmissions

@@ -106,6 +106,45 @@ mod tests {
         (0..n).map(|i| s.decide(imp, i as u64 * 10, 1000)).collect()
     }
 
+    proptest::proptest! {
+        /// Any impairment `validate` accepts: no panic, nothing early, the FIFO holds for what is
+        /// not held back, a duplicate never precedes its original.
+        #[test]
+        fn any_valid_impairment_keeps_the_rules(
+            loss in 0.0..=1.0f64,
+            reorder in 0.0..=1.0f64,
+            duplicate in 0.0..=1.0f64,
+            delay_us in 0..=crate::impair::TIME_US_MAX,
+            jitter_us in 0..=crate::impair::TIME_US_MAX,
+            reorder_us_max in 0..=crate::impair::TIME_US_MAX,
+            queue_us_max in 0..=crate::impair::TIME_US_MAX,
+            rate in proptest::option::of(1u64..=1_000_000_000_000),
+            black_hole in proptest::bool::ANY,
+            seed in 0u64..1000,
+        ) {
+            let imp = PathImpairment {
+                loss, delay_us, jitter_us, reorder, reorder_us_max, duplicate, black_hole,
+                rate_bytes_per_s: rate, queue_us_max,
+            };
+            proptest::prop_assert_eq!(crate::impair::validate(&imp), Ok(()));
+            let mut s = Shaper::new(seed, 0, false);
+            let mut fifo_last = 0;
+            for i in 0..64u64 {
+                let now = i * 7;
+                if let Verdict::Deliver { at_us, duplicate_at_us, reordered } =
+                    s.decide(&imp, now, 1 + (i as usize * 97) % 9000)
+                {
+                    proptest::prop_assert!(at_us >= now + delay_us);
+                    proptest::prop_assert!(duplicate_at_us.is_none_or(|d| d >= at_us));
+                    if !reordered {
+                        proptest::prop_assert!(at_us >= fifo_last);
+                        fifo_last = at_us;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn clean_delivers_everything_at_once_in_order() {
         for (i, v) in deliveries(&clean(), 100).into_iter().enumerate() {

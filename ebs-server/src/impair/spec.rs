@@ -264,6 +264,22 @@ mod tests {
         assert_eq!(parse_spec("  ", 3).unwrap(), Schedule::clean(3));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,80}", paths in 0usize..70) {
+            let _ = parse_spec(&text, paths);
+        }
+
+        #[test]
+        fn spec_shaped_text_never_panics(
+            text in "((all|path[0-9]{1,3}|x):)?(loss|delay|jitter|reorder|reorder_max|duplicate|rate|queue|blackhole|clear)(=[0-9.%a-zA-Z/]{0,8})?(@[0-9.]{0,6}(us|ms|s)?)?([,;].{0,10})?",
+        ) {
+            if let Ok(s) = parse_spec(&text, 4) {
+                proptest::prop_assert_eq!(s.validate(), Ok(()));
+            }
+        }
+    }
+
     #[test]
     fn errors_name_the_bad_item() {
         for (spec, token, says) in [
