@@ -55,12 +55,14 @@ fn srd_config() -> srd::Config {
 /// relay, attached.
 fn setup(dir: &Path, spec: &str, seed: u64) -> (EbsServer, Relay, RemoteVolume) {
     let st = store(dir);
+    let kek = keys::Kek::generate().unwrap();
+    let key = keys::VolumeKey::generate(keys::Backend::AwsLc).unwrap();
     st.create(&VolumeSpec {
         name: "v".into(),
         blocks: VOLUME_BLOCKS,
         credential: b"cred".to_vec(),
         multi_attach: false,
-        wrapped_key: vec![0x5A; 40],
+        wrapped_key: key.wrap(&kek, "v").unwrap().as_bytes().to_vec(),
     })
     .unwrap();
     let addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); PATHS];
@@ -85,8 +87,9 @@ fn setup(dir: &Path, spec: &str, seed: u64) -> (EbsServer, Relay, RemoteVolume) 
         request_timeout_ms: 20_000,
         ..ClientConfig::default()
     };
-    let mut c = RemoteVolume::connect(relay.front_addrs(), config).unwrap();
-    c.attach("v", b"cred").unwrap();
+    // Sealed end to end: the envelope's seals ride the same impaired paths.
+    let c = RemoteVolume::connect(relay.front_addrs(), "v", b"cred", Some(&kek), config).unwrap();
+    assert!(c.is_sealed());
     (srv, relay, c)
 }
 
