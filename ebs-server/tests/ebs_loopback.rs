@@ -585,3 +585,25 @@ fn a_server_thread_that_ended_is_seen_as_not_running() {
     }
     server.stop().unwrap();
 }
+
+#[test]
+fn keepalives_hold_an_idle_attachment_past_the_idle_timeout() {
+    const IDLE_TIMEOUT_MS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let st = store(dir.path());
+    st.create(&spec("solo", 64, false)).unwrap();
+    let srv = server(st, IDLE_TIMEOUT_MS, 8);
+    let mut a = attach(&srv, "solo", 10_000).unwrap();
+    a.write(0, &blocks(0, 1, 1), false).unwrap();
+    // Idle for several idle timeouts, with a keepalive every third of one.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(4 * IDLE_TIMEOUT_MS) {
+        a.keepalive().unwrap();
+        std::thread::sleep(Duration::from_millis(IDLE_TIMEOUT_MS / 3));
+    }
+    assert_eq!(srv.stats().connections_expired, 0, "{:?}", srv.stats());
+    // Still attached: another client is refused, and this one goes on.
+    let e = attach(&srv, "solo", 10_000).unwrap_err();
+    assert_eq!(status_of(&e), Some(Status::VolumeBusy), "{e}");
+    assert!(a.read(0, 1).unwrap() == blocks(0, 1, 1));
+}

@@ -316,6 +316,40 @@ impl RemoteVolume {
         }
     }
 
+    /// Whichever outstanding request has completed, after at most one turn of I/O: for an I/O
+    /// loop that also waits on other things (a backend thread taking requests from a channel).
+    /// None when nothing completed yet (or nothing is outstanding).
+    pub fn poll_completion(
+        &mut self,
+    ) -> Result<Option<(u64, Result<Completion, ClientError>)>, ClientError> {
+        if self.done.is_empty() && !self.pending.is_empty() {
+            self.pump()?;
+        }
+        let Some(&tag) = self.done.keys().next() else {
+            return Ok(None);
+        };
+        Ok(self.done.remove(&tag).map(|result| (tag, result)))
+    }
+
+    /// Keeps an idle connection alive: the server drops a connection it has heard nothing
+    /// authentic from for its idle timeout (10 s by default), and with it the attachment. Call
+    /// this every few seconds while no request is outstanding; it probes every path (which also
+    /// tells which paths work) and runs one turn of I/O for the answers.
+    pub fn keepalive(&mut self) -> Result<(), ClientError> {
+        if self.closed {
+            return Err(ClientError::Closed);
+        }
+        let now = self.endpoint.now_us();
+        self.endpoint.connection_mut().announce_paths(now);
+        self.pump()
+    }
+
+    /// Whether an earlier failure closed this client: every later request fails with Closed, and
+    /// only a new connection can go on.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// ATTACH; the handshake's volume is the only one the server lets this connection attach.
     fn attach(&mut self, volume: &str, credential: &[u8]) -> Result<AttachInfo, ClientError> {
         let tag = self.submit(Request::Attach {
