@@ -103,6 +103,9 @@ pub enum Completion {
     Data(Vec<u8>),
 }
 
+/// A request that finished: its tag and its result.
+pub type Finished = (u64, Result<Completion, ClientError>);
+
 /// Counters of one client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
@@ -319,9 +322,7 @@ impl RemoteVolume {
     /// Whichever outstanding request has completed, after at most one turn of I/O: for an I/O
     /// loop that also waits on other things (a backend thread taking requests from a channel).
     /// None when nothing completed yet (or nothing is outstanding).
-    pub fn poll_completion(
-        &mut self,
-    ) -> Result<Option<(u64, Result<Completion, ClientError>)>, ClientError> {
+    pub fn poll_completion(&mut self) -> Result<Option<Finished>, ClientError> {
         if self.done.is_empty() && !self.pending.is_empty() {
             self.pump()?;
         }
