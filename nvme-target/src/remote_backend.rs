@@ -1,0 +1,412 @@
+//! A namespace on a remote volume (`ebs_server::client::RemoteVolume`): what `ferrite serve`
+//! attaches when a namespace is configured `remote = {...}`, so a guest sees an EBS-style volume
+//! over vhost-user-blk like a local one.
+//!
+//! `RemoteVolume` is a single-threaded, blocking client; the `Namespace` trait is called from
+//! every queue worker at once. So one backend thread owns the client: workers send it requests
+//! over a bounded channel and wait for their answer, and the thread keeps up to the client's
+//! queue depth in flight, which is what lets several queues (and one queue's batch) overlap on
+//! the network. The client's ordering rules (order.rs) hold across all of them: requests reach it
+//! in the order the thread takes them.
+//!
+//! Idle, the thread sends keepalives so the server keeps the attachment. After a failure that
+//! closes the client (no answer within the request timeout: the server restarted or is gone),
+//! the requests it held fail, and the next request reconnects once (a new handshake and ATTACH)
+//! before it is sent: a server restart costs the guest the I/O that was in flight, with a clear
+//! error, and then the disk works again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ebs_server::client::{ClientConfig, ClientError, Completion, RemoteVolume};
+use ebs_server::proto::{BLOCK_BYTES, BLOCK_SEAL_BYTES, Request, Status as WireStatus};
+use keys::Kek;
+use parking_lot::Mutex;
+use zeroize::Zeroizing;
+
+use crate::namespace::{BackendHealth, Namespace, NamespaceError};
+
+/// How often an idle backend sends a keepalive: well inside the server's default 10 s idle
+/// timeout, so two can be lost.
+pub const KEEPALIVE_MS: u64 = 2_000;
+/// Most requests waiting for the backend thread beyond those in flight; a worker blocks beyond.
+const WAITING_MAX: usize = 256;
+
+/// Where and what to attach.
+pub struct RemoteTarget {
+    /// The server's path addresses, in path order (`config.srd.path_count` of them).
+    pub server: Vec<SocketAddr>,
+    pub volume: String,
+    pub credential: Zeroizing<Vec<u8>>,
+    /// The KEK of a volume sealed by its clients (docs/ebs-protocol.md, "Envelope encryption").
+    pub kek: Option<Kek>,
+    pub client: ClientConfig,
+}
+
+impl std::fmt::Debug for RemoteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTarget")
+            .field("server", &self.server)
+            .field("volume", &self.volume)
+            .field("credential", &"<redacted>")
+            .field("kek", &self.kek)
+            .finish_non_exhaustive()
+    }
+}
+
+type Reply = SyncSender<Result<Completion, NamespaceError>>;
+
+struct Op {
+    request: Request,
+    reply: Reply,
+}
+
+/// Counters of the backend, for health and tests.
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    reconnects: AtomicU64,
+    keepalives: AtomicU64,
+}
+
+/// A remote volume as a namespace. Dropping it detaches (best effort) and ends its thread.
+#[derive(Debug)]
+pub struct RemoteNamespace {
+    ops: Mutex<Option<SyncSender<Op>>>,
+    blocks: u64,
+    sealed: bool,
+    counters: Arc<Counters>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RemoteNamespace {
+    /// Connects, runs the handshake and attaches (failing with the client's error, which says
+    /// what is wrong: no server, wrong credential, a KEK mismatch, the volume busy), then starts
+    /// the backend thread.
+    pub fn attach(target: RemoteTarget) -> Result<Self, ClientError> {
+        let client = connect(&target)?;
+        let info = client
+            .attached()
+            .cloned()
+            .ok_or_else(|| ClientError::Protocol("attached without ATTACHED".into()))?;
+        let sealed = client.is_sealed();
+        let (tx, rx) = mpsc::sync_channel(WAITING_MAX);
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            target,
+            client: Some(client),
+            ops: rx,
+            counters: Arc::clone(&counters),
+            waiting: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("remote-{}", worker.target.volume))
+            .spawn(move || worker.run())
+            .map_err(ClientError::Io)?;
+        Ok(Self {
+            ops: Mutex::new(Some(tx)),
+            blocks: info.blocks,
+            sealed,
+            counters,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Whether blocks are sealed by this client (a volume with a wrapped data key).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Times the backend reconnected after a failure.
+    pub fn reconnects(&self) -> u64 {
+        self.counters.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Detaches and ends the backend thread; later requests fail. Idempotent.
+    pub fn close(&self) {
+        self.ops.lock().take();
+        if let Some(t) = self.thread.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("the remote namespace thread panicked");
+        }
+    }
+
+    fn call(&self, request: Request) -> Result<Completion, NamespaceError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = match self.ops.lock().as_ref() {
+            Some(ops) => ops.clone(),
+            None => return Err(NamespaceError::Backend("remote volume detached".into())),
+        };
+        sent.send(Op { request, reply })
+            .map_err(|_| NamespaceError::Backend("remote volume thread ended".into()))?;
+        answer
+            .recv()
+            .map_err(|_| NamespaceError::Backend("remote volume thread ended".into()))?
+    }
+
+    fn check(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        match lba.checked_add(count) {
+            Some(end) if end <= self.blocks => Ok(()),
+            _ => Err(NamespaceError::OutOfRange { lba, count }),
+        }
+    }
+}
+
+impl Drop for RemoteNamespace {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Namespace for RemoteNamespace {
+    fn block_size(&self) -> usize {
+        BLOCK_BYTES
+    }
+
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError> {
+        self.check(lba, 1)?;
+        match self.call(Request::Read { lba, blocks: 1 })? {
+            Completion::Data(data) if data.len() == buf.len() => {
+                buf.copy_from_slice(&data);
+                self.counters
+                    .bytes_read
+                    .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            other => Err(NamespaceError::Backend(format!(
+                "READ of block {lba} answered with {other:?}"
+            ))),
+        }
+    }
+
+    fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError> {
+        self.check(lba, 1)?;
+        self.call(Request::Write {
+            lba,
+            fua: durable,
+            seal: [0; BLOCK_SEAL_BYTES],
+            data: data.to_vec(),
+        })?;
+        self.counters
+            .bytes_written
+            .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), NamespaceError> {
+        self.call(Request::Flush).map(|_| ())
+    }
+
+    fn deallocate(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        self.ranges(lba, count, |lba, blocks| Request::Trim { lba, blocks })
+    }
+
+    fn write_zeroes(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
+        self.ranges(lba, count, |lba, blocks| Request::WriteZeroes {
+            lba,
+            blocks,
+            fua: false,
+        })
+    }
+
+    fn health(&self) -> BackendHealth {
+        // The server's wear is the server's; the guest sees a volume that is never worn.
+        BackendHealth {
+            percentage_used: 0,
+            available_spare: 100,
+            available_spare_threshold: 10,
+            read_only: false,
+            blocks_in_use: None,
+            lifetime_bytes_read: self.counters.bytes_read.load(Ordering::Relaxed),
+            lifetime_bytes_written: self.counters.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl RemoteNamespace {
+    /// A TRIM or WRITE_ZEROES over `count` blocks, in pieces the protocol allows.
+    fn ranges(
+        &self,
+        lba: u64,
+        count: u64,
+        request: impl Fn(u64, u32) -> Request,
+    ) -> Result<(), NamespaceError> {
+        self.check(lba, count)?;
+        let max = u64::from(ebs_server::proto::TRIM_BLOCKS_MAX);
+        let mut at = lba;
+        while at < lba + count {
+            let n = (lba + count - at).min(max);
+            self.call(request(at, n as u32))?;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+fn connect(target: &RemoteTarget) -> Result<RemoteVolume, ClientError> {
+    RemoteVolume::connect(
+        &target.server,
+        &target.volume,
+        &target.credential,
+        target.kek.as_ref(),
+        target.client.clone(),
+    )
+}
+
+/// A client error as the namespace reports it: the guest gets the NVMe status that fits.
+fn namespace_error(e: ClientError) -> NamespaceError {
+    match e {
+        ClientError::Integrity { lba, detail } => NamespaceError::Media {
+            lba,
+            detail: format!("remote block: {detail}"),
+        },
+        ClientError::Server {
+            status, message, ..
+        } => match status {
+            WireStatus::Media => NamespaceError::Media {
+                lba: 0,
+                detail: message,
+            },
+            WireStatus::ReadOnly => NamespaceError::ReadOnly { reason: message },
+            WireStatus::OutOfRange => NamespaceError::Backend(message),
+            _ => NamespaceError::Backend(format!("remote server: {message}")),
+        },
+        other => NamespaceError::Backend(format!("remote volume: {other}")),
+    }
+}
+
+/// The backend thread: owns the client, takes requests, answers them.
+struct Worker {
+    target: RemoteTarget,
+    /// None after a failure that closed it and a reconnect that failed.
+    client: Option<RemoteVolume>,
+    ops: Receiver<Op>,
+    counters: Arc<Counters>,
+    waiting: HashMap<u64, Reply>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let queue_depth = self.target.client.queue_depth_max;
+        loop {
+            // Take what is waiting, up to the queue depth; block only when nothing is in flight.
+            while self.waiting.len() < queue_depth {
+                let op = if self.waiting.is_empty() {
+                    match self.ops.recv_timeout(Duration::from_millis(KEEPALIVE_MS)) {
+                        Ok(op) => op,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.keepalive();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return self.detach(),
+                    }
+                } else {
+                    match self.ops.try_recv() {
+                        Ok(op) => op,
+                        Err(TryRecvError::Empty) => break,
+                        // Finish what is in flight first; the loop ends when it is answered.
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                };
+                self.submit(op);
+            }
+            self.complete_some();
+        }
+    }
+
+    fn submit(&mut self, op: Op) {
+        let Some(client) = self.usable_client() else {
+            let _ = op.reply.send(Err(NamespaceError::Backend(format!(
+                "remote volume {:?}: not connected (the server did not answer a reconnect)",
+                self.target.volume
+            ))));
+            return;
+        };
+        match client.submit(op.request) {
+            Ok(tag) => {
+                self.waiting.insert(tag, op.reply);
+            }
+            Err(e) => {
+                let _ = op.reply.send(Err(namespace_error(e)));
+            }
+        }
+    }
+
+    /// The client, reconnected first if a failure closed it.
+    fn usable_client(&mut self) -> Option<&mut RemoteVolume> {
+        if self.client.as_ref().is_none_or(RemoteVolume::is_closed) && self.waiting.is_empty() {
+            self.client = None;
+            match connect(&self.target) {
+                Ok(c) => {
+                    self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(volume = %self.target.volume, "remote volume reconnected");
+                    self.client = Some(c);
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %self.target.volume, error = %e, "reconnect failed");
+                }
+            }
+        }
+        self.client.as_mut().filter(|c| !c.is_closed())
+    }
+
+    /// Drives I/O once and answers what completed; a failure that closed the client fails
+    /// everything it held.
+    fn complete_some(&mut self) {
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        loop {
+            match client.poll_completion() {
+                Ok(Some((tag, result))) => {
+                    if let Some(reply) = self.waiting.remove(&tag) {
+                        let _ = reply.send(result.map_err(namespace_error));
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // Closed: every request it held already completed with the failure and is
+                    // drained above on later polls; whatever is left is answered here.
+                    let message = e.to_string();
+                    for (_, reply) in self.waiting.drain() {
+                        let _ = reply.send(Err(NamespaceError::Backend(format!(
+                            "remote volume: {message}"
+                        ))));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn keepalive(&mut self) {
+        if let Some(client) = self.client.as_mut()
+            && !client.is_closed()
+        {
+            self.counters.keepalives.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = client.keepalive() {
+                tracing::warn!(volume = %self.target.volume, error = %e, "keepalive failed");
+            }
+        }
+    }
+
+    fn detach(mut self) {
+        if let Some(client) = self.client.as_mut()
+            && !client.is_closed()
+            && let Err(e) = client.detach()
+        {
+            tracing::warn!(volume = %self.target.volume, error = %e, "detach failed");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+#![allow(clippy::unwrap_used)]
+//! The remote namespace backend over a real `EbsServer` on 127.0.0.1: several threads at once
+//! against a model, a sealed volume, detach on drop, and a server restart (the I/O in flight
+//! fails clearly, then the backend reconnects and the disk works again).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ebs_server::client::ClientConfig;
+use ebs_server::server::{EbsServer, ServerConfig};
+use ebs_server::srd;
+use ebs_server::volumes::{VolumeSpec, VolumeStore};
+use ftl::nand::{FaultConfig, Geometry, MemNand, Nand};
+use ftl::{Ftl, FtlConfig};
+use keys::{Backend, Kek, VolumeKey};
+use nvme_target::{Namespace, NamespaceError, RemoteNamespace, RemoteTarget};
+use zeroize::Zeroizing;
+
+const PATHS: usize = 2;
+const CREDENTIAL: &[u8] = b"remote backend credential";
+const BLOCKS: u64 = 128;
+
+fn store(dir: &std::path::Path, kek: &Kek) -> Arc<VolumeStore> {
+    let g = Geometry {
+        channels: 1,
+        dies_per_channel: 2,
+        planes_per_die: 1,
+        blocks_per_plane: 48,
+        pages_per_block: 32,
+        page_size: 4096,
+        oob_size: 64,
+    };
+    let devs: Vec<Arc<dyn Nand>> = (0..2)
+        .map(|i| {
+            Arc::new(MemNand::new(g, FaultConfig::none().for_device(i), None).unwrap())
+                as Arc<dyn Nand>
+        })
+        .collect();
+    let ftl = Ftl::format(devs, FtlConfig::default()).unwrap();
+    let st = VolumeStore::open(ftl, &dir.join("volumes.cat"), 64).unwrap();
+    let key = VolumeKey::generate(Backend::AwsLc).unwrap();
+    st.create(&VolumeSpec {
+        name: "disk".into(),
+        blocks: BLOCKS,
+        credential: CREDENTIAL.to_vec(),
+        multi_attach: false,
+        wrapped_key: key.wrap(kek, "disk").unwrap().as_bytes().to_vec(),
+    })
+    .unwrap();
+    Arc::new(st)
+}
+
+fn srd_config() -> srd::Config {
+    srd::Config {
+        path_count: PATHS,
+        ..srd::Config::default()
+    }
+}
+
+fn server(st: Arc<VolumeStore>, addrs: &[SocketAddr]) -> EbsServer {
+    let config = ServerConfig {
+        srd: srd_config(),
+        ..ServerConfig::default()
+    };
+    EbsServer::start(addrs, st, config).unwrap()
+}
+
+fn target(server: &[SocketAddr], request_timeout_ms: u64) -> RemoteTarget {
+    RemoteTarget {
+        server: server.to_vec(),
+        volume: "disk".into(),
+        credential: Zeroizing::new(CREDENTIAL.to_vec()),
+        // A KEK has no copy or export path: a second one is made from the same bytes.
+        kek: Some(test_kek()),
+        client: ClientConfig {
+            srd: srd_config(),
+            request_timeout_ms,
+            ..ClientConfig::default()
+        },
+    }
+}
+
+fn test_kek() -> Kek {
+    Kek::from_bytes(&[0x42; 32]).unwrap()
+}
+
+fn block(lba: u64, version: u64) -> Vec<u8> {
+    let mut b = vec![(version as u8) ^ 0x5A; 4096];
+    b[..8].copy_from_slice(&lba.to_le_bytes());
+    b[8..16].copy_from_slice(&version.to_le_bytes());
+    b
+}
+
+#[test]
+fn threads_at_once_read_back_what_they_wrote_on_a_sealed_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = test_kek();
+    let st = store(dir.path(), &kek);
+    let any = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); PATHS];
+    let srv = server(Arc::clone(&st), &any);
+    let ns = Arc::new(RemoteNamespace::attach(target(srv.local_addrs(), 10_000)).unwrap());
+    assert!(ns.is_sealed());
+    assert_eq!(ns.blocks(), BLOCKS);
+    assert_eq!(ns.block_size(), 4096);
+    // Each thread owns a stripe of blocks, so the model per thread is exact.
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let ns = Arc::clone(&ns);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                for round in 1..=5u64 {
+                    for lba in (t..BLOCKS).step_by(4) {
+                        ns.write_block(lba, &block(lba, round), round == 5).unwrap();
+                    }
+                    for lba in (t..BLOCKS).step_by(4) {
+                        ns.read_block(lba, &mut buf).unwrap();
+                        assert_eq!(buf, block(lba, round), "lba {lba} round {round}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    ns.flush().unwrap();
+    ns.deallocate(0, 4).unwrap();
+    ns.write_zeroes(4, 4).unwrap();
+    let mut buf = vec![1u8; 4096];
+    for lba in 0..8 {
+        ns.read_block(lba, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0), "lba {lba}");
+    }
+    assert!(matches!(
+        ns.read_block(BLOCKS, &mut buf),
+        Err(NamespaceError::OutOfRange { .. })
+    ));
+    let h = ns.health();
+    assert!(h.lifetime_bytes_written >= 5 * BLOCKS * 4096);
+    // Closing detaches: the single-attach volume takes another client at once.
+    ns.close();
+    assert!(matches!(
+        ns.read_block(0, &mut buf),
+        Err(NamespaceError::Backend(_))
+    ));
+    let again = RemoteNamespace::attach(target(srv.local_addrs(), 10_000)).unwrap();
+    again.read_block(9, &mut buf).unwrap();
+    assert_eq!(buf, block(9, 5));
+}
+
+#[test]
+fn a_server_restart_fails_the_io_in_flight_clearly_then_the_backend_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = test_kek();
+    let st = store(dir.path(), &kek);
+    let any = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); PATHS];
+    let srv = server(Arc::clone(&st), &any);
+    let addrs = srv.local_addrs().to_vec();
+    let ns = RemoteNamespace::attach(target(&addrs, 500)).unwrap();
+    ns.write_block(3, &block(3, 1), true).unwrap();
+    srv.stop().unwrap();
+    // No server: the request times out and fails with the reason.
+    let mut buf = vec![0u8; 4096];
+    match ns.read_block(3, &mut buf) {
+        Err(NamespaceError::Backend(m)) => assert!(m.contains("no answer"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Still none: the next request tries to reconnect, and says it could not.
+    match ns.read_block(3, &mut buf) {
+        Err(NamespaceError::Backend(m)) => assert!(m.contains("not connected"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The server is back on the same ports (a restarted process): the disk works again.
+    let srv = server(Arc::clone(&st), &addrs);
+    ns.read_block(3, &mut buf).unwrap();
+    assert_eq!(buf, block(3, 1));
+    assert!(ns.reconnects() >= 1);
+    ns.write_block(4, &block(4, 2), true).unwrap();
+    drop(ns);
+    drop(srv);
+    std::thread::sleep(Duration::from_millis(10));
+}
