@@ -46,6 +46,58 @@ pub struct NamespaceConfig {
     /// NBD export name; defaults to `ferrite` for the first namespace, `ferrite-<nsid>` for others.
     #[serde(default)]
     pub export: Option<String>,
+    /// A remote volume on a `ferrite ebs-server` instead of local devices (`devices` is then
+    /// unused): `remote = { server = "127.0.0.1:7000", volume = "v1", credential_file = "..." }`.
+    #[serde(default)]
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `remote = {...}` of a namespace: where its volume is and how to attach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// The server's path 0; path i is at its port + i (as `ferrite ebs-server --listen` binds).
+    pub server: SocketAddr,
+    /// Network paths, as the server's `--paths` (default 4).
+    #[serde(default = "default_remote_paths")]
+    pub paths: usize,
+    pub volume: String,
+    /// The attach credential, read at start (never in this file).
+    pub credential_file: PathBuf,
+    /// The KEK of a volume sealed by its clients (`ferrite ebs kek generate`); none for a
+    /// volume in the clear.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
+    /// How long a request may go unanswered before it fails (and the next reconnects).
+    #[serde(default = "default_remote_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+impl RemoteConfig {
+    /// The server's path addresses.
+    pub fn server_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        (0..self.paths)
+            .map(|i| {
+                let port = u16::try_from(usize::from(self.server.port()) + i)
+                    .ok()
+                    .with_context(|| {
+                        format!(
+                            "remote server {} + {} paths passes port 65535",
+                            self.server, self.paths
+                        )
+                    })?;
+                Ok(SocketAddr::new(self.server.ip(), port))
+            })
+            .collect()
+    }
+}
+
+fn default_remote_paths() -> usize {
+    4
+}
+
+fn default_remote_timeout_ms() -> u64 {
+    5_000
 }
 
 /// `[nbd]`: where the NBD exports listen.
@@ -92,6 +144,7 @@ impl Default for ServeConfig {
                 serial: None,
                 read_only: false,
                 export: None,
+                remote: None,
             }],
         }
     }
@@ -128,6 +181,30 @@ impl ServeConfig {
         for (i, ns) in self.namespaces.iter().enumerate() {
             anyhow::ensure!(ns.nsid >= 1, "namespace nsid must be 1 or more");
             anyhow::ensure!(ns.devices >= 1, "namespace {} has no devices", ns.nsid);
+            if let Some(r) = &ns.remote {
+                anyhow::ensure!(
+                    (1..=ebs_server::srd::packet::PATHS_MAX).contains(&r.paths),
+                    "namespace {}: remote paths {} not in 1..={}",
+                    ns.nsid,
+                    r.paths,
+                    ebs_server::srd::packet::PATHS_MAX
+                );
+                anyhow::ensure!(
+                    r.server.port() != 0,
+                    "namespace {}: remote server {} needs a port",
+                    ns.nsid,
+                    r.server
+                );
+                r.server_addrs()?;
+                ebs_server::proto::valid_volume_name(&r.volume).map_err(|p| {
+                    anyhow::anyhow!("namespace {}: remote volume {:?}: {p}", ns.nsid, r.volume)
+                })?;
+                anyhow::ensure!(
+                    r.request_timeout_ms > 0,
+                    "namespace {}: remote request_timeout_ms must be positive",
+                    ns.nsid
+                );
+            }
             anyhow::ensure!(
                 ns.serial().len() <= 20 && ns.serial().is_ascii(),
                 "namespace {} serial must be at most 20 ASCII characters",

@@ -103,11 +103,8 @@ pub fn run(
     let nbd_server = nbd::bind(config)?;
     let mut instance = instance::Instance::start(config)?;
     let volumes = open_volumes(config, &instance)?;
-    for v in &volumes {
-        match &v.recovered {
-            Some(r) => println!("namespace {}: recovered ({r:?})", v.nsid),
-            None => println!("namespace {}: formatted", v.nsid),
-        }
+    for (v, ns) in volumes.iter().zip(&config.namespaces) {
+        println!("{}", v.describe(ns));
     }
     instance.mark_active(&config.data_dir)?;
     let termination = Arc::new(terminate::Termination::serving(
@@ -259,6 +256,10 @@ pub fn nvme_query(config: &ServeConfig, request: &str, nsid: u32) -> anyhow::Res
         .iter()
         .find(|n| n.nsid == nsid)
         .with_context(|| format!("no namespace {nsid} in the configuration"))?;
+    anyhow::ensure!(
+        ns.remote.is_none(),
+        "namespace {nsid} is a remote volume: query it while ferrite serve runs"
+    );
     anyhow::ensure!(
         crate::glue::device_path(&config.namespace_dir(nsid), 0).exists(),
         "namespace {nsid} has no devices under {} (never served?)",

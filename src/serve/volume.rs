@@ -1,13 +1,19 @@
-//! The FTL volume behind each namespace: formatted on first start, recovered on every later one.
+//! The volume behind each namespace: a local FTL, formatted on first start and recovered on every
+//! later one, or a remote volume on a `ferrite ebs-server`, attached at start and detached at
+//! close.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use ftl::nand::FileDurability;
 use ftl::{Ftl, RecoveryReport};
-use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity, PowerOnClock};
+use nvme_target::{
+    ActiveNamespace, FtlNamespace, Namespace, NamespaceIdentity, PowerOnClock, RemoteNamespace,
+    RemoteTarget,
+};
+use zeroize::Zeroizing;
 
-use super::config::{NamespaceConfig, ServeConfig};
+use super::config::{NamespaceConfig, RemoteConfig, ServeConfig};
 use crate::glue;
 
 /// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
@@ -22,12 +28,96 @@ fn durability(config: &ServeConfig) -> FileDurability {
     }
 }
 
-/// A namespace's FTL, and whether it was formatted now or recovered from its files.
+/// What backs a namespace.
+#[derive(Debug)]
+pub enum Backend {
+    Local(Arc<FtlNamespace>),
+    Remote(Arc<RemoteNamespace>),
+}
+
+/// A namespace's volume, and how it came to be open.
 #[derive(Debug)]
 pub struct Volume {
     pub nsid: u32,
-    pub ftl_namespace: Arc<FtlNamespace>,
+    pub backend: Backend,
+    /// Local volumes: recovered from their files (Some) or formatted now (None).
     pub recovered: Option<RecoveryReport>,
+}
+
+impl Volume {
+    pub fn namespace(&self) -> Arc<dyn Namespace> {
+        match &self.backend {
+            Backend::Local(ns) => ns.clone(),
+            Backend::Remote(ns) => ns.clone(),
+        }
+    }
+
+    /// One line saying how the volume was opened.
+    pub fn describe(&self, ns: &NamespaceConfig) -> String {
+        match (&self.backend, &ns.remote) {
+            (Backend::Remote(remote), Some(r)) => format!(
+                "namespace {}: remote volume {:?} on {} ({} paths, {})",
+                self.nsid,
+                r.volume,
+                r.server,
+                r.paths,
+                if remote.is_sealed() {
+                    "blocks sealed by this client"
+                } else {
+                    "blocks in the clear"
+                }
+            ),
+            _ => match &self.recovered {
+                Some(r) => format!("namespace {}: recovered ({r:?})", self.nsid),
+                None => format!("namespace {}: formatted", self.nsid),
+            },
+        }
+    }
+}
+
+/// Attaches namespace `ns`'s remote volume: reads its credential and KEK files, runs the
+/// handshake and ATTACH.
+fn open_remote(ns: &NamespaceConfig, r: &RemoteConfig) -> anyhow::Result<Volume> {
+    let credential = Zeroizing::new(std::fs::read(&r.credential_file).with_context(|| {
+        format!(
+            "namespace {}: reading the credential file {}",
+            ns.nsid,
+            r.credential_file.display()
+        )
+    })?);
+    let kek = match &r.kek_file {
+        Some(path) => Some(
+            crate::ebs::kek::read_kek(path).with_context(|| format!("namespace {}", ns.nsid))?,
+        ),
+        None => None,
+    };
+    let server = r.server_addrs()?;
+    let client = ebs_server::client::ClientConfig {
+        srd: ebs_server::srd::Config {
+            path_count: r.paths,
+            ..ebs_server::srd::Config::default()
+        },
+        request_timeout_ms: r.request_timeout_ms,
+        ..ebs_server::client::ClientConfig::default()
+    };
+    let remote = RemoteNamespace::attach(RemoteTarget {
+        server,
+        volume: r.volume.clone(),
+        credential,
+        kek,
+        client,
+    })
+    .with_context(|| {
+        format!(
+            "namespace {}: attaching remote volume {:?} on {}",
+            ns.nsid, r.volume, r.server
+        )
+    })?;
+    Ok(Volume {
+        nsid: ns.nsid,
+        backend: Backend::Remote(Arc::new(remote)),
+        recovered: None,
+    })
 }
 
 /// Opens namespace `ns`'s devices: recovers them, or formats them on first use and, with
@@ -39,6 +129,9 @@ pub fn open_volume(
     key: Option<&keys::InstanceKey>,
     fresh: bool,
 ) -> anyhow::Result<Volume> {
+    if let Some(r) = &ns.remote {
+        return open_remote(ns, r);
+    }
     let dir = config.namespace_dir(ns.nsid);
     let sealer = key.map(|k| k.sealer(u64::from(ns.nsid)));
     let exists = glue::device_path(&dir, 0).exists();
@@ -66,7 +159,7 @@ pub fn open_volume(
     };
     Ok(Volume {
         nsid: ns.nsid,
-        ftl_namespace: Arc::new(FtlNamespace::new(ftl)),
+        backend: Backend::Local(Arc::new(FtlNamespace::new(ftl))),
         recovered,
     })
 }
@@ -85,15 +178,26 @@ pub fn activate(
         model: "Ferrite NVMe namespace".to_owned(),
         read_only: ns.read_only,
     };
-    ActiveNamespace::with_power_on(identity, volume.ftl_namespace.clone(), power_on.clone())
+    ActiveNamespace::with_power_on(identity, volume.namespace(), power_on.clone())
 }
 
-/// Closes a volume (flush + checkpoint) once nothing else holds it.
+/// Closes a volume once nothing else holds it: a local one with a flush and checkpoint, a
+/// remote one with a flush and DETACH.
 pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
     let nsid = volume.nsid;
-    let ns = Arc::try_unwrap(volume.ftl_namespace)
-        .map_err(|_| anyhow::anyhow!("namespace {nsid} is still in use at close"))?;
-    ns.into_inner()
-        .close()
-        .with_context(|| format!("closing namespace {nsid}"))
+    match volume.backend {
+        Backend::Local(ns) => {
+            let ns = Arc::try_unwrap(ns)
+                .map_err(|_| anyhow::anyhow!("namespace {nsid} is still in use at close"))?;
+            ns.into_inner()
+                .close()
+                .with_context(|| format!("closing namespace {nsid}"))
+        }
+        Backend::Remote(ns) => {
+            ns.flush()
+                .with_context(|| format!("flushing remote namespace {nsid}"))?;
+            ns.close();
+            Ok(())
+        }
+    }
 }

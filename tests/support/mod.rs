@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use ferrite::serve::record::InstanceRecord;
 
+pub mod ebs;
+
 /// How long a server may take to start, stop or terminate.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 
