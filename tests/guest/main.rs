@@ -23,8 +23,13 @@ mod qemu;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
+use support::ebs::{self, EbsServer};
 use support::{KeyringCleanup, Server};
+
+/// One guest at a time: two TCG guests on a 2-core machine would each take twice as long.
+static ONE_GUEST: Mutex<()> = Mutex::new(());
 
 const SERIAL: &str = "FERRITE-GUEST-1";
 /// Blocks at the start of the disk (ext4's superblock, group descriptors, bitmaps, inode table)
@@ -114,6 +119,7 @@ fn a_linux_guest_runs_fio_and_ext4_across_a_reboot_and_a_serve_restart() {
         eprintln!("SKIPPED: the guest test (FERRITE_SKIP_GUEST is set)");
         return;
     }
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let (kernel, version) =
         initramfs::kernel().expect("no /boot/vmlinuz-*: install linux-image-amd64");
     let dir = tempfile::tempdir().unwrap();
@@ -197,6 +203,71 @@ fn a_linux_guest_runs_fio_and_ext4_across_a_reboot_and_a_serve_restart() {
     );
     eprintln!(
         "boots took {:?} and {:?}\nfirst ferrite serve:\n{first_run}\nsecond:\n{second_run}",
+        first.elapsed, second.elapsed
+    );
+}
+
+/// The same guest on a remote namespace (issue 7, "Attach to a guest"): `ferrite ebs-server`
+/// holds a 64 MiB volume sealed by its client; `ferrite serve` attaches it and serves it over
+/// vhost-user-blk. The first boot runs fio verify, mkfs.ext4, files and e2fsck; `ferrite serve`
+/// restarts (detach, attach again); the second boot checks the files and e2fsck again.
+#[test]
+fn a_linux_guest_runs_fio_and_ext4_on_a_remote_volume() {
+    if std::env::var_os("FERRITE_SKIP_GUEST").is_some() {
+        eprintln!("SKIPPED: the remote guest test (FERRITE_SKIP_GUEST is set)");
+        return;
+    }
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let (kernel, version) =
+        initramfs::kernel().expect("no /boot/vmlinuz-*: install linux-image-amd64");
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = initramfs::build(dir.path(), &version, HASH_BLOCKS);
+    let remote = EbsServer::start(&dir.path().join("ebs"), ebs::free_udp_ports(ebs::PATHS));
+    let (credential, kek) = remote.create_sealed(dir.path(), "guest", "64M");
+    std::fs::write(
+        dir.path().join("ferrite.toml"),
+        format!(
+            "encryption = false\n[transport]\nqueues = {}\n{}",
+            qemu::QUEUES,
+            ebs::remote_namespace(&remote, "guest", &credential, &kek, SERIAL)
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("ns1.sock");
+
+    let server = Server::start(dir.path(), &[]);
+    let first = qemu::boot(&kernel, &initrd, &socket, 1);
+    first.expect_steps(
+        1,
+        &[
+            "booted",
+            "fio-verified",
+            "mkfs",
+            "files-written",
+            "files-checked",
+            "fsck-clean",
+        ],
+    );
+    assert_eq!(first.value("size"), (64u64 << 20 >> 9).to_string());
+    assert_eq!(first.value("serial"), SERIAL);
+    assert_eq!(first.console.matches(" read: IOPS=").count(), 3);
+    let first_run = server.stop();
+    let guest = connections(&first_run);
+    assert_eq!(guest.len(), 1, "one frontend: the guest\n{first_run}");
+    assert_eq!(guest[0].1, 0, "a Linux guest's requests were refused");
+    let status = remote.status();
+    assert!(
+        status["server"]["requests"].as_u64().unwrap() > 10_000,
+        "the guest's I/O did not reach the remote server: {status}"
+    );
+
+    let server = Server::start(dir.path(), &[]);
+    let second = qemu::boot(&kernel, &initrd, &socket, 2);
+    second.expect_steps(2, &["booted", "files-checked", "fsck-clean", "disk-hashed"]);
+    let second_run = server.stop();
+    remote.stop();
+    eprintln!(
+        "remote boots took {:?} and {:?}\nfirst ferrite serve:\n{first_run}\nsecond:\n{second_run}",
         first.elapsed, second.elapsed
     );
 }
