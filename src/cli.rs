@@ -128,27 +128,35 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct EbsServerArgs {
+    /// TOML file with every setting (docs/ebs-server.md); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Base UDP address: path i listens on its port + i (port 0: ephemeral ports).
     #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    pub listen: Option<std::net::SocketAddr>,
     /// Data directory: the device files, the volume catalog, the lock and control.sock.
     #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Network paths (UDP sockets) per connection.
-    #[arg(long, default_value_t = 4)]
-    pub paths: usize,
-    /// FileNand devices under the FTL (the same number on every start).
-    #[arg(long, default_value_t = 8)]
-    pub devices: u32,
-    /// Erase blocks per plane of new devices (2 dies of 1 plane each; small values for tests).
-    #[arg(long, default_value_t = 256)]
-    pub blocks_per_plane: u32,
-    /// Pages (4 KiB) per erase block of new devices.
-    #[arg(long, default_value_t = 64)]
-    pub pages_per_block: u32,
-    /// Blocks (4 KiB) per volume extent, the unit of space a volume gets (fixed at the first start).
-    #[arg(long, default_value_t = 256)]
-    pub extent_blocks: u64,
+    pub data: Option<PathBuf>,
+    /// Network paths (UDP sockets) per connection [default: 4].
+    #[arg(long)]
+    pub paths: Option<usize>,
+    /// FileNand devices under the FTL (the same number on every start) [default: 8].
+    #[arg(long)]
+    pub devices: Option<u32>,
+    /// Erase blocks per plane of new devices (small values for tests) [default: 256].
+    #[arg(long)]
+    pub blocks_per_plane: Option<u32>,
+    /// Pages (4 KiB) per erase block of new devices [default: 64].
+    #[arg(long)]
+    pub pages_per_block: Option<u32>,
+    /// Blocks (4 KiB) per volume extent, the unit of space a volume gets (fixed at the first
+    /// start) [default: 256].
+    #[arg(long)]
+    pub extent_blocks: Option<u64>,
+    /// Drop a connection (and release its volume) after this long without an authentic
+    /// datagram [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// How `ferrite ebs` finds the server.

@@ -51,22 +51,37 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 fn ebs_server_cmd(args: &EbsServerArgs) -> anyhow::Result<()> {
-    let options = ebs::server::EbsServerOptions {
-        listen: args.listen,
-        data_dir: args.data.clone(),
-        paths: args.paths,
-        devices: args.devices,
-        geometry: ftl::nand::Geometry {
-            channels: 1,
-            dies_per_channel: 2,
-            planes_per_die: 1,
-            blocks_per_plane: args.blocks_per_plane,
-            pages_per_block: args.pages_per_block,
-            page_size: 4096,
-            oob_size: 64,
-        },
-        extent_blocks: args.extent_blocks,
+    let mut config = match &args.config {
+        Some(path) => ebs::config::EbsServerConfig::load(path)?,
+        None => ebs::config::EbsServerConfig::default(),
     };
+    // Flags given on the command line win over the file.
+    if let Some(v) = args.listen {
+        config.listen = Some(v);
+    }
+    if let Some(v) = &args.data {
+        config.data = Some(v.clone());
+    }
+    if let Some(v) = args.paths {
+        config.paths = v;
+    }
+    if let Some(v) = args.devices {
+        config.devices = v;
+    }
+    if let Some(v) = args.blocks_per_plane {
+        config.geometry.blocks_per_plane = v;
+    }
+    if let Some(v) = args.pages_per_block {
+        config.geometry.pages_per_block = v;
+    }
+    if let Some(v) = args.extent_blocks {
+        config.extent_blocks = v;
+    }
+    if let Some(v) = args.idle_timeout_ms {
+        config.limits.idle_timeout_ms = v;
+    }
+    config.validate()?;
+    let options = ebs::server::EbsServerOptions::from_config(&config);
     serve::signal::install()?;
     ebs::server::run(&options, serve::signal::stop_asked)
 }

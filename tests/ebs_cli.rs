@@ -350,3 +350,55 @@ fn a_volume_created_with_a_kek_is_sealed_by_its_clients() {
         );
     }
 }
+
+#[test]
+fn the_server_takes_a_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ebs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata = \"{}\"\npaths = 3\ndevices = 2\nextent_blocks = 64\n\
+             [geometry]\nchannels = 1\ndies_per_channel = 2\nplanes_per_die = 1\n\
+             blocks_per_plane = 32\npages_per_block = 32\npage_size = 4096\noob_size = 64\n\
+             [limits]\nidle_timeout_ms = 2000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    // --paths on the command line wins over paths = 3.
+    let mut child = Command::new(BIN)
+        .args(["ebs-server", "--paths", "2", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut paths = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        paths += usize::from(line.starts_with("path "));
+        if line.starts_with("volumes: ") {
+            break;
+        }
+    }
+    assert_eq!(paths, 2);
+    assert!(data.join("devices").join("nand-1.img").exists());
+    stop_server(child);
+    // Each problem named: no listen address, an unknown key.
+    std::fs::write(&config, "paths = 2\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["ebs-server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    fails_with(&out, "no listen address");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nspeed = 3\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["ebs-server", "--data", "x", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    fails_with(&out, "unknown field `speed`");
+}

@@ -30,6 +30,27 @@ pub struct EbsServerOptions {
     pub geometry: Geometry,
     /// Blocks per volume extent, the unit of allocation, fixed on the first start.
     pub extent_blocks: u64,
+    pub ftl: FtlConfig,
+    /// The transport server's limits (`srd.path_count` is `paths`).
+    pub server: ServerConfig,
+}
+
+impl EbsServerOptions {
+    /// The options of a validated config (`listen` and `data` present).
+    pub fn from_config(c: &super::config::EbsServerConfig) -> Self {
+        Self {
+            listen: c
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: c.data.clone().unwrap_or_default(),
+            paths: c.paths,
+            devices: c.devices,
+            geometry: c.geometry,
+            extent_blocks: c.extent_blocks,
+            ftl: c.ftl.clone(),
+            server: c.server_config(),
+        }
+    }
 }
 
 /// Path `i` listens on `listen`'s port + `i` (port 0: every path picks an ephemeral port).
@@ -63,13 +84,13 @@ fn open_ftl(options: &EbsServerOptions) -> anyhow::Result<Ftl> {
             options.devices
         );
         let devices = glue::open_file_devices_with(&dir, options.devices, durability)?;
-        let (ftl, _report) = Ftl::open(devices, FtlConfig::default())
+        let (ftl, _report) = Ftl::open(devices, options.ftl.clone())
             .with_context(|| format!("recovering the FTL in {}", dir.display()))?;
         eprintln!("recovered {} devices in {}", options.devices, dir.display());
         Ok(ftl)
     } else {
         let devices = glue::file_devices_with(&dir, options.geometry, options.devices, durability)?;
-        let ftl = Ftl::format(devices, FtlConfig::default())
+        let ftl = Ftl::format(devices, options.ftl.clone())
             .with_context(|| format!("formatting the FTL in {}", dir.display()))?;
         eprintln!("formatted {} devices in {}", options.devices, dir.display());
         Ok(ftl)
@@ -91,9 +112,7 @@ pub fn run(options: &EbsServerOptions, stop: impl Fn() -> bool) -> anyhow::Resul
         VolumeStore::open(ftl, &catalog, options.extent_blocks)
             .with_context(|| format!("opening the volumes of {}", catalog.display()))?,
     );
-    let mut config = ServerConfig::default();
-    config.srd.path_count = options.paths;
-    let server = EbsServer::start(&addrs, Arc::clone(&store), config)
+    let server = EbsServer::start(&addrs, Arc::clone(&store), options.server.clone())
         .with_context(|| format!("listening on {addrs:?}"))?;
     let socket = control_socket(&options.data_dir);
     let listener = crate::control_socket::bind(&socket)?;

@@ -10,6 +10,7 @@ mod udp;
 
 pub use session::{Session, SessionCounters};
 pub use udp::{
-    CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, EbsServer, IDLE_TIMEOUT_MS_DEFAULT,
-    ServerConfig, ServerConfigError, ServerStats, StopHandle,
+    CONNECTIONS_MAX_CEILING, CONNECTIONS_MAX_DEFAULT, EbsServer, HANDSHAKE_TIMEOUT_MS_DEFAULT,
+    HANDSHAKES_PENDING_MAX_DEFAULT, IDLE_TIMEOUT_MS_DEFAULT, ServerConfig, ServerConfigError,
+    ServerStats, StopHandle,
 };
