@@ -199,18 +199,14 @@ idle_timeout_ms = 3000
             data: Some("d".into()),
             ..EbsServerConfig::default()
         };
-        for (mutate, text) in [
-            (
-                Box::new(|c: &mut EbsServerConfig| c.paths = 0) as Box<dyn Fn(&mut _)>,
-                "paths",
-            ),
-            (
-                Box::new(|c| c.limits.idle_timeout_ms = 0),
-                "idle_timeout_ms",
-            ),
-            (Box::new(|c| c.geometry.page_size = 16384), "page_size"),
-            (Box::new(|c| c.data = None), "no data directory"),
-        ] {
+        type Mutation = fn(&mut EbsServerConfig);
+        let cases: [(Mutation, &str); 4] = [
+            (|c| c.paths = 0, "paths"),
+            (|c| c.limits.idle_timeout_ms = 0, "idle_timeout_ms"),
+            (|c| c.geometry.page_size = 16384, "page_size"),
+            (|c| c.data = None, "no data directory"),
+        ];
+        for (mutate, text) in cases {
             let mut c = base.clone();
             mutate(&mut c);
             let e = c.validate().unwrap_err().to_string();
