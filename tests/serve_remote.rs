@@ -92,3 +92,47 @@ fn a_remote_volume_serves_as_a_namespace_across_a_serve_restart() {
         );
     }
 }
+
+#[test]
+fn after_a_crash_of_serve_the_restart_waits_for_the_volume_and_finds_the_flushed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ebs::free_udp_ports(ebs::PATHS);
+    // A short idle timeout, so the crashed client's attachment goes soon.
+    let server = EbsServer::start_with(
+        &dir.path().join("ebs"),
+        base,
+        &["--idle-timeout-ms", "1500"],
+    );
+    let (credential, kek) = server.create_sealed(dir.path(), "disk", "4M");
+    std::fs::write(
+        dir.path().join("ferrite.toml"),
+        config(&server, &credential, &kek),
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 29 % 247) as u8).collect();
+    let serve = Server::start(dir.path(), &[]);
+    {
+        let mut c = Client::connect(&dir.path().join("ns1.sock"), 1).unwrap();
+        c.write(0, 1 << 20, &data, false).unwrap();
+        c.flush(0).unwrap();
+    }
+    serve.crash();
+    // The volume is still attached to the dead client: the restart waits, then attaches.
+    let list: serde_json::Value =
+        serde_json::from_str(&server.ebs(&["volume", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["attachments"], 1, "{list}");
+    let serve = Server::start(dir.path(), &[]);
+    let log = serve.output();
+    assert!(log.contains("attached by another client"), "{log}");
+    {
+        let mut c = Client::connect(&dir.path().join("ns1.sock"), 1).unwrap();
+        assert_eq!(c.read(0, 1 << 20, data.len()).unwrap(), data);
+    }
+    serve.stop();
+    let status = server.status();
+    assert!(
+        status["server"]["connections_expired"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    server.stop();
+}

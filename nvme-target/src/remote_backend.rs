@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ebs_server::client::{ClientConfig, ClientError, Completion, RemoteVolume};
 use ebs_server::proto::{BLOCK_BYTES, BLOCK_SEAL_BYTES, Request, Status as WireStatus};
@@ -36,6 +36,8 @@ use crate::namespace::{BackendHealth, Namespace, NamespaceError};
 pub const KEEPALIVE_MS: u64 = 2_000;
 /// Most requests waiting for the backend thread beyond those in flight; a worker blocks beyond.
 const WAITING_MAX: usize = 256;
+/// Between attach attempts while the volume is busy.
+const BUSY_RETRY_MS: u64 = 200;
 
 /// Where and what to attach.
 pub struct RemoteTarget {
@@ -46,6 +48,10 @@ pub struct RemoteTarget {
     /// The KEK of a volume sealed by its clients (docs/ebs-protocol.md, "Envelope encryption").
     pub kek: Option<Kek>,
     pub client: ClientConfig,
+    /// How long `attach` waits for a volume another client holds: after a crash of this host's
+    /// previous client, the server frees the attachment once its idle timeout (10 s by
+    /// default) passes, so a restart right after a crash waits instead of failing.
+    pub busy_wait_ms: u64,
 }
 
 impl std::fmt::Debug for RemoteTarget {
@@ -90,7 +96,7 @@ impl RemoteNamespace {
     /// what is wrong: no server, wrong credential, a KEK mismatch, the volume busy), then starts
     /// the backend thread.
     pub fn attach(target: RemoteTarget) -> Result<Self, ClientError> {
-        let client = connect(&target)?;
+        let client = connect_waiting(&target)?;
         let info = client
             .attached()
             .cloned()
@@ -262,6 +268,33 @@ fn connect(target: &RemoteTarget) -> Result<RemoteVolume, ClientError> {
         target.kek.as_ref(),
         target.client.clone(),
     )
+}
+
+/// `connect`, retried while the server says the volume is attached elsewhere, for up to
+/// `busy_wait_ms`.
+fn connect_waiting(target: &RemoteTarget) -> Result<RemoteVolume, ClientError> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match connect(target) {
+            Err(ClientError::Server {
+                status: WireStatus::VolumeBusy,
+                ..
+            }) if started.elapsed() < Duration::from_millis(target.busy_wait_ms) => {
+                if !told {
+                    told = true;
+                    tracing::warn!(
+                        volume = %target.volume,
+                        wait_ms = target.busy_wait_ms,
+                        "volume attached by another client (a crashed earlier one is released \
+                         at the server's idle timeout): waiting"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(BUSY_RETRY_MS));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A client error as the namespace reports it: the guest gets the NVMe status that fits.

@@ -78,6 +78,7 @@ fn target(server: &[SocketAddr], request_timeout_ms: u64) -> RemoteTarget {
             request_timeout_ms,
             ..ClientConfig::default()
         },
+        busy_wait_ms: 0,
     }
 }
 

@@ -71,6 +71,10 @@ pub struct RemoteConfig {
     /// How long a request may go unanswered before it fails (and the next reconnects).
     #[serde(default = "default_remote_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// How long a start waits for the volume while the server says another client holds it
+    /// (a crashed earlier `ferrite serve`, until the server's idle timeout frees it).
+    #[serde(default = "default_remote_busy_wait_ms")]
+    pub busy_wait_ms: u64,
 }
 
 impl RemoteConfig {
@@ -98,6 +102,10 @@ fn default_remote_paths() -> usize {
 
 fn default_remote_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_remote_busy_wait_ms() -> u64 {
+    15_000
 }
 
 /// `[nbd]`: where the NBD exports listen.

@@ -106,6 +106,7 @@ fn open_remote(ns: &NamespaceConfig, r: &RemoteConfig) -> anyhow::Result<Volume>
         credential,
         kek,
         client,
+        busy_wait_ms: r.busy_wait_ms,
     })
     .with_context(|| {
         format!(

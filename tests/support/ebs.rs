@@ -42,11 +42,18 @@ pub struct EbsServer {
 impl EbsServer {
     /// Starts a server on `base` (PATHS paths from its port) over 4 devices of 32 MiB in `data`.
     pub fn start(data: &Path, base: u16) -> Self {
+        Self::start_with(data, base, &[])
+    }
+
+    /// `start` with more flags.
+    pub fn start_with(data: &Path, base: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
             .args(["ebs-server", "--listen", &format!("127.0.0.1:{base}")])
             .args(["--paths", &PATHS.to_string(), "--devices", "4"])
             .args(["--blocks-per-plane", "64", "--pages-per-block", "64"])
-            .args(["--extent-blocks", "256", "--data"])
+            .args(["--extent-blocks", "256"])
+            .args(extra)
+            .arg("--data")
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
