@@ -38,6 +38,9 @@ pub const KEEPALIVE_MS: u64 = 2_000;
 const WAITING_MAX: usize = 256;
 /// Between attach attempts while the volume is busy.
 const BUSY_RETRY_MS: u64 = 200;
+/// Least time between reconnect attempts after a failure: each attempt may take the request
+/// timeout, so requests arriving in between fail at once instead of each waiting for its own.
+const RECONNECT_INTERVAL_MS: u64 = 1_000;
 
 /// Where and what to attach.
 pub struct RemoteTarget {
@@ -110,6 +113,7 @@ impl RemoteNamespace {
             ops: rx,
             counters: Arc::clone(&counters),
             waiting: HashMap::new(),
+            last_reconnect: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("remote-{}", worker.target.volume))
@@ -327,6 +331,7 @@ struct Worker {
     ops: Receiver<Op>,
     counters: Arc<Counters>,
     waiting: HashMap<u64, Reply>,
+    last_reconnect: Option<Instant>,
 }
 
 impl Worker {
@@ -361,7 +366,8 @@ impl Worker {
     fn submit(&mut self, op: Op) {
         let Some(client) = self.usable_client() else {
             let _ = op.reply.send(Err(NamespaceError::Backend(format!(
-                "remote volume {:?}: not connected (the server did not answer a reconnect)",
+                "remote volume {:?}: not connected (the server did not answer a reconnect; \
+                 trying again at most once a second)",
                 self.target.volume
             ))));
             return;
@@ -378,8 +384,15 @@ impl Worker {
 
     /// The client, reconnected first if a failure closed it.
     fn usable_client(&mut self) -> Option<&mut RemoteVolume> {
-        if self.client.as_ref().is_none_or(RemoteVolume::is_closed) && self.waiting.is_empty() {
+        let due = self
+            .last_reconnect
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(RECONNECT_INTERVAL_MS));
+        if self.client.as_ref().is_none_or(RemoteVolume::is_closed)
+            && self.waiting.is_empty()
+            && due
+        {
             self.client = None;
+            self.last_reconnect = Some(Instant::now());
             match connect(&self.target) {
                 Ok(c) => {
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);

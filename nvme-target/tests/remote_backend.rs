@@ -172,9 +172,29 @@ fn a_server_restart_fails_the_io_in_flight_clearly_then_the_backend_reconnects()
         Err(NamespaceError::Backend(m)) => assert!(m.contains("not connected"), "{m}"),
         other => panic!("{other:?}"),
     }
-    // The server is back on the same ports (a restarted process): the disk works again.
+    // The server is back on the same ports (a restarted process): within a reconnect interval
+    // the disk works again; requests before that fail at once, not after a timeout each.
     let srv = server(Arc::clone(&st), &addrs);
-    ns.read_block(3, &mut buf).unwrap();
+    let back = std::time::Instant::now();
+    loop {
+        let tried = std::time::Instant::now();
+        match ns.read_block(3, &mut buf) {
+            Ok(()) => break,
+            Err(NamespaceError::Backend(m)) => {
+                assert!(m.contains("not connected"), "{m}");
+                assert!(
+                    tried.elapsed() < Duration::from_millis(400),
+                    "a failed request waited"
+                );
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "never reconnected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(buf, block(3, 1));
     assert!(ns.reconnects() >= 1);
     ns.write_block(4, &block(4, 2), true).unwrap();
