@@ -217,7 +217,8 @@ pub struct EbsBenchArgs {
         default_value = "clean,loss,blackhole"
     )]
     pub scenarios: Vec<crate::ebs::bench::Scenario>,
-    /// Systems to run (comma-separated).
+    /// Systems to run (comma-separated); `srd_direct` (clean only) is srd without the relay,
+    /// to see what the relay's own hops cost.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "srd,nbd_tcp")]
     pub systems: Vec<crate::ebs::bench::System>,
     /// Print one JSON object instead of a table.

@@ -95,15 +95,20 @@ pub enum System {
     Srd,
     #[value(name = "nbd_tcp")]
     NbdTcp,
+    /// srd without the relay (clean only): what the relay's hops add to `srd`.
+    #[value(name = "srd_direct")]
+    SrdDirect,
 }
 
 impl System {
+    /// What runs by default: the two systems.
     pub const ALL: [System; 2] = [System::Srd, System::NbdTcp];
 
     pub fn name(self) -> &'static str {
         match self {
             System::Srd => "srd",
             System::NbdTcp => "nbd_tcp",
+            System::SrdDirect => "srd_direct",
         }
     }
 }
@@ -274,7 +279,17 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
                     seed: opts.seed.wrapping_mul(31).wrapping_add(i as u64),
                 };
                 let result = match (system, &net) {
-                    (System::Srd, _) => srd_case(opts, geometry, case),
+                    (System::Srd, _) => srd_case(opts, geometry, case, true),
+                    (System::SrdDirect, _) if scenario != Scenario::Clean => {
+                        Ok(CaseResult::skipped(
+                            scenario,
+                            system,
+                            op,
+                            qd,
+                            "srd_direct has no relay, so no impairment: clean only".into(),
+                        ))
+                    }
+                    (System::SrdDirect, _) => srd_case(opts, geometry, case, false),
                     (System::NbdTcp, Some(net)) => nbd_case(opts, geometry, net, case),
                     (System::NbdTcp, None) => Err("no network for nbd_tcp".into()),
                 };
@@ -308,9 +323,15 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     Ok(Report::new(opts, network, results))
 }
 
-fn srd_case(opts: &BenchOptions, geometry: Geometry, case: Case) -> Result<CaseResult, String> {
+fn srd_case(
+    opts: &BenchOptions,
+    geometry: Geometry,
+    case: Case,
+    relayed: bool,
+) -> Result<CaseResult, String> {
     let schedule = opts.schedule(case.scenario)?;
     let mut sys = srd::SrdSystem::start(
+        relayed,
         opts.paths,
         opts.region_blocks,
         geometry,
@@ -318,21 +339,19 @@ fn srd_case(opts: &BenchOptions, geometry: Geometry, case: Case) -> Result<CaseR
         opts.seed ^ case.seed,
     )?;
     prefill(&mut sys, opts.region_blocks, PREFILL_QD, PREFILL_TIMEOUT)?;
-    let relay = sys.relay();
     let retransmissions_before = sys.retransmissions();
     let dropped_before = sys.relay_dropped();
-    srd::apply_initial(&relay, &schedule)?;
-    let events: Vec<Event<'_>> = schedule
-        .events
-        .iter()
-        .map(|e| {
+    let mut events: Vec<Event<'_>> = Vec::new();
+    if let Some(relay) = sys.relay() {
+        srd::apply_initial(&relay, &schedule)?;
+        for e in &schedule.events {
             let relay = relay.clone();
             let paths = opts.paths;
             let apply: Box<dyn FnOnce() -> Result<(), String> + Send> =
                 Box::new(move || srd::apply_change(&relay, e.scope, &e.change, paths));
-            (Duration::from_micros(e.at_us), apply)
-        })
-        .collect();
+            events.push((Duration::from_micros(e.at_us), apply));
+        }
+    }
     let start = Instant::now();
     let (outcome, event_errors) = with_timeline(start, events, || {
         run_case(
@@ -348,9 +367,18 @@ fn srd_case(opts: &BenchOptions, geometry: Geometry, case: Case) -> Result<CaseR
     if let Some(e) = event_errors.first() {
         return Err(format!("applying the scenario: {e}"));
     }
-    let mut r = CaseResult::measured(case.scenario, System::Srd, case.op, case.qd, &outcome);
+    let system = if relayed {
+        System::Srd
+    } else {
+        System::SrdDirect
+    };
+    let mut r = CaseResult::measured(case.scenario, system, case.op, case.qd, &outcome);
     r.retransmissions = Some(sys.retransmissions() - retransmissions_before);
-    r.impair_drops = Some(sys.relay_dropped().saturating_sub(dropped_before));
+    if relayed {
+        r.impair_drops = Some(sys.relay_dropped().saturating_sub(dropped_before));
+    } else {
+        r.note = Some("srd without the relay: client and server sockets talk directly".into());
+    }
     r.first_error = sys.first_error.take().or(outcome.failure.clone());
     if !opts.impair.trim().is_empty() {
         r.note = Some(format!(

@@ -159,6 +159,9 @@ pub struct Ratios {
     pub blackhole_p999_over_clean_p999: TargetRatio,
     pub nbd_loss_p999_over_srd_loss_p999: TargetRatio,
     pub srd_clean_p50_over_nbd_clean_p50: TargetRatio,
+    /// Only with `--systems ...,srd_direct`: the same without the relay's hops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srd_direct_clean_p50_over_nbd_clean_p50: Option<TargetRatio>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -263,7 +266,7 @@ impl Ratios {
         let nbd = |scenario: &str, k: &str| find(results, scenario, "nbd_tcp", k);
         let srd_errors: Vec<(String, Option<f64>)> = results
             .iter()
-            .filter(|r| r.system == "srd" && r.skipped.is_none())
+            .filter(|r| r.system.starts_with("srd") && r.skipped.is_none())
             .map(|r| {
                 (
                     format!("{}_{}", r.scenario, r.key()),
@@ -273,7 +276,7 @@ impl Ratios {
             .collect();
         Ratios {
             srd_errors: target(
-                "I/O errors of srd in any case",
+                "I/O errors of srd (and srd_direct) in any case",
                 "= 0",
                 Bound::AtMost(0.0),
                 srd_errors,
@@ -322,11 +325,28 @@ impl Ratios {
                 }),
                 "srd or nbd_tcp clean not run",
             ),
+            srd_direct_clean_p50_over_nbd_clean_p50: results
+                .iter()
+                .any(|r| r.system == "srd_direct")
+                .then(|| {
+                    target(
+                        "clean p50: srd without the relay / nbd_tcp",
+                        "<= 1.2",
+                        Bound::AtMost(1.2),
+                        per(&|k| {
+                            ratio(
+                                find(results, "clean", "srd_direct", k).and_then(|r| r.p50_us),
+                                nbd("clean", k).and_then(|r| r.p50_us),
+                            )
+                        }),
+                        "srd_direct or nbd_tcp clean not run",
+                    )
+                }),
         }
     }
 
-    fn all(&self) -> [(&'static str, &TargetRatio); 5] {
-        [
+    fn all(&self) -> Vec<(&'static str, &TargetRatio)> {
+        let mut all = vec![
             ("srd_errors", &self.srd_errors),
             ("blackhole_max_stall_ms", &self.blackhole_max_stall_ms),
             (
@@ -341,7 +361,11 @@ impl Ratios {
                 "srd_clean_p50_over_nbd_clean_p50",
                 &self.srd_clean_p50_over_nbd_clean_p50,
             ),
-        ]
+        ];
+        if let Some(t) = &self.srd_direct_clean_p50_over_nbd_clean_p50 {
+            all.push(("srd_direct_clean_p50_over_nbd_clean_p50", t));
+        }
+        all
     }
 }
 
@@ -383,10 +407,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "ferrite ebs bench: {} paths, {} s per case, {} MiB region, seed {}{}",
+            "ferrite ebs bench: {} paths, {} s per case, {} KiB region, seed {}{}",
             self.paths,
             self.duration_s,
-            self.region_bytes >> 20,
+            self.region_bytes >> 10,
             self.seed,
             self.impair
                 .as_ref()
@@ -394,7 +418,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<10} {:<8} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<10} {:<10} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "scenario",
             "system",
             "workload",
@@ -410,7 +434,7 @@ impl fmt::Display for Report {
         for r in &self.results {
             write!(
                 f,
-                "{:<10} {:<8} {:<10} {:>3} ",
+                "{:<10} {:<10} {:<10} {:>3} ",
                 r.scenario, r.system, r.workload, r.qd
             )?;
             match &r.skipped {

@@ -25,10 +25,11 @@ const EXTENT_BLOCKS: u64 = 64;
 /// should need, so a failure here is a finding, not a tuning artefact.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 
-/// A server, a relay and an attached client, torn down on drop (temp dir last).
+/// A server, a relay (or none: `srd_direct`) and an attached client, torn down on drop (temp
+/// dir last).
 pub struct SrdSystem {
     client: RemoteVolume,
-    relay: Relay,
+    relay: Option<Relay>,
     server: EbsServer,
     /// Block contents written by every write (sealed per block by the client).
     block: Vec<u8>,
@@ -40,7 +41,7 @@ pub struct SrdSystem {
 impl std::fmt::Debug for SrdSystem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SrdSystem")
-            .field("paths", &self.relay.front_addrs().len())
+            .field("relayed", &self.relay.is_some())
             .finish()
     }
 }
@@ -54,8 +55,11 @@ fn srd_config(paths: usize) -> srd::Config {
 
 impl SrdSystem {
     /// Starts everything for a volume of `region_blocks` blocks with `paths` paths, the relay
-    /// clean (the case applies its scenario when it starts) and seeded with `seed`.
+    /// clean (the case applies its scenario when it starts) and seeded with `seed`; with
+    /// `relayed` false the client talks to the server directly (no impairment possible: what the
+    /// relay's own hops cost).
     pub fn start(
+        relayed: bool,
         paths: usize,
         region_blocks: u64,
         geometry: ftl::nand::Geometry,
@@ -92,20 +96,27 @@ impl SrdSystem {
             },
         )
         .map_err(|e| format!("starting the server: {e}"))?;
-        let relay = Relay::start(RelayConfig {
-            seed,
-            schedule: Schedule::clean(paths),
-            ..RelayConfig::new(server.local_addrs().to_vec())
-        })
-        .map_err(|e| format!("starting the relay: {e}"))?;
+        let relay = relayed
+            .then(|| {
+                Relay::start(RelayConfig {
+                    seed,
+                    schedule: Schedule::clean(paths),
+                    ..RelayConfig::new(server.local_addrs().to_vec())
+                })
+                .map_err(|e| format!("starting the relay: {e}"))
+            })
+            .transpose()?;
+        let to = match &relay {
+            Some(r) => r.front_addrs().to_vec(),
+            None => server.local_addrs().to_vec(),
+        };
         let config = ClientConfig {
             srd: srd_config(paths),
             request_timeout_ms: REQUEST_TIMEOUT_MS,
             ..ClientConfig::default()
         };
-        let client =
-            RemoteVolume::connect(relay.front_addrs(), VOLUME, CREDENTIAL, Some(&kek), config)
-                .map_err(|e| format!("attaching the volume through the relay: {e}"))?;
+        let client = RemoteVolume::connect(&to, VOLUME, CREDENTIAL, Some(&kek), config)
+            .map_err(|e| format!("attaching the volume: {e}"))?;
         if !client.is_sealed() {
             return Err("the volume attached unsealed".into());
         }
@@ -119,8 +130,8 @@ impl SrdSystem {
         })
     }
 
-    pub fn relay(&self) -> RelayHandle {
-        self.relay.handle()
+    pub fn relay(&self) -> Option<RelayHandle> {
+        self.relay.as_ref().map(Relay::handle)
     }
 
     /// The transport's retransmissions so far.
@@ -131,8 +142,8 @@ impl SrdSystem {
     /// Datagrams the relay dropped (loss, black hole, queues), both directions, all paths.
     pub fn relay_dropped(&self) -> u64 {
         self.relay
-            .stats()
             .iter()
+            .flat_map(|r| r.stats())
             .map(|p| p.to_server.dropped() + p.to_client.dropped())
             .sum()
     }
@@ -141,7 +152,9 @@ impl SrdSystem {
     pub fn stop(mut self) {
         let _ = self.client.detach();
         let SrdSystem { relay, server, .. } = self;
-        let _ = relay.stop();
+        if let Some(relay) = relay {
+            let _ = relay.stop();
+        }
         let _ = server.stop();
     }
 }
