@@ -76,6 +76,11 @@ fn every_case_is_reported_and_srd_has_no_errors() {
                     assert!(f("p999_us") <= f("max_us"), "{case}");
                     assert!(f("max_stall_ms") >= 0.0, "{case}");
                     assert!(f("requests") > 0.0, "{case}");
+                    if scenario == "blackhole" {
+                        assert!(f("max_stall_ms_at_event") <= f("max_stall_ms"), "{case}");
+                    } else {
+                        assert!(r.get("max_stall_ms_at_event").is_none(), "{case}");
+                    }
                     if scenario == "blackhole" && system == "nbd_tcp" {
                         assert!(r["note"].as_str().unwrap().contains("ECMP"), "{case}");
                     }
@@ -87,6 +92,7 @@ fn every_case_is_reported_and_srd_has_no_errors() {
     for name in [
         "srd_errors",
         "blackhole_max_stall_ms",
+        "blackhole_stall_ms_at_event",
         "blackhole_p999_over_clean_p999",
         "nbd_loss_p999_over_srd_loss_p999",
         "srd_clean_p50_over_nbd_clean_p50",

@@ -323,6 +323,18 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     Ok(Report::new(opts, network, results))
 }
 
+fn case_spec(opts: &BenchOptions, case: Case) -> workload::CaseSpec {
+    workload::CaseSpec {
+        op: case.op,
+        qd: case.qd,
+        region_blocks: opts.region_blocks,
+        duration: opts.duration,
+        seed: case.seed,
+        // The black hole falls at half time for both systems (srd_spec, nbd_case).
+        event_at: (case.scenario == Scenario::Blackhole).then_some(opts.duration / 2),
+    }
+}
+
 fn srd_case(
     opts: &BenchOptions,
     geometry: Geometry,
@@ -354,15 +366,7 @@ fn srd_case(
     }
     let start = Instant::now();
     let (outcome, event_errors) = with_timeline(start, events, || {
-        run_case(
-            &mut sys as &mut dyn Target,
-            case.op,
-            case.qd,
-            opts.region_blocks,
-            opts.duration,
-            case.seed,
-            start,
-        )
+        run_case(&mut sys as &mut dyn Target, case_spec(opts, case), start)
     });
     if let Some(e) = event_errors.first() {
         return Err(format!("applying the scenario: {e}"));
@@ -428,15 +432,7 @@ fn nbd_case(
     }
     let start = Instant::now();
     let (outcome, event_errors) = with_timeline(start, events, || {
-        run_case(
-            &mut sys as &mut dyn Target,
-            case.op,
-            case.qd,
-            opts.region_blocks,
-            opts.duration,
-            case.seed,
-            start,
-        )
+        run_case(&mut sys as &mut dyn Target, case_spec(opts, case), start)
     });
     let drops = net.dropped_packets();
     // Lifted before the disconnect, so the connection can close cleanly.

@@ -37,6 +37,10 @@ pub struct CaseResult {
     pub max_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stall_ms: Option<f64>,
+    /// blackhole: the longest stall overlapping the black hole's first 100 ms, the one it caused
+    /// (`max_stall_ms` may be a host hiccup elsewhere in the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stall_ms_at_event: Option<f64>,
     /// srd: the transport's retransmissions in the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmissions: Option<u64>,
@@ -51,6 +55,10 @@ pub struct CaseResult {
     /// Sorted latencies (ns) spread over the distribution, for the CDF chart.
     #[serde(skip)]
     pub cdf_ns: Vec<u64>,
+}
+
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e4).round() / 100.0
 }
 
 fn us(ns: u64) -> f64 {
@@ -74,6 +82,7 @@ impl CaseResult {
             p999_us: None,
             max_us: None,
             max_stall_ms: None,
+            max_stall_ms_at_event: None,
             retransmissions: None,
             impair_drops: None,
             first_error: None,
@@ -106,7 +115,8 @@ impl CaseResult {
             p99_us: Some(us(h.quantile_ns(0.99))),
             p999_us: Some(us(h.quantile_ns(0.999))),
             max_us: Some(us(h.max_ns())),
-            max_stall_ms: Some((o.max_stall_ns as f64 / 1e4).round() / 100.0),
+            max_stall_ms: Some(ms(o.max_stall_ns)),
+            max_stall_ms_at_event: o.max_stall_ns_at_event.map(ms),
             cdf_ns: h.cdf_points_ns(CDF_POINTS),
             ..Self::empty(scenario, system, op, qd)
         }
@@ -156,6 +166,7 @@ pub struct TargetRatio {
 pub struct Ratios {
     pub srd_errors: TargetRatio,
     pub blackhole_max_stall_ms: TargetRatio,
+    pub blackhole_stall_ms_at_event: TargetRatio,
     pub blackhole_p999_over_clean_p999: TargetRatio,
     pub nbd_loss_p999_over_srd_loss_p999: TargetRatio,
     pub srd_clean_p50_over_nbd_clean_p50: TargetRatio,
@@ -289,6 +300,13 @@ impl Ratios {
                 per(&|k| srd("blackhole", k).and_then(|r| r.max_stall_ms)),
                 "srd blackhole not run",
             ),
+            blackhole_stall_ms_at_event: target(
+                "srd: longest stall overlapping the black hole's first 100 ms (ms)",
+                "< 5",
+                Bound::Below(5.0),
+                per(&|k| srd("blackhole", k).and_then(|r| r.max_stall_ms_at_event)),
+                "srd blackhole not run",
+            ),
             blackhole_p999_over_clean_p999: target(
                 "srd p99.9 with a path black-holed / srd clean p99.9",
                 "< 3",
@@ -349,6 +367,10 @@ impl Ratios {
         let mut all = vec![
             ("srd_errors", &self.srd_errors),
             ("blackhole_max_stall_ms", &self.blackhole_max_stall_ms),
+            (
+                "blackhole_stall_ms_at_event",
+                &self.blackhole_stall_ms_at_event,
+            ),
             (
                 "blackhole_p999_over_clean_p999",
                 &self.blackhole_p999_over_clean_p999,
@@ -418,7 +440,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<10} {:<10} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<10} {:<10} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "scenario",
             "system",
             "workload",
@@ -429,7 +451,8 @@ impl fmt::Display for Report {
             "p99 us",
             "p99.9 us",
             "max us",
-            "stall ms"
+            "stall ms",
+            "@hole ms"
         )?;
         for r in &self.results {
             write!(
@@ -441,14 +464,15 @@ impl fmt::Display for Report {
                 Some(why) => writeln!(f, "skipped: {why}")?,
                 None => writeln!(
                     f,
-                    "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                     r.errors.unwrap_or(0),
                     cell(r.iops),
                     cell(r.p50_us),
                     cell(r.p99_us),
                     cell(r.p999_us),
                     cell(r.max_us),
-                    cell(r.max_stall_ms)
+                    cell(r.max_stall_ms),
+                    cell(r.max_stall_ms_at_event)
                 )?,
             }
         }

@@ -110,15 +110,43 @@ impl Histogram {
 }
 
 /// The longest wall-clock interval in which no request completed while at least one was
-/// outstanding. Times are nanoseconds since the case started.
+/// outstanding; and, if a window is set, the longest such interval that overlaps it (the stall an
+/// event such as a black hole caused, told apart from the host's own hiccups elsewhere in the
+/// run). Times are nanoseconds since the case started.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StallTracker {
     /// Since when requests have been outstanding with no completion (None: none outstanding).
     waiting_since_ns: Option<u64>,
     max_ns: u64,
+    window_ns: Option<(u64, u64)>,
+    max_in_window_ns: u64,
 }
 
 impl StallTracker {
+    /// A tracker that also watches stalls overlapping `from_ns..=to_ns`.
+    pub fn with_window(from_ns: u64, to_ns: u64) -> Self {
+        StallTracker {
+            window_ns: Some((from_ns, to_ns)),
+            ..StallTracker::default()
+        }
+    }
+
+    fn interval(&mut self, since: u64, now: u64) {
+        let length = now.saturating_sub(since);
+        self.max_ns = self.max_ns.max(length);
+        if let Some((from, to)) = self.window_ns
+            && since <= to
+            && now >= from
+        {
+            self.max_in_window_ns = self.max_in_window_ns.max(length);
+        }
+    }
+
+    /// The longest stall overlapping the window (0 without one).
+    pub fn max_in_window_ns(&self) -> u64 {
+        self.max_in_window_ns
+    }
+
     /// A request was submitted at `now_ns` with `outstanding_before` already in flight.
     pub fn on_submit(&mut self, now_ns: u64, outstanding_before: usize) {
         if outstanding_before == 0 {
@@ -129,7 +157,7 @@ impl StallTracker {
     /// A request completed at `now_ns`, leaving `outstanding_after` in flight.
     pub fn on_complete(&mut self, now_ns: u64, outstanding_after: usize) {
         if let Some(since) = self.waiting_since_ns {
-            self.max_ns = self.max_ns.max(now_ns.saturating_sub(since));
+            self.interval(since, now_ns);
         }
         self.waiting_since_ns = (outstanding_after > 0).then_some(now_ns);
     }
@@ -137,7 +165,7 @@ impl StallTracker {
     /// The case ended at `now_ns`: requests still outstanding then (given up on) stalled until it.
     pub fn finish(&mut self, now_ns: u64) {
         if let Some(since) = self.waiting_since_ns.take() {
-            self.max_ns = self.max_ns.max(now_ns.saturating_sub(since));
+            self.interval(since, now_ns);
         }
     }
 
@@ -242,5 +270,19 @@ mod tests {
         // finish with nothing outstanding changes nothing.
         s.finish(99_999);
         assert_eq!(s.max_ns(), 500);
+        assert_eq!(s.max_in_window_ns(), 0);
+    }
+
+    #[test]
+    fn the_window_sees_only_the_stalls_that_overlap_it() {
+        let mut s = StallTracker::with_window(1_000, 1_100);
+        s.on_submit(0, 0);
+        s.on_complete(900, 1); // 0..900: before the window, the run's longest
+        s.on_complete(950, 1);
+        s.on_complete(1_250, 1); // 950..1250 overlaps it
+        s.on_complete(1_300, 1);
+        s.on_complete(1_500, 0); // 1300..1500: after it
+        assert_eq!(s.max_ns(), 900);
+        assert_eq!(s.max_in_window_ns(), 300);
     }
 }

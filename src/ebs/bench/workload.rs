@@ -48,29 +48,53 @@ pub struct CaseOutcome {
     pub elapsed: Duration,
     pub latency: Histogram,
     pub max_stall_ns: u64,
+    /// The longest stall overlapping the event window, if the case had one.
+    pub max_stall_ns_at_event: Option<u64>,
     /// Why the case ended early or requests were given up on, if they were.
     pub failure: Option<String>,
 }
 
-/// Runs `op` at queue depth `qd` over blocks `0..region_blocks` for `duration`, then drains for at
-/// most [`DRAIN_TIMEOUT`]. `started` receives the case's start, so a timeline of impairments can
-/// align with it.
-pub fn run_case(
-    target: &mut dyn Target,
-    op: Op,
-    qd: usize,
-    region_blocks: u64,
-    duration: Duration,
-    seed: u64,
-    start: Instant,
-) -> CaseOutcome {
+/// How long after an event (the black hole) a stall still counts as the event's: detecting a
+/// dead path and moving its packets takes a few retransmission timeouts, milliseconds.
+pub const EVENT_WINDOW: Duration = Duration::from_millis(100);
+
+/// The shape of one case.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseSpec {
+    pub op: Op,
+    pub qd: usize,
+    pub region_blocks: u64,
+    pub duration: Duration,
+    pub seed: u64,
+    /// When the scenario's event happens, since the start; stalls overlapping it and the
+    /// following [`EVENT_WINDOW`] are reported apart.
+    pub event_at: Option<Duration>,
+}
+
+/// Runs the case from `start` (the instant a timeline of impairments is aligned with) for its
+/// duration, then drains for at most [`DRAIN_TIMEOUT`].
+pub fn run_case(target: &mut dyn Target, spec: CaseSpec, start: Instant) -> CaseOutcome {
+    let CaseSpec {
+        op,
+        qd,
+        region_blocks,
+        duration,
+        seed,
+        event_at,
+    } = spec;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let deadline = start + duration;
     let give_up = deadline + DRAIN_TIMEOUT;
     let since = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
     let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(qd);
     let mut out = CaseOutcome::default();
-    let mut stall = StallTracker::default();
+    let mut stall = match event_at {
+        Some(at) => {
+            StallTracker::with_window(at.as_nanos() as u64, (at + EVENT_WINDOW).as_nanos() as u64)
+        }
+        None => StallTracker::default(),
+    };
+    out.max_stall_ns_at_event = event_at.map(|_| 0);
     loop {
         let now = Instant::now();
         while now < deadline && outstanding.len() < qd {
@@ -119,8 +143,15 @@ pub fn run_case(
     }
     out.elapsed = start.elapsed();
     stall.finish(since(Instant::now()));
-    out.max_stall_ns = stall.max_ns();
+    record_stalls(&mut out, &stall);
     out
+}
+
+fn record_stalls(out: &mut CaseOutcome, stall: &StallTracker) {
+    out.max_stall_ns = stall.max_ns();
+    if out.max_stall_ns_at_event.is_some() {
+        out.max_stall_ns_at_event = Some(stall.max_in_window_ns());
+    }
 }
 
 /// Ends a case early: the `abandoned` requests count as errors, and in the latency figures with
@@ -141,7 +172,7 @@ fn finish(
     out.errors += abandoned.len() as u64;
     out.elapsed = start.elapsed();
     stall.finish(out.elapsed.as_nanos() as u64);
-    out.max_stall_ns = stall.max_ns();
+    record_stalls(&mut out, &stall);
     out.failure = Some(why);
     out
 }
@@ -215,6 +246,17 @@ mod tests {
         }
     }
 
+    fn spec(op: Op, qd: usize, duration_ms: u64, event_at: Option<Duration>) -> CaseSpec {
+        CaseSpec {
+            op,
+            qd,
+            region_blocks: 100,
+            duration: Duration::from_millis(duration_ms),
+            seed: 1,
+            event_at,
+        }
+    }
+
     fn fake(dead_after: u64) -> Fake {
         Fake {
             next_tag: 0,
@@ -228,15 +270,7 @@ mod tests {
     #[test]
     fn a_healthy_target_runs_the_duration_with_no_errors() {
         let mut t = fake(u64::MAX);
-        let out = run_case(
-            &mut t,
-            Op::Read,
-            4,
-            100,
-            Duration::from_millis(100),
-            1,
-            Instant::now(),
-        );
+        let out = run_case(&mut t, spec(Op::Read, 4, 100, None), Instant::now());
         assert_eq!(out.errors, 0);
         assert!(out.completed > 10, "{out:?}");
         assert!(out.failure.is_none());
@@ -249,15 +283,7 @@ mod tests {
     fn failed_requests_count_as_errors() {
         let mut t = fake(u64::MAX);
         t.fail_every = 3;
-        let out = run_case(
-            &mut t,
-            Op::Write,
-            1,
-            100,
-            Duration::from_millis(50),
-            1,
-            Instant::now(),
-        );
+        let out = run_case(&mut t, spec(Op::Write, 1, 50, None), Instant::now());
         assert!(out.errors > 0 && out.completed > 0, "{out:?}");
         assert!(prefill(&mut t, 10, 1, Duration::from_secs(5)).is_err());
     }
@@ -266,15 +292,8 @@ mod tests {
     fn a_dead_target_is_given_up_on_after_the_drain() {
         let mut t = fake(20);
         let start = Instant::now();
-        let out = run_case(
-            &mut t,
-            Op::Read,
-            4,
-            100,
-            Duration::from_millis(100),
-            1,
-            start,
-        );
+        let event = Some(Duration::from_millis(60));
+        let out = run_case(&mut t, spec(Op::Read, 4, 100, event), start);
         assert_eq!(out.completed, 20);
         assert_eq!(out.errors, 4);
         // The abandoned ones are in the latency figures, with the time they waited.
