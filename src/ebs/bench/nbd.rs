@@ -59,8 +59,9 @@ impl Network {
         match effective_uid() {
             Some(0) => {}
             uid => {
+                let uid = uid.map_or("unknown".to_string(), |u| u.to_string());
                 return Network::Loopback {
-                    why_no_loss: format!("network namespaces need root (uid {uid:?})"),
+                    why_no_loss: format!("network namespaces need root (uid {uid})"),
                 };
             }
         }

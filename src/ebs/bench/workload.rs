@@ -82,12 +82,16 @@ pub fn run_case(target: &mut dyn Target, spec: CaseSpec, start: Instant) -> Case
         seed,
         event_at,
     } = spec;
+    let mut out = CaseOutcome::default();
+    if region_blocks == 0 || qd == 0 {
+        out.failure = Some("an empty region or a zero queue depth: nothing to run".into());
+        return out;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let deadline = start + duration;
     let give_up = deadline + DRAIN_TIMEOUT;
     let since = |t: Instant| t.saturating_duration_since(start).as_nanos() as u64;
     let mut outstanding: HashMap<u64, Instant> = HashMap::with_capacity(qd);
-    let mut out = CaseOutcome::default();
     let mut stall = match event_at {
         Some(at) => {
             StallTracker::with_window(at.as_nanos() as u64, (at + EVENT_WINDOW).as_nanos() as u64)
@@ -185,6 +189,9 @@ pub fn prefill(
     qd: usize,
     timeout: Duration,
 ) -> Result<(), String> {
+    if qd == 0 {
+        return Err("prefill at queue depth 0".into());
+    }
     let mut next = 0u64;
     let mut outstanding = 0usize;
     let give_up = Instant::now() + timeout;
@@ -277,6 +284,18 @@ mod tests {
         assert!(out.latency.quantile_ns(0.5) >= 200_000);
         assert!(out.max_stall_ns < 50_000_000, "{}", out.max_stall_ns);
         prefill(&mut t, 50, 8, Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn nothing_to_run_is_said_not_panicked_on() {
+        let mut t = fake(u64::MAX);
+        let mut s = spec(Op::Read, 4, 10, None);
+        s.region_blocks = 0;
+        let out = run_case(&mut t, s, Instant::now());
+        assert!(out.failure.is_some() && out.completed == 0);
+        let out = run_case(&mut t, spec(Op::Read, 0, 10, None), Instant::now());
+        assert!(out.failure.is_some());
+        assert!(prefill(&mut t, 10, 0, Duration::from_secs(1)).is_err());
     }
 
     #[test]
