@@ -180,6 +180,61 @@ pub enum EbsCommand {
     /// Key-encryption keys of the client side.
     #[command(subcommand)]
     Kek(EbsKekCommand),
+    /// Remote volumes over SRD against NBD over TCP: clean, under 1% loss, with a path
+    /// black-holed; IOPS, latency percentiles, stalls and the issue's targets.
+    #[command(
+        long_about = "Runs, in this process, 4 KiB random writes and reads at queue depth 1 and 32 \
+                      for each scenario (clean; loss: 1% on every path, both directions; \
+                      blackhole: path PATHS/2 black-holed from mid-run on, link still up) and each \
+                      system (srd: an EBS server on a RAM FTL, the seeded impairment relay and a \
+                      sealed RemoteVolume; nbd_tcp: Ferrite's NBD export of the same FTL over one \
+                      TCP connection, across a veth pair with nftables drops when run as root \
+                      with ip and nft, else loopback with the lossy scenarios skipped). Reports \
+                      errors, IOPS, p50/p99/p99.9/max latency and the longest stall per case, and \
+                      the issue's targets as ratios (docs/ebs-bench.md). Progress on stderr.\n\n\
+                      --impair SPEC is added after each scenario's own relay spec (srd only): \
+                      `--impair delay=200us` makes every scenario 200 us slower per hop; times \
+                      after @ count from the start of each measured case."
+    )]
+    Bench(EbsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EbsBenchArgs {
+    /// SRD paths (UDP sockets) per connection, 2..=64.
+    #[arg(long, default_value_t = 4)]
+    pub paths: usize,
+    /// Extra relay impairments (the `--impair` grammar of docs/ebs-bench.md), on top of each
+    /// scenario's; srd only.
+    #[arg(long, value_name = "SPEC", default_value = "")]
+    pub impair: String,
+    /// Measured time per case (100ms..=60s); each case also prefills its region first.
+    #[arg(long, default_value = "5s", value_parser = crate::bench_gc::parse_duration_ns)]
+    pub duration: u64,
+    /// Seed of the addresses (the same for every system) and of the relay's impairments.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The volume region the random I/O covers: 256K..=256M, a multiple of 256K.
+    #[arg(long, default_value = "16M", value_parser = crate::ebs::parse_size_blocks, value_name = "SIZE")]
+    pub region: u64,
+    /// Scenarios to run (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "clean,loss,blackhole"
+    )]
+    pub scenarios: Vec<crate::ebs::bench::Scenario>,
+    /// Systems to run (comma-separated); `srd_direct` (clean only) is srd without the relay,
+    /// to see what the relay's own hops cost.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "srd,nbd_tcp")]
+    pub systems: Vec<crate::ebs::bench::System>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the latency CDFs (one chart per workload and queue depth) into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -621,6 +676,47 @@ mod tests {
         assert_eq!(a.svg, Some(PathBuf::from("cdf.svg")));
         assert!(parse(&["bench", "gc", "--workload", "randrw:x"]).is_err());
         assert!(parse(&["bench", "gc", "--duration", "0s"]).is_err());
+    }
+
+    #[test]
+    fn ebs_bench_args() {
+        use crate::ebs::bench::{Scenario, System};
+        let cli = parse(&["ebs", "bench"]).expect("parse");
+        let Command::Ebs(EbsCommand::Bench(a)) = cli.command else {
+            panic!("not ebs bench");
+        };
+        assert_eq!(
+            (a.paths, a.duration, a.seed, a.region),
+            (4, 5_000_000_000, 1, 4096)
+        );
+        assert_eq!(a.scenarios, Scenario::ALL.to_vec());
+        assert_eq!(a.systems, System::ALL.to_vec());
+        assert!(a.impair.is_empty() && !a.json && a.svg.is_none());
+        let cli = parse(&[
+            "ebs",
+            "bench",
+            "--paths",
+            "8",
+            "--impair",
+            "delay=1ms",
+            "--duration",
+            "300ms",
+            "--scenarios",
+            "loss,blackhole",
+            "--systems",
+            "nbd_tcp",
+            "--json",
+        ])
+        .expect("parse");
+        let Command::Ebs(EbsCommand::Bench(a)) = cli.command else {
+            panic!("not ebs bench");
+        };
+        assert_eq!((a.paths, a.duration), (8, 300_000_000));
+        assert_eq!(a.scenarios, vec![Scenario::Loss, Scenario::Blackhole]);
+        assert_eq!(a.systems, vec![System::NbdTcp]);
+        assert!(a.json);
+        assert!(parse(&["ebs", "bench", "--scenarios", "chaos"]).is_err());
+        assert!(parse(&["ebs", "bench", "--region", "1000"]).is_err());
     }
 
     #[test]

@@ -10,9 +10,9 @@ use tracing_subscriber::EnvFilter;
 use ferrite::bench_ftl::{self, BenchParams, devices};
 use ferrite::bench_recovery::{self, RecoveryParams};
 use ferrite::cli::{
-    BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, EbsCommand,
-    EbsKekCommand, EbsServerArgs, EbsTarget, EbsVolumeCommand, NvmeCommand, ServeArgs, SimArgs,
-    TargetKind, TerminateArgs,
+    BenchCommand, BenchFtlArgs, BenchGcArgs, BenchRecoveryArgs, Cli, Command, EbsBenchArgs,
+    EbsCommand, EbsKekCommand, EbsServerArgs, EbsTarget, EbsVolumeCommand, NvmeCommand, ServeArgs,
+    SimArgs, TargetKind, TerminateArgs,
 };
 use ferrite::fake::{FakeFactory, FakeFlaw, FakeFtl};
 use ferrite::target::FtlOptions;
@@ -124,6 +124,30 @@ fn ebs_cmd(command: &EbsCommand) -> anyhow::Result<()> {
         EbsCommand::Volume(EbsVolumeCommand::Resize { name, size, target }) => {
             ebs::volume_cmd::resize(&socket(target)?, name, *size)
         }
+        EbsCommand::Bench(args) => ebs_bench_cmd(args),
+    }
+}
+
+fn ebs_bench_cmd(a: &EbsBenchArgs) -> anyhow::Result<()> {
+    let options = ebs::bench::BenchOptions {
+        paths: a.paths,
+        impair: a.impair.clone(),
+        duration: std::time::Duration::from_nanos(a.duration),
+        seed: a.seed,
+        region_blocks: a.region,
+        scenarios: a.scenarios.clone(),
+        systems: a.systems.clone(),
+        progress: true,
+    };
+    let report = ebs::bench::run(&options).map_err(|e| anyhow::anyhow!("ebs bench: {e}"))?;
+    if let Some(path) = &a.svg {
+        std::fs::write(path, ebs::bench::svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if a.json {
+        stdout_line(serde_json::to_string(&report)?)
+    } else {
+        stdout_line(&report)
     }
 }
 

@@ -114,6 +114,17 @@ const CDF_COLORS: [&str; 4] = ["steelblue", "crimson", "seagreen", "darkorange"]
 /// Renders the CDF of each series of sorted latencies (ns) with a log latency axis (us) and a
 /// percentile axis in nines, so the tails that differ stand apart.
 pub fn latency_cdf(title: &str, series: &[(String, Vec<u64>)]) -> String {
+    cdf_chart(title, series, Some("reads"))
+}
+
+/// As [`latency_cdf`], with the legend giving each series' name only (for series that are a
+/// sample of the latencies, whose length is not a request count). Past four series the colors
+/// repeat dashed.
+pub fn latency_cdf_named(title: &str, series: &[(String, Vec<u64>)]) -> String {
+    cdf_chart(title, series, None)
+}
+
+fn cdf_chart(title: &str, series: &[(String, Vec<u64>)], count_word: Option<&str>) -> String {
     let us = |ns: u64| (ns as f64 / 1_000.0).max(1.0);
     let lo = series
         .iter()
@@ -178,6 +189,11 @@ pub fn latency_cdf(title: &str, series: &[(String, Vec<u64>)]) -> String {
     }
     for (index, (name, sorted)) in series.iter().enumerate() {
         let color = CDF_COLORS[index % CDF_COLORS.len()];
+        let dash = if index >= CDF_COLORS.len() {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let n = sorted.len();
         let mut points = String::new();
         for k in 0..=CDF_POINTS {
@@ -196,16 +212,17 @@ pub fn latency_cdf(title: &str, series: &[(String, Vec<u64>)]) -> String {
         }
         let _ = writeln!(
             svg,
-            r#"<polyline class="cdf" fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+            r#"<polyline class="cdf" fill="none" stroke="{color}"{dash} stroke-width="2" points="{}"><title>{}</title></polyline>"#,
             points.trim_end(),
             escape(name)
         );
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" fill="{color}">{} ({n} reads)</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" fill="{color}">{}{}</text>"#,
             MARGIN + 10.0,
             MARGIN + 16.0 + 16.0 * index as f64,
-            escape(name)
+            escape(name),
+            count_word.map_or(String::new(), |w| format!(" ({n} {w})"))
         );
     }
     let _ = writeln!(

@@ -1,6 +1,7 @@
 //! `ferrite ebs-server` and `ferrite ebs`: remote volumes on the server's own FTL over
-//! file-backed NAND, managed through a control socket in the data directory.
+//! file-backed NAND, managed through a control socket in the data directory; `ferrite ebs bench`.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod kek;
