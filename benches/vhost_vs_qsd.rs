@@ -5,7 +5,9 @@
 //! latency and the ratio ferrite/qsd, with encryption off and on.
 //!
 //! FERRITE_BENCH_SECS sets the measured seconds per case (default 10), FERRITE_BENCH_MIB the
-//! size of each disk (default 512).
+//! size of each disk (default 512). To profile one case: FERRITE_BENCH_CASE runs only the cases
+//! whose name contains it (e.g. "randwrite QD32"), FERRITE_BENCH_NO_QSD=1 skips qemu-storage-daemon
+//! (its columns and the ratios then print as 0 and "-").
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -142,9 +144,15 @@ fn run_all(socket: &Path, bytes: u64, secs: Duration) -> anyhow::Result<Vec<Figu
         |_| {},
     )?;
     c.flush(0)?;
+    let only = std::env::var("FERRITE_BENCH_CASE").ok();
     CASES
         .iter()
-        .map(|&case| measure(&mut c, case, bytes / 4096, Duration::from_secs(1), secs))
+        .map(|&case| {
+            if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
+                return Ok(Figures::default());
+            }
+            measure(&mut c, case, bytes / 4096, Duration::from_secs(1), secs)
+        })
         .collect()
 }
 
@@ -247,7 +255,11 @@ fn main() -> anyhow::Result<()> {
         bytes >> 20,
         secs
     );
-    let q = qsd(dir.path(), bytes, secs)?;
+    let q = if std::env::var("FERRITE_BENCH_NO_QSD").is_ok() {
+        vec![Figures::default(); CASES.len()]
+    } else {
+        qsd(dir.path(), bytes, secs)?
+    };
     let plain = ferrite(dir.path(), bytes, false, secs)?;
     let sealed = ferrite(dir.path(), bytes, true, secs)?;
     println!(
@@ -261,14 +273,21 @@ fn main() -> anyhow::Result<()> {
                 x.iops, x.p50_us, x.p99_us, x.p999_us
             )
         };
+        let ratio = |x: &Figures| {
+            if q[i].iops > 0.0 {
+                format!("{:.2}", x.iops / q[i].iops)
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "{:<15} {:>28} {:>28} {:>28} {:>12.2} {:>12.2}",
+            "{:<15} {:>28} {:>28} {:>28} {:>12} {:>12}",
             case.name,
             f(&q[i]),
             f(&plain[i]),
             f(&sealed[i]),
-            plain[i].iops / q[i].iops,
-            sealed[i].iops / q[i].iops,
+            ratio(&plain[i]),
+            ratio(&sealed[i]),
         );
     }
     println!(
