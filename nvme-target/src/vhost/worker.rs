@@ -32,10 +32,11 @@ const MAX_CHAINS_PER_PASS: usize = 1024;
 /// Longest a pass holds completions back from the driver. A pass of 32 queued 4 KiB writes takes
 /// about half a millisecond; signalling only at its end left the driver waiting until then, and
 /// then the worker waiting (or asleep) while the driver woke and refilled the ring (the worker was
-/// busy about 70% of the time at QD32). Signalling this often lets the driver refill the ring
-/// while the worker goes on, for one eventfd write per interval at most (and only when the
-/// driver asked to be notified).
-const SIGNAL_INTERVAL: Duration = Duration::from_micros(50);
+/// busy about 70% of the time at QD32). Signalling during a long pass lets the driver refill the
+/// ring while the worker goes on. Not more often: each signal wakes the driver, and at 50 us a
+/// pass of 32 reads (about 150 us) cost some 10% more CPU per read, client included, on a
+/// two-core machine where the driver and the worker share the cores.
+const SIGNAL_INTERVAL: Duration = Duration::from_micros(200);
 
 /// Writes staged at most before they are applied as one batch, and their bytes at most. A batch
 /// completes together, so it is kept short: 16 writes of 4 KiB take about a quarter of a
