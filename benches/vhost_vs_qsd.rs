@@ -2,10 +2,13 @@
 //! qemu-storage-daemon's (vhost-user-blk export, aio=io_uring, a raw file in the same directory),
 //! both driven by the same libblkio client in one run: 4 KiB random read and random write at queue
 //! depth 1 and 32 on one queue, after a warm-up and a sequential fill. Prints IOPS, p50/p99/p99.9
-//! latency and the ratio ferrite/qsd, with encryption off and on.
+//! latency and the ratio ferrite/qsd, with encryption off and on, and the CPU time (server and
+//! client) per request.
 //!
 //! FERRITE_BENCH_SECS sets the measured seconds per case (default 10), FERRITE_BENCH_MIB the
-//! size of each disk (default 512).
+//! size of each disk (default 512). To profile one case: FERRITE_BENCH_CASE runs only the cases
+//! whose name contains it (e.g. "randwrite QD32"), FERRITE_BENCH_NO_QSD=1 skips qemu-storage-daemon
+//! (its columns and the ratios then print as 0 and "-").
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -54,6 +57,31 @@ struct Figures {
     p50_us: f64,
     p99_us: f64,
     p999_us: f64,
+    /// CPU time of the server and this client process per request: unlike IOPS, it hardly moves
+    /// when another job shares the machine, so it shows what a change costs or saves.
+    cpu_per_io_us: f64,
+}
+
+/// User + system CPU time of process `pid` so far, in clock ticks (USER_HZ, 100 a second).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the first, utime the 12th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn cpu_ticks_of(pids: &[u32]) -> u64 {
+    pids.iter().map(|&p| cpu_ticks(p)).sum()
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -83,6 +111,7 @@ fn measure(
     blocks: u64,
     warmup: Duration,
     secs: Duration,
+    pids: &[u32],
 ) -> anyhow::Result<Figures> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move |_| {
@@ -102,11 +131,13 @@ fn measure(
         c.run_depth(0, load, &mut next, |_| {})?;
     }
     let mut lat_ns = Vec::new();
+    let cpu_before = cpu_ticks_of(pids);
     let start = Instant::now();
     while start.elapsed() < secs {
         c.run_depth(0, load, &mut next, |ns| lat_ns.push(ns))?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_s = cpu_ticks_of(pids).saturating_sub(cpu_before) as f64 / 100.0;
     lat_ns.sort_unstable();
     let pct = |p: f64| {
         let i = ((lat_ns.len() as f64 * p) as usize).min(lat_ns.len().saturating_sub(1));
@@ -117,11 +148,18 @@ fn measure(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         p999_us: pct(0.999),
+        cpu_per_io_us: cpu_s * 1e6 / lat_ns.len().max(1) as f64,
     })
 }
 
 /// Connects, fills the disk sequentially (so reads hit written data) and runs every case.
-fn run_all(socket: &Path, bytes: u64, secs: Duration) -> anyhow::Result<Vec<Figures>> {
+/// `pids`: the processes whose CPU time counts (the server's and this one).
+fn run_all(
+    socket: &Path,
+    bytes: u64,
+    secs: Duration,
+    pids: &[u32],
+) -> anyhow::Result<Vec<Figures>> {
     let mut c = Client::connect(socket, 1)?;
     let fill_block = 128 * 1024;
     let mut offset = 0u64;
@@ -142,9 +180,22 @@ fn run_all(socket: &Path, bytes: u64, secs: Duration) -> anyhow::Result<Vec<Figu
         |_| {},
     )?;
     c.flush(0)?;
+    let only = std::env::var("FERRITE_BENCH_CASE").ok();
     CASES
         .iter()
-        .map(|&case| measure(&mut c, case, bytes / 4096, Duration::from_secs(1), secs))
+        .map(|&case| {
+            if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
+                return Ok(Figures::default());
+            }
+            measure(
+                &mut c,
+                case,
+                bytes / 4096,
+                Duration::from_secs(1),
+                secs,
+                pids,
+            )
+        })
         .collect()
 }
 
@@ -201,7 +252,8 @@ fn ferrite(dir: &Path, bytes: u64, encrypt: bool, secs: Duration) -> anyhow::Res
         std::thread::spawn(move || serve(&socket, ns, &opts, &stop))
     };
     wait_for(&socket)?;
-    let result = run_all(&socket, bytes, secs);
+    // The server runs in this process.
+    let result = run_all(&socket, bytes, secs, &[std::process::id()]);
     stop.stop();
     server
         .join()
@@ -230,9 +282,10 @@ fn qsd(dir: &Path, bytes: u64, secs: Duration) -> anyhow::Result<Vec<Figures>> {
         .arg(format!("type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path={},writable=on,num-queues=1", socket.display()))
         .stdout(Stdio::null())
         .spawn()?;
+    let pids = [std::process::id(), child.id()];
     let _guard = Qsd(child);
     wait_for(&socket)?;
-    run_all(&socket, bytes, secs)
+    run_all(&socket, bytes, secs, &pids)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -247,7 +300,11 @@ fn main() -> anyhow::Result<()> {
         bytes >> 20,
         secs
     );
-    let q = qsd(dir.path(), bytes, secs)?;
+    let q = if std::env::var("FERRITE_BENCH_NO_QSD").is_ok() {
+        vec![Figures::default(); CASES.len()]
+    } else {
+        qsd(dir.path(), bytes, secs)?
+    };
     let plain = ferrite(dir.path(), bytes, false, secs)?;
     let sealed = ferrite(dir.path(), bytes, true, secs)?;
     println!(
@@ -261,18 +318,35 @@ fn main() -> anyhow::Result<()> {
                 x.iops, x.p50_us, x.p99_us, x.p999_us
             )
         };
+        let ratio = |x: &Figures| {
+            if q[i].iops > 0.0 {
+                format!("{:.2}", x.iops / q[i].iops)
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "{:<15} {:>28} {:>28} {:>28} {:>12.2} {:>12.2}",
+            "{:<15} {:>28} {:>28} {:>28} {:>12} {:>12}",
             case.name,
             f(&q[i]),
             f(&plain[i]),
             f(&sealed[i]),
-            plain[i].iops / q[i].iops,
-            sealed[i].iops / q[i].iops,
+            ratio(&plain[i]),
+            ratio(&sealed[i]),
         );
     }
     println!(
         "ratio = ferrite IOPS / qsd IOPS (targets: >= 1.0 at QD32 without encryption, >= 0.85 with)"
     );
+    println!(
+        "{:<15} {:>12} {:>12} {:>12}   CPU us per request (server + client)",
+        "case", "qsd", "ferrite", "ferrite+enc"
+    );
+    for (i, case) in CASES.iter().enumerate() {
+        println!(
+            "{:<15} {:>12.1} {:>12.1} {:>12.1}",
+            case.name, q[i].cpu_per_io_us, plain[i].cpu_per_io_us, sealed[i].cpu_per_io_us
+        );
+    }
     Ok(())
 }

@@ -305,6 +305,24 @@ impl Ftl {
             .write(&self.shared, lpa, data, &[0; SEAL_BYTES], durable)
     }
 
+    /// Writes several logical pages, in order, under one hold of the engine lock (none durable:
+    /// a caller that owes FUA follows with `make_durable`). `results` gets one entry per page, in
+    /// order: a page that fails (out of range, wrong size, read-only, a NAND error) fails alone
+    /// and the others are still written. A page written twice keeps the later data.
+    ///
+    /// One lock hold instead of one per page: a queue that pops many requests at once does not
+    /// hand the lock back and forth with other queues between them.
+    pub fn write_batch(&self, pages: &[(u64, &[u8])], results: &mut Vec<Result<(), FtlError>>) {
+        results.clear();
+        let mut engine = self.engine.lock();
+        for &(lpa, data) in pages {
+            let result = self
+                .check(lpa, 1, Some(data.len()))
+                .and_then(|lpa| engine.write(&self.shared, lpa, data, false));
+            results.push(result);
+        }
+    }
+
     /// Makes the latest write, trim or write-zeroes of `count` pages from `lpa` durable (a
     /// multi-page FUA write: write the pages with `durable` false, then this). Cheaper than
     /// `flush`: other streams' pages in assembly stay there and other devices are not synced.

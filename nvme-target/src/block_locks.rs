@@ -42,13 +42,21 @@ impl BlockLocks {
 
     /// Locks every stripe that a block of `first..first + count` maps to.
     ///
-    /// Stripes are always taken in ascending index order and a thread holds one range at a time,
-    /// so two ranges can never wait on each other in a cycle.
+    /// Stripes are always taken in ascending index order and a thread holds one range (or one
+    /// set, `lock_ranges`) at a time, so two holders can never wait on each other in a cycle.
     pub fn lock_range(&self, first: u64, count: u64) -> RangeGuard<'_> {
+        self.lock_ranges(&[(first, count)])
+    }
+
+    /// Locks every stripe that a block of any of the `(first, count)` ranges maps to, each stripe
+    /// once and in ascending order (a batch of writes holds them all while it is applied).
+    pub fn lock_ranges(&self, ranges: &[(u64, u64)]) -> RangeGuard<'_> {
         let mut wanted = [false; STRIPES];
-        if count >= STRIPES as u64 {
-            wanted = [true; STRIPES];
-        } else {
+        for &(first, count) in ranges {
+            if count >= STRIPES as u64 {
+                wanted = [true; STRIPES];
+                break;
+            }
             for lba in first..first.saturating_add(count) {
                 wanted[Self::stripe_of(lba)] = true;
             }
@@ -80,5 +88,18 @@ mod tests {
         let all = locks.lock_range(0, 10_000);
         assert!(locks.stripes.iter().all(|m| m.is_locked()));
         drop(all);
+    }
+
+    #[test]
+    fn a_set_of_ranges_takes_each_stripe_once() {
+        let locks = BlockLocks::new();
+        // Blocks 3 and 3 + STRIPES share a stripe: taking it twice would deadlock this thread.
+        let held = locks.lock_ranges(&[(3, 1), (3 + STRIPES as u64, 2), (100, 1)]);
+        for stripe in [3, 4, 100] {
+            assert!(locks.stripes[stripe].is_locked(), "stripe {stripe}");
+        }
+        assert_eq!(locks.stripes.iter().filter(|m| m.is_locked()).count(), 3);
+        drop(held);
+        assert!(locks.stripes.iter().all(|m| !m.is_locked()));
     }
 }

@@ -54,6 +54,18 @@ impl Namespace for FtlNamespace {
             .map_err(|e| map_error(e, lba, 1))
     }
 
+    fn write_blocks(&self, writes: &[(u64, &[u8])], results: &mut Vec<Result<(), NamespaceError>>) {
+        let mut ftl_results = Vec::with_capacity(writes.len());
+        self.ftl.write_batch(writes, &mut ftl_results);
+        results.clear();
+        results.extend(
+            ftl_results
+                .into_iter()
+                .zip(writes)
+                .map(|(r, &(lba, _))| r.map_err(|e| map_error(e, lba, 1))),
+        );
+    }
+
     fn flush(&self) -> Result<(), NamespaceError> {
         self.ftl.flush().map_err(|e| map_error(e, 0, 0))
     }

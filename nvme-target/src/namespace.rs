@@ -69,6 +69,18 @@ pub trait Namespace: Send + Sync + Debug {
     fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError>;
     /// Writes one block; `durable` (FUA) returns only once the block survives a power cut.
     fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError>;
+    /// Writes whole blocks in order, none durable; `results` gets one entry per write, in order,
+    /// and a write that fails does not stop the others. A block written twice keeps the later
+    /// data. A backend that can apply them together (the FTL: one engine-lock hold) overrides
+    /// this; the default writes them one by one.
+    fn write_blocks(&self, writes: &[(u64, &[u8])], results: &mut Vec<Result<(), NamespaceError>>) {
+        results.clear();
+        results.extend(
+            writes
+                .iter()
+                .map(|&(lba, data)| self.write_block(lba, data, false)),
+        );
+    }
     /// Makes every completed write durable.
     fn flush(&self) -> Result<(), NamespaceError>;
     /// Makes the completed writes, deallocations and write-zeroes of `count` blocks from `lba`

@@ -211,6 +211,88 @@ impl IoQueue {
         Ok(())
     }
 
+    /// Runs several write commands (none FUA) in order, as `execute` would one after another, and
+    /// puts one status per command into `statuses`. The whole-block writes among them go to the
+    /// backend together (`Namespace::write_blocks`: one FTL engine-lock hold) under the block
+    /// locks of all their blocks; a write of partial blocks runs alone (read-modify-write), in
+    /// its place in the order. A command that fails gets its status and the others still run; a
+    /// block written twice keeps the later command's data.
+    pub fn write_batch(&mut self, writes: &[(u64, &[u8])], statuses: &mut Vec<Status>) {
+        statuses.clear();
+        statuses.resize(writes.len(), Status::Success);
+        // The whole-block group being gathered: (index into `writes`, first block).
+        let mut group: Vec<(usize, u64)> = Vec::with_capacity(writes.len());
+        for (i, &(sector, data)) in writes.iter().enumerate() {
+            self.counters.write_commands.fetch_add(1, Ordering::Relaxed);
+            let checked = self
+                .byte_range(sector, data.len())
+                .and_then(|r| self.writable().map(|()| r));
+            match checked {
+                Err(status) => statuses[i] = status,
+                Ok(r) if self.whole_blocks(r) => {
+                    group.push((i, r.start / self.ns.block_size() as u64));
+                }
+                Ok(_) => {
+                    // Earlier commands first: this one may overlap them.
+                    self.write_group(writes, &group, statuses);
+                    group.clear();
+                    if let Err(status) = self.write(sector, data, false) {
+                        statuses[i] = status;
+                    }
+                }
+            }
+        }
+        self.write_group(writes, &group, statuses);
+        for status in statuses.iter() {
+            if status.is_media_error() {
+                self.counters.media_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether a checked range starts and ends on block boundaries (and is not empty).
+    fn whole_blocks(&self, r: ByteRange) -> bool {
+        let bs = self.ns.block_size() as u64;
+        r.start < r.end && r.start.is_multiple_of(bs) && r.end.is_multiple_of(bs)
+    }
+
+    /// Writes the whole-block commands `group` (checked, in order) with one backend call.
+    fn write_group(
+        &self,
+        writes: &[(u64, &[u8])],
+        group: &[(usize, u64)],
+        statuses: &mut [Status],
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let ns = self.ns.clone();
+        let bs = ns.block_size();
+        let mut ranges = Vec::with_capacity(group.len());
+        let mut blocks: Vec<(u64, &[u8])> = Vec::new();
+        // The command each block belongs to, to give its status back.
+        let mut owner = Vec::new();
+        for &(i, first) in group {
+            let data = writes[i].1;
+            ranges.push((first, (data.len() / bs) as u64));
+            for (k, chunk) in data.chunks_exact(bs).enumerate() {
+                blocks.push((first + k as u64, chunk));
+                owner.push(i);
+            }
+        }
+        let _held = ns.locks.lock_ranges(&ranges);
+        let mut results = Vec::with_capacity(blocks.len());
+        ns.backend().write_blocks(&blocks, &mut results);
+        for (result, &i) in results.into_iter().zip(&owner) {
+            // A command's first failing block gives its status.
+            if let Err(e) = result
+                && statuses[i].is_success()
+            {
+                statuses[i] = fail(e);
+            }
+        }
+    }
+
     /// Makes the completed writes, write-zeroes and deallocations of the blocks that `sectors`
     /// sectors from `sector` touch durable: what a write-through cache (virtio CONFIG_WCE = 0)
     /// owes before completing a write-zeroes or discard. Cheaper than `Command::Flush`.

@@ -9,6 +9,11 @@ use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
 
 /// 2 devices x 2 dies x 16 blocks x 32 pages of 4 KiB: about 7 MiB of logical space.
 pub fn small_ftl() -> Ftl {
+    small_ftl_sealed(None)
+}
+
+/// `small_ftl` with every page sealed by `sealer` (None: in the clear).
+pub fn small_ftl_sealed(sealer: Option<keys::PageSealer>) -> Ftl {
     let g = Geometry {
         channels: 1,
         dies_per_channel: 2,
@@ -24,7 +29,7 @@ pub fn small_ftl() -> Ftl {
                 as Arc<dyn Nand>
         })
         .collect();
-    Ftl::format(devices, FtlConfig::default()).unwrap()
+    Ftl::format_sealed(devices, FtlConfig::default(), sealer).unwrap()
 }
 
 pub fn identity(read_only: bool) -> NamespaceIdentity {

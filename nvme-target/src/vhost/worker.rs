@@ -18,7 +18,7 @@ use super::request::{
     self, DISCARD_SEGMENT_BYTES, Desc, ID_BYTES, MAX_DISCARD_SEGMENTS, Request, RequestError,
     RequestKind,
 };
-use crate::queue::{Command, IoQueue, MAX_TRANSFER_BYTES};
+use crate::queue::{Command, IoQueue, MAX_TRANSFER_BYTES, SECTOR_BYTES};
 use crate::status::Status;
 
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -28,6 +28,21 @@ pub type Vring = VringMutex<AtomicMemory>;
 /// Chains popped in one pass at most before the used ring is published and the guest notified,
 /// so a guest that keeps the ring full cannot starve its own completions.
 const MAX_CHAINS_PER_PASS: usize = 1024;
+
+/// Longest a pass holds completions back from the driver. A pass of 32 queued 4 KiB writes takes
+/// about half a millisecond; signalling only at its end left the driver waiting until then, and
+/// then the worker waiting (or asleep) while the driver woke and refilled the ring (the worker was
+/// busy about 70% of the time at QD32). Signalling during a long pass lets the driver refill the
+/// ring while the worker goes on. Not more often: each signal wakes the driver, and at 50 us a
+/// pass of 32 reads (about 150 us) cost some 10% more CPU per read, client included, on a
+/// two-core machine where the driver and the worker share the cores.
+const SIGNAL_INTERVAL: Duration = Duration::from_micros(200);
+
+/// Writes staged at most before they are applied as one batch, and their bytes at most. A batch
+/// completes together, so it is kept short: 16 writes of 4 KiB take about a quarter of a
+/// millisecond.
+const MAX_BATCH_WRITES: usize = 16;
+const MAX_BATCH_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -53,6 +68,12 @@ pub struct QueueWorker {
     descs: Vec<Desc>,
     /// The data of one request, gathered from or scattered to guest buffers.
     buf: Vec<u8>,
+    /// Whole-block writes popped in this pass and not yet applied, their data in `batch_buf`.
+    staged: Vec<Staged>,
+    batch_buf: Vec<u8>,
+    staged_bytes: usize,
+    /// Statuses of the last batch (kept to reuse the allocation).
+    statuses: Vec<Status>,
     poll_max: Duration,
     /// Current polling window: grows when polling finds work, shrinks when it does not.
     poll_window: Duration,
@@ -76,6 +97,86 @@ fn virtio_status(s: Status) -> u8 {
     }
 }
 
+/// When to tell the driver about used chains during a pass (see `SIGNAL_INTERVAL`).
+struct Signal {
+    pending: bool,
+    last: Instant,
+}
+
+impl Signal {
+    fn new() -> Self {
+        Self {
+            pending: false,
+            last: Instant::now(),
+        }
+    }
+
+    /// Chains were added to the used ring: signal if the last signal is old enough.
+    fn used(
+        &mut self,
+        state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+    ) -> Result<(), WorkerError> {
+        self.pending = true;
+        let now = Instant::now();
+        if now.duration_since(self.last) >= SIGNAL_INTERVAL {
+            self.last = now;
+            self.pending = false;
+            notify(state)?;
+        }
+        Ok(())
+    }
+
+    /// The pass ends: whatever was used and not yet signalled is.
+    fn end_of_pass(
+        &mut self,
+        state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+    ) -> Result<(), WorkerError> {
+        if self.pending {
+            self.pending = false;
+            notify(state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Tells the driver about the chains used since the last call, if it asked to be told (with
+/// EVENT_IDX, when its used_event falls among them).
+fn notify(
+    state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+) -> Result<(), WorkerError> {
+    if state.needs_notification()? {
+        state.signal_used_queue().map_err(WorkerError::Notify)?;
+    }
+    Ok(())
+}
+
+/// A write waiting in the batch: its chain, status byte and data in `batch_buf`.
+#[derive(Debug)]
+struct Staged {
+    head: u16,
+    status_addr: u64,
+    sector: u64,
+    at: usize,
+    len: usize,
+}
+
+/// Copies the request's readable buffers into `out` (exactly `r.data_len` bytes long).
+fn gather_into(memory: &GuestMemory, r: &Request, out: &mut [u8]) -> Result<(), RequestError> {
+    let mut at = 0usize;
+    for d in &r.data {
+        let len = d.len as usize;
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= out.len())
+            .ok_or(RequestError::DataTooLong(r.data_len.into()))?;
+        memory
+            .read_slice(&mut out[at..end], GuestAddress(d.addr))
+            .map_err(|_| RequestError::DataUnreadable)?;
+        at = end;
+    }
+    Ok(())
+}
+
 impl QueueWorker {
     pub fn new(io: IoQueue, writeback: Arc<AtomicBool>, poll: Duration) -> Self {
         let mut serial = [0u8; ID_BYTES];
@@ -91,6 +192,10 @@ impl QueueWorker {
             writeback,
             descs: Vec::new(),
             buf: vec![0u8; MAX_TRANSFER_BYTES],
+            staged: Vec::with_capacity(MAX_BATCH_WRITES),
+            batch_buf: vec![0u8; MAX_BATCH_BYTES],
+            staged_bytes: 0,
+            statuses: Vec::with_capacity(MAX_BATCH_WRITES),
             poll_max: poll,
             poll_window: poll,
             counters: WorkerCounters::default(),
@@ -149,6 +254,10 @@ impl QueueWorker {
         let guard = mem.memory();
         let memory: &GuestMemory = guard.deref();
         let mut done = 0usize;
+        let mut signal = Signal::new();
+        // Left over only if the ring broke in the last pass: those chains were never returned.
+        self.staged.clear();
+        self.staged_bytes = 0;
         while done < MAX_CHAINS_PER_PASS {
             let Some(chain) = state.get_queue_mut().pop_descriptor_chain(memory) else {
                 break;
@@ -160,32 +269,147 @@ impl QueueWorker {
                 len: d.len(),
                 device_writable: d.is_write_only(),
             }));
-            let used_len = self.handle(memory);
-            state.add_used(head, used_len)?;
             done += 1;
+            let request = match request::parse(&self.descs, |addr| read_header(memory, addr)) {
+                Ok(r) => r,
+                Err(rejected) => {
+                    // Chains are returned in the order they were popped, so the staged writes
+                    // first (guests do not rely on it, but a ring read in order is simpler to
+                    // reason about).
+                    self.apply_staged(memory, state, &mut signal)?;
+                    let used_len = self.reject(memory, &rejected);
+                    state.add_used(head, used_len)?;
+                    signal.used(state)?;
+                    continue;
+                }
+            };
+            if self.batchable(&request) {
+                if self.staged.len() == MAX_BATCH_WRITES
+                    || self.staged_bytes + request.data_len as usize > MAX_BATCH_BYTES
+                {
+                    self.apply_staged(memory, state, &mut signal)?;
+                }
+                self.stage(memory, state, &mut signal, head, request)?;
+                continue;
+            }
+            // Anything else may depend on the staged writes (a read of the same block, a flush):
+            // they are applied first.
+            self.apply_staged(memory, state, &mut signal)?;
+            let used_len = self.handle(memory, &request);
+            state.add_used(head, used_len)?;
+            signal.used(state)?;
         }
-        if done > 0 && state.needs_notification()? {
-            state.signal_used_queue().map_err(WorkerError::Notify)?;
+        self.apply_staged(memory, state, &mut signal)?;
+        signal.end_of_pass(state)
+    }
+
+    /// A write that can wait in the batch: write-back cache mode (a FUA write completes alone),
+    /// whole blocks, and small enough to stage.
+    fn batchable(&self, r: &Request) -> bool {
+        let block_bytes = self.io.namespace().block_size() as u64;
+        r.kind == RequestKind::Write
+            && self.writeback.load(Ordering::Relaxed)
+            && r.data_len > 0
+            && u64::from(r.data_len).is_multiple_of(block_bytes)
+            && r.sector
+                .checked_mul(SECTOR_BYTES)
+                .is_some_and(|b| b.is_multiple_of(block_bytes))
+            && r.data_len as usize <= MAX_BATCH_BYTES
+    }
+
+    /// Copies a batchable write's data into the batch buffer and queues it; a write whose
+    /// buffers are not all in guest memory completes at once with IOERR.
+    fn stage(
+        &mut self,
+        memory: &GuestMemory,
+        state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+        signal: &mut Signal,
+        head: u16,
+        r: Request,
+    ) -> Result<(), WorkerError> {
+        let at = self.staged_bytes;
+        let len = r.data_len as usize;
+        let Some(out) = self.batch_buf.get_mut(at..at + len) else {
+            // Not reached: `batchable` and the batch limit keep it in the buffer.
+            self.apply_staged(memory, state, signal)?;
+            let used_len = self.put_status(memory, r.status_addr, VIRTIO_BLK_S_IOERR as u8);
+            state.add_used(head, used_len)?;
+            return signal.used(state);
+        };
+        if let Err(e) = gather_into(memory, &r, out) {
+            self.apply_staged(memory, state, signal)?;
+            self.counters.rejected_requests += 1;
+            self.counters.completed_requests += 1;
+            tracing::debug!(error = %e, "rejected a guest request");
+            let used_len = self.put_status(memory, r.status_addr, e.virtio_status());
+            state.add_used(head, used_len)?;
+            return signal.used(state);
         }
+        self.staged_bytes += len;
+        self.staged.push(Staged {
+            head,
+            status_addr: r.status_addr,
+            sector: r.sector,
+            at,
+            len,
+        });
         Ok(())
     }
 
-    /// Runs one chain to its status; returns the bytes written into device-writable buffers.
-    fn handle(&mut self, memory: &GuestMemory) -> u32 {
-        let parsed = request::parse(&self.descs, |addr| read_header(memory, addr));
-        let request = match parsed {
-            Ok(r) => r,
-            Err(rejected) => {
-                self.counters.rejected_requests += 1;
-                tracing::debug!(error = %rejected.error, "rejected a guest request");
-                return match rejected.status_addr {
-                    Some(addr) => self.put_status(memory, addr, rejected.error.virtio_status()),
-                    // No sound status buffer: return the chain with nothing written.
-                    None => 0,
-                };
+    /// Applies the staged writes (one batch for the namespace, in the order they were popped),
+    /// writes their statuses and returns their chains.
+    fn apply_staged(
+        &mut self,
+        memory: &GuestMemory,
+        state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+        signal: &mut Signal,
+    ) -> Result<(), WorkerError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<(u64, &[u8])> = self
+            .staged
+            .iter()
+            .map(|s| (s.sector, &self.batch_buf[s.at..s.at + s.len]))
+            .collect();
+        let mut statuses = std::mem::take(&mut self.statuses);
+        self.io.write_batch(&writes, &mut statuses);
+        drop(writes);
+        // Emptied before the chains are returned: if the ring breaks meanwhile, nothing is
+        // applied twice.
+        let mut staged = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
+        self.counters.completed_requests += staged.len() as u64;
+        let mut result = Ok(());
+        for (s, &status) in staged.iter().zip(&statuses) {
+            let used_len = self.put_status(memory, s.status_addr, virtio_status(status));
+            result = state.add_used(s.head, used_len);
+            if result.is_err() {
+                break;
             }
-        };
-        let (status, written) = match self.execute(memory, &request) {
+        }
+        staged.clear();
+        self.staged = staged;
+        self.statuses = statuses;
+        result?;
+        signal.used(state)
+    }
+
+    /// Writes the status of a chain the parser refused; returns the bytes written.
+    fn reject(&mut self, memory: &GuestMemory, rejected: &request::Rejected) -> u32 {
+        self.counters.rejected_requests += 1;
+        tracing::debug!(error = %rejected.error, "rejected a guest request");
+        match rejected.status_addr {
+            Some(addr) => self.put_status(memory, addr, rejected.error.virtio_status()),
+            // No sound status buffer: return the chain with nothing written.
+            None => 0,
+        }
+    }
+
+    /// Runs one parsed request to its status; returns the bytes written into device-writable
+    /// buffers.
+    fn handle(&mut self, memory: &GuestMemory, request: &Request) -> u32 {
+        let (status, written) = match self.execute(memory, request) {
             Ok(pair) => pair,
             Err(e) => {
                 self.counters.rejected_requests += 1;
