@@ -318,7 +318,7 @@ impl Ftl {
         for &(lpa, data) in pages {
             let result = self
                 .check(lpa, 1, Some(data.len()))
-                .and_then(|lpa| engine.write(&self.shared, lpa, data, false));
+                .and_then(|lpa| engine.write(&self.shared, lpa, data, &[0; SEAL_BYTES], false));
             results.push(result);
         }
     }
