@@ -520,7 +520,7 @@ impl<S: PageStore> Device<S> {
         if was_clean {
             die.dirty_blocks.push(block);
         }
-        self.store.note_programmed(block, &meta)
+        self.store.write_block_meta(block, &meta)
     }
 }
 

@@ -21,22 +21,16 @@
 //! keep what was on it either, or erasing (a terminate, say) would leave old data readable in the
 //! file by anyone with the file.
 //!
-//! The store is thread-safe: every page access is a positional read or write (`pread`/`pwrite`)
-//! of a distinct range, and `Device` serialises the operations of one die. Only the block
-//! metadata written after a program (the block's programmed-page count) is kept in memory until
-//! the next `sync` (or the block's next metadata write, or drop), under a lock of its own: a
-//! program costs two positional writes, not three. So a page programmed since the last sync may
-//! read as erased after a crash of the process, which NAND semantics allow (it was not durable).
+//! The store is thread-safe without a lock: every access is a positional read or write
+//! (`pread`/`pwrite`) of a distinct range, and `Device` serialises the operations of one die.
 //!
-//! **Durability.** With `FileDurability::Host` (the default) `sync` writes the kept-back metadata
-//! and is an `fdatasync`: what it covers survives a host power failure. With
-//! `FileDurability::Process`, `sync` writes the kept-back metadata and only orders (every `pwrite`
-//! that returned is in the page cache already, which a crash of the process does not lose) and
-//! the device survives process crashes only. That is all encrypted instance storage needs: its
+//! **Durability.** With `FileDurability::Host` (the default) `sync` is an `fdatasync`: what it
+//! covers survives a host power failure. With `FileDurability::Process`, `sync` only orders (every
+//! `pwrite` that returned is in the page cache already, which a crash of the process does not lose)
+//! and the device survives process crashes only. That is all encrypted instance storage needs: its
 //! key lives in RAM and is gone after a host failure, and with it every byte on the device, so
 //! paying a disk flush per barrier (several per GC batch) would buy nothing.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -44,7 +38,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use parking_lot::Mutex;
 use rustix::fs::FallocateFlags;
 
 use super::device::Device;
@@ -301,11 +294,6 @@ pub struct FileStore {
     layout: FileLayout,
     /// `FileDurability as u8`: set after open, read by every `sync`.
     durability: AtomicU8,
-    /// Block metadata of programs since the last sync, not yet in the file (`note_programmed`):
-    /// a third positional write per program cost about 6% of a 4 KiB host write. The lock is
-    /// held over every metadata write, so an older entry never lands after a newer one (two
-    /// syncs racing, or a sync and an erase).
-    pending_meta: Mutex<BTreeMap<u32, BlockMeta>>,
 }
 
 /// What `sync` of a file device survives (see the module docs).
@@ -369,39 +357,12 @@ impl FileStore {
         }
     }
 
-    fn put_meta(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError> {
-        let at = self.layout.meta_offset + u64::from(block) * META_ENTRY_LEN as u64;
-        self.file
-            .write_all_at(&encode_meta(meta), at)
-            .map_err(|e| self.io(e))
-    }
-
-    /// Writes the metadata `note_programmed` kept back; what fails to write stays pending.
-    fn write_pending_meta(&self) -> Result<(), NandError> {
-        let mut pending = self.pending_meta.lock();
-        while let Some((&block, &meta)) = pending.first_key_value() {
-            self.put_meta(block, &meta)?;
-            pending.remove(&block);
-        }
-        Ok(())
-    }
-
     fn data_at(&self, block: u32, page: u32) -> u64 {
         self.layout.data_offset + self.page_index(block, page) * u64::from(self.geometry.page_size)
     }
 
     fn oob_at(&self, block: u32, page: u32) -> u64 {
         self.layout.oob_offset + self.page_index(block, page) * u64::from(self.geometry.oob_size)
-    }
-}
-
-impl Drop for FileStore {
-    /// A device dropped without a sync keeps the pages it programmed, as before metadata was
-    /// kept back (only a crash of the process loses what no sync covered).
-    fn drop(&mut self) {
-        if let Err(e) = self.write_pending_meta() {
-            tracing::warn!(path = %self.path, error = %e, "block metadata not written at drop");
-        }
     }
 }
 
@@ -466,20 +427,13 @@ impl PageStore for FileStore {
     }
 
     fn write_block_meta(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError> {
-        let mut pending = self.pending_meta.lock();
-        // This state is newer than any kept back for the block (the device calls under its die
-        // lock).
-        pending.remove(&block);
-        self.put_meta(block, meta)
-    }
-
-    fn note_programmed(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError> {
-        self.pending_meta.lock().insert(block, *meta);
-        Ok(())
+        let at = self.layout.meta_offset + u64::from(block) * META_ENTRY_LEN as u64;
+        self.file
+            .write_all_at(&encode_meta(meta), at)
+            .map_err(|e| self.io(e))
     }
 
     fn sync(&self) -> Result<(), NandError> {
-        self.write_pending_meta()?;
         match self.durability() {
             FileDurability::Host => self.file.sync_data().map_err(|e| self.io(e)),
             FileDurability::Process => Ok(()),
@@ -540,7 +494,6 @@ impl Device<FileStore> {
             geometry,
             layout,
             durability: AtomicU8::new(FileDurability::Host as u8),
-            pending_meta: Mutex::new(BTreeMap::new()),
         };
         Device::from_parts(geometry, faults, store, metas, rail)
     }
@@ -606,7 +559,6 @@ impl Device<FileStore> {
             geometry,
             layout,
             durability: AtomicU8::new(FileDurability::Host as u8),
-            pending_meta: Mutex::new(BTreeMap::new()),
         };
         Device::from_parts(geometry, faults, store, metas, rail)
     }

@@ -50,14 +50,7 @@ pub trait PageStore: Send + Sync + fmt::Debug {
     /// device never shows the content of an erased page.
     fn erase_pages(&self, block: u32, from_page: u32) -> Result<(), NandError>;
     fn write_block_meta(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError>;
-    /// A page of `block` was programmed and `meta` is its new state (only `programmed_pages`
-    /// changed). A store may keep it until the next `sync` (or `write_block_meta` of the block)
-    /// instead of writing it now: a page programmed since the last sync may be lost anyway.
-    fn note_programmed(&self, block: u32, meta: &BlockMeta) -> Result<(), NandError> {
-        self.write_block_meta(block, meta)
-    }
-    /// Makes every completed write durable, block metadata kept back by `note_programmed`
-    /// included.
+    /// Makes every completed write durable.
     fn sync(&self) -> Result<(), NandError>;
     /// Whether `sync` waits for a disk (milliseconds), so that syncing several stores at once pays.
     fn sync_is_slow(&self) -> bool {

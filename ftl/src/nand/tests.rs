@@ -1040,37 +1040,6 @@ fn file_restart_keeps_everything() {
     assert_eq!(snapshot(&dev), after_cut);
 }
 
-#[test]
-fn file_programs_since_the_last_sync_may_read_erased_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("dev.nand");
-    let dev = FileNand::create(&path, small(), none(), None).expect("create");
-    for p in 0..3 {
-        program_gen(&dev, 1, p, 7).expect("program");
-    }
-    dev.erase_block(2).expect("erase");
-    dev.sync().expect("sync");
-    let synced = read(&dev, 1, 2).expect("read");
-    for p in 3..5 {
-        program_gen(&dev, 1, p, 7).expect("program");
-    }
-    // A crash of the process: nothing runs at exit, so the metadata kept back since the sync
-    // (block 1's last two programs) never reaches the file. The erase did, at once.
-    std::mem::forget(dev);
-    let dev = FileNand::open(&path, none(), None).expect("open");
-    assert_eq!(info(&dev, 1).programmed_pages, 3);
-    assert_eq!(info(&dev, 2).erase_count, 1);
-    assert_eq!(read(&dev, 1, 2).expect("read"), synced);
-    assert!(erased(read(&dev, 1, 3), 1, 3));
-    // The page that was not durable programs again, as an erased page does.
-    program_gen(&dev, 1, 3, 8).expect("program after the crash");
-    // A sync writes the kept-back metadata: a second crash keeps the page.
-    dev.sync().expect("sync");
-    std::mem::forget(dev);
-    let dev = FileNand::open(&path, none(), None).expect("reopen");
-    assert_eq!(info(&dev, 1).programmed_pages, 4);
-}
-
 fn format_reason(r: Result<FileNand, NandError>, path: &Path) -> String {
     match r {
         Err(NandError::Format { path: p, reason }) => {
