@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::hmac;
 use parking_lot::RwLock;
 
 use crate::KeyError;
@@ -17,6 +18,9 @@ use crate::aead::{AeadKey, Backend};
 use crate::secret::Secret;
 
 const SUBKEY_SALT: &[u8] = b"ferrite-page-subkey-v1";
+const TABLE_SALT: &[u8] = b"ferrite-table-mac-v1";
+/// Length of a table MAC (HMAC-SHA256).
+pub const TABLE_MAC_BYTES: usize = 32;
 /// A subkey serves 2^31 generations, so it seals fewer than 2^31 pages: far below the 2^32
 /// invocations AES-GCM allows per key with 96-bit nonces.
 pub const EPOCH_SHIFT: u32 = 31;
@@ -82,6 +86,38 @@ impl Holder {
         let key = Arc::new(AeadKey::new(self.backend, &subkey)?);
         state.subkeys.insert((id, epoch), key.clone());
         Ok(key)
+    }
+
+    /// HMAC-SHA256 of `bytes` under the table subkey of `id` (a key of its own, apart from the page
+    /// keys): authenticates the FTL's metadata kept outside the pages, such as the generation
+    /// bounds. Derived per call: tables are written and read once per open and close.
+    pub fn table_mac(&self, id: u64, bytes: &[u8]) -> Result<[u8; TABLE_MAC_BYTES], KeyError> {
+        let key = self.table_key(id)?;
+        let tag = hmac::sign(&key, bytes);
+        let mut out = [0u8; TABLE_MAC_BYTES];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Checks `tag` against `bytes` in constant time.
+    pub fn verify_table_mac(
+        &self,
+        id: u64,
+        bytes: &[u8],
+        tag: &[u8; TABLE_MAC_BYTES],
+    ) -> Result<(), KeyError> {
+        let key = self.table_key(id)?;
+        hmac::verify(&key, bytes, tag).map_err(|_| KeyError::Authentication { what: "table" })
+    }
+
+    fn table_key(&self, id: u64) -> Result<hmac::Key, KeyError> {
+        let guard = self.state.read();
+        let state = guard.as_ref().ok_or(KeyError::Destroyed)?;
+        let subkey = state
+            .master
+            .derive(TABLE_SALT, &[b"table", &id.to_le_bytes()])?;
+        // aws-lc-rs keeps the HMAC key in its own heap memory and cleanses it on drop.
+        Ok(hmac::Key::new(hmac::HMAC_SHA256, subkey.expose()))
     }
 
     /// Runs `f` on the master secret (for wrapping a volume key); fails once destroyed.

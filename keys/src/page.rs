@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::KeyError;
 use crate::aead::{NONCE_BYTES, TAG_BYTES};
-use crate::holder::Holder;
+use crate::holder::{Holder, TABLE_MAC_BYTES};
 
 pub const SEAL_FORMAT_VERSION: u8 = 1;
 
@@ -69,6 +69,26 @@ impl PageSealer {
         key.seal(nonce(lpa, generation), &aad(self.id, lpa, generation), data)
     }
 
+    /// HMAC-SHA256 of a table of this device's or volume's metadata kept off the pages (the FTL's
+    /// generation bounds), under a subkey of its own.
+    pub fn table_mac(&self, bytes: &[u8]) -> Result<[u8; TABLE_MAC_BYTES], KeyError> {
+        self.holder.table_mac(self.id, bytes)
+    }
+
+    /// Checks a table MAC made by `table_mac` (with the same key and id); `Authentication` if not.
+    pub fn verify_table_mac(
+        &self,
+        bytes: &[u8],
+        tag: &[u8; TABLE_MAC_BYTES],
+    ) -> Result<(), KeyError> {
+        self.holder.verify_table_mac(self.id, bytes, tag)
+    }
+
+    /// The device or volume id the sealer binds into every page.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Authenticates and decrypts a page into `plaintext` (zeroed if it does not authenticate).
     pub fn open(
         &self,
@@ -93,6 +113,26 @@ impl PageSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_mac_binds_key_id_and_bytes() {
+        let key = crate::InstanceKey::generate(crate::Backend::AwsLc).unwrap();
+        let other = crate::InstanceKey::generate(crate::Backend::AwsLc).unwrap();
+        let tag = key.sealer(1).table_mac(b"bounds").unwrap();
+        key.sealer(1).verify_table_mac(b"bounds", &tag).unwrap();
+        assert!(key.sealer(1).verify_table_mac(b"bounda", &tag).is_err());
+        assert!(key.sealer(2).verify_table_mac(b"bounds", &tag).is_err());
+        assert!(other.sealer(1).verify_table_mac(b"bounds", &tag).is_err());
+        // Not the page key: a page tag and a table MAC never come from the same key.
+        let mut flipped = tag;
+        flipped[31] ^= 1;
+        assert!(key.sealer(1).verify_table_mac(b"bounds", &flipped).is_err());
+        key.destroy();
+        assert!(matches!(
+            key.sealer(1).table_mac(b"bounds"),
+            Err(KeyError::Destroyed)
+        ));
+    }
 
     #[test]
     fn nonce_and_aad_offsets_are_pinned() {
