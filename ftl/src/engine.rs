@@ -3,7 +3,7 @@
 //! take it (they use the atomic map in `Shared`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::assembly::{PageAt, PendingPage};
 use crate::blocks::{BlockKind, BlockState, FreePool};
@@ -74,9 +74,30 @@ pub struct Shared {
     pub layout: Layout,
     pub devices: Vec<Arc<dyn Nand>>,
     pub map: Vec<AtomicU32>,
+    /// Sealed FTLs only (empty otherwise): per logical page, a generation its mapped page must
+    /// have at least. A page of an older generation put back on the media (data and OOB record
+    /// together, which authenticate) fails the read as a replay. Raised after each host write's
+    /// map update, from the fold of a crash open, and from a table saved at a clean close.
+    pub generations: Vec<AtomicU64>,
 }
 
 impl Shared {
+    /// The least generation the page mapped at `lpa` may carry (0: nothing known).
+    ///
+    /// Loaded before the map entry: a write stores its generation after its map update, so any
+    /// entry read after this load holds that generation or a newer one.
+    pub fn generation_bound(&self, lpa: u32) -> u64 {
+        self.generations
+            .get(lpa as usize)
+            .map_or(0, |g| g.load(Ordering::Acquire))
+    }
+
+    pub fn raise_generation(&self, lpa: u32, generation: u64) {
+        if let Some(g) = self.generations.get(lpa as usize) {
+            g.fetch_max(generation, Ordering::AcqRel);
+        }
+    }
+
     pub fn entry(&self, lpa: u32) -> Entry {
         Entry::decode(self.map[lpa as usize].load(Ordering::Acquire))
     }
@@ -346,6 +367,8 @@ impl Engine {
         self.temperature.record_write(lpa);
         self.counters.host_pages_written += 1;
         let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
+        // After the map update, never before: see `Shared::generation_bound`.
+        sh.raise_generation(lpa, data_seq);
         self.release(old);
         self.program_full_pages(sh)?;
         if durable {

@@ -12,6 +12,8 @@ use parking_lot::Mutex;
 
 use keys::{KeyError, PageSealer};
 
+use crate::format::generations::{self, TableError};
+
 use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
@@ -26,6 +28,10 @@ use crate::stats::FtlStats;
 thread_local! {
     /// Where a reading thread puts a sealed page before opening it into the caller's buffer.
     static SEALED_PAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn zero_bounds(pages: u64) -> Vec<AtomicU64> {
+    (0..pages).map(|_| AtomicU64::new(0)).collect()
 }
 
 /// How often a read retries when GC moved its page between the map lookup and the NAND read.
@@ -52,7 +58,10 @@ impl Ftl {
         config: FtlConfig,
         sealer: Option<PageSealer>,
     ) -> Result<Self, FtlError> {
-        let (shared, mut engine) = crate::recovery::format(devices, config)?;
+        let (mut shared, mut engine) = crate::recovery::format(devices, config)?;
+        if sealer.is_some() {
+            shared.generations = zero_bounds(shared.logical_pages());
+        }
         engine.sealer = sealer;
         let ftl = Self::assemble(shared, engine);
         if !ftl.engine.lock().write_checkpoint(&ftl.shared)? {
@@ -79,9 +88,72 @@ impl Ftl {
         config: FtlConfig,
         sealer: Option<PageSealer>,
     ) -> Result<(Self, RecoveryReport), FtlError> {
-        let (shared, mut engine, report) = crate::recovery::open(devices, config)?;
+        let (mut shared, mut engine, report, fold_bounds) = crate::recovery::open(devices, config)?;
+        if sealer.is_some() {
+            shared.generations = zero_bounds(shared.logical_pages());
+            for (lpa, &g) in fold_bounds.iter().enumerate() {
+                shared.raise_generation(lpa as u32, g);
+            }
+        }
         engine.sealer = sealer;
         Ok((Self::assemble(shared, engine), report))
+    }
+
+    /// The generation bounds of a sealed FTL, one per logical page (empty when not sealed), to
+    /// keep across a restart with `raise_generation_bounds` (see `generations.rs` for the
+    /// authenticated table that carries them).
+    pub fn generation_bounds(&self) -> Vec<u64> {
+        self.shared
+            .generations
+            .iter()
+            .map(|g| g.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// Raises the generation bounds to at least `bounds` (one per logical page; a shorter table
+    /// raises its prefix). A sealed read of a page older than its bound fails as a replay.
+    /// Bounds only rise: a stale table weakens the check, never fails a good read.
+    pub fn raise_generation_bounds(&self, bounds: &[u64]) -> Result<(), FtlError> {
+        if self.sealer.is_none() {
+            return Err(FtlError::Config(
+                "generation bounds need a sealed FTL".into(),
+            ));
+        }
+        if bounds.len() as u64 > self.logical_pages() {
+            return Err(FtlError::Config(format!(
+                "generation table of {} pages for {} logical pages",
+                bounds.len(),
+                self.logical_pages()
+            )));
+        }
+        for (lpa, &g) in bounds.iter().enumerate() {
+            self.shared.raise_generation(lpa as u32, g);
+        }
+        Ok(())
+    }
+
+    /// The generation bounds as an authenticated table (`format::generations`), for a sealed FTL
+    /// to save beside its devices at a clean close.
+    pub fn generation_table(&self) -> Result<Vec<u8>, TableError> {
+        let Some(sealer) = &self.sealer else {
+            return Err(TableError::Format(
+                "an unsealed FTL has no generations".into(),
+            ));
+        };
+        generations::encode(sealer, &self.generation_bounds())
+    }
+
+    /// Raises the bounds from a table `generation_table` made under the same key; refuses a
+    /// table that is damaged, forged, of another key or device, or longer than the FTL.
+    pub fn apply_generation_table(&self, table: &[u8]) -> Result<(), TableError> {
+        let Some(sealer) = &self.sealer else {
+            return Err(TableError::Format(
+                "an unsealed FTL has no generations".into(),
+            ));
+        };
+        let bounds = generations::decode(sealer, table)?;
+        self.raise_generation_bounds(&bounds)
+            .map_err(|e| TableError::Format(e.to_string()))
     }
 
     fn assemble(shared: Shared, engine: Engine) -> Self {
@@ -190,6 +262,8 @@ impl Ftl {
         };
         let retries = self.read_retries;
         for _ in 0..READ_RACE_RETRIES {
+            // Before the entry: see `Shared::generation_bound`.
+            let bound = self.shared.generation_bound(lpa);
             let psn = match self.shared.entry(lpa) {
                 Entry::Data { psn } => psn,
                 Entry::Lost => {
@@ -214,10 +288,21 @@ impl Ftl {
             };
             let moved = self.shared.entry(lpa) != (Entry::Data { psn });
             match result {
-                Ok(record) if record.lpa == lpa => {
+                Ok(record) if record.lpa == lpa && record.data_seq >= bound => {
                     return self.unseal(lpa, &record, buf).map(|()| record.seal);
                 }
                 _ if moved => continue,
+                Ok(record) if record.lpa == lpa => {
+                    buf.fill(0);
+                    return Err(FtlError::Media {
+                        lpa: lpa.into(),
+                        detail: format!(
+                            "page failed authentication: generation {} is older than {bound}, the \
+                             one this page was last written with (an old copy put back)",
+                            record.data_seq
+                        ),
+                    });
+                }
                 Ok(record) => {
                     return Err(FtlError::Media {
                         lpa: lpa.into(),

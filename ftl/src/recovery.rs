@@ -131,6 +131,7 @@ pub fn format(
         layout,
         devices,
         map: new_map(logical_pages),
+        generations: Vec::new(),
     };
     let mut engine = Engine::new(config, layout, blocks, logical_pages);
     engine.area = area;
@@ -235,7 +236,7 @@ fn survey(
 pub fn open(
     devices: Vec<Arc<dyn Nand>>,
     config: FtlConfig,
-) -> Result<(Shared, Engine, RecoveryReport), FtlError> {
+) -> Result<(Shared, Engine, RecoveryReport, Vec<u64>), FtlError> {
     config.validate().map_err(FtlError::Config)?;
     let started = Instant::now();
     let layout = layout_of(&devices)?;
@@ -325,6 +326,7 @@ pub fn open(
         layout,
         devices: shared_devices,
         map: new_map(logical_pages),
+        generations: Vec::new(),
     };
     // After a clean close nothing is folded: skip the per-page bookkeeping of the fold (tens of
     // megabytes at 16 GiB, whose first touch costs more than the rest of the open).
@@ -476,6 +478,21 @@ pub fn open(
         );
     }
 
+    // The generations the fold mapped are exact (from the pages' own records), unlike the
+    // checkpoint's entries (kept at id - 1, above their real generation): only those are lower
+    // bounds for a sealed read's replay check. Every fold override is above id - 1; a dropped
+    // pointer refilled by the fold is exact whatever its value.
+    let fold_bounds: Vec<u64> = (0..map_seq.len())
+        .map(|lpa| {
+            let data = matches!(shared.entry(lpa as u32), Entry::Data { .. });
+            if data && (map_seq[lpa] > id.saturating_sub(1) || dropped[lpa]) {
+                map_seq[lpa]
+            } else {
+                0
+            }
+        })
+        .collect();
+
     // Block table, valid counts and the reverse map from the final map.
     let mut blocks = Vec::with_capacity(layout.blocks as usize);
     let mut held = Vec::new();
@@ -576,7 +593,7 @@ pub fn open(
         "open phases"
     );
     tracing::info!(?report, "opened");
-    Ok((shared, engine, report))
+    Ok((shared, engine, report, fold_bounds))
 }
 
 /// Finds the newest checkpoint whose pages are all present and intact. Returns it, the blocks
@@ -617,6 +634,7 @@ fn find_checkpoint(
         layout: *layout,
         devices: devices.to_vec(),
         map: Vec::new(),
+        generations: Vec::new(),
     };
     let mut data = vec![0u8; layout.page_size];
     let mut oob = vec![0u8; layout.oob_size];

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod entry_page;
+pub mod generations;
 pub mod oob;
 pub mod summary;
 pub mod trim_log;
