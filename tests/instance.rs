@@ -79,6 +79,23 @@ fn terminate(dir: &Path, args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Every file called `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn a_restart_without_terminate_reads_the_encrypted_data_back() {
     let dir = setup(true);
@@ -110,10 +127,23 @@ fn a_restart_without_terminate_reads_the_encrypted_data_back() {
         first_run.contains(&format!("key memory {memory}")),
         "{first_run}"
     );
+    // The clean stop saved the generation bounds beside the device files; the restart applies them.
+    assert!(
+        first_run.contains("generation bounds start now"),
+        "{first_run}"
+    );
+    let tables = files_named(dir.path(), "generations.tbl");
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    let table = std::fs::read(&tables[0]).unwrap();
+    assert_eq!(&table[..8], b"FERRGENS");
 
     let server = Server::start(dir.path(), &[]);
     assert_eq!(read_back(dir.path()), data);
     let second_run = server.stop();
+    assert!(
+        second_run.contains("generation bounds restored"),
+        "{second_run}"
+    );
     assert!(
         second_run.contains(&format!("instance {id} (restarted)"))
             && second_run.contains(&format!(
@@ -258,6 +288,8 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
         "{output}"
     );
     assert!(output.contains("formatted fresh"), "{output}");
+    // The old instance's generation table can never apply (its key is gone): forgotten.
+    assert!(output.contains("generation bounds start now"), "{output}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod control;
 pub mod erase;
+pub mod generations;
 pub mod instance;
 pub mod lock;
 pub mod nbd;

@@ -2,6 +2,7 @@
 //! later one, or a remote volume on a `ferrite ebs-server`, attached at start and detached at
 //! close.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use nvme_target::{
 use zeroize::Zeroizing;
 
 use super::config::{NamespaceConfig, RemoteConfig, ServeConfig};
+use super::generations;
 use crate::glue;
 
 /// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
@@ -42,6 +44,9 @@ pub struct Volume {
     pub backend: Backend,
     /// Local volumes: recovered from their files (Some) or formatted now (None).
     pub recovered: Option<RecoveryReport>,
+    /// Sealed local volumes: where the generation table is saved at close, and what became of
+    /// the one found at start.
+    pub generations: Option<(PathBuf, String)>,
 }
 
 impl Volume {
@@ -67,10 +72,16 @@ impl Volume {
                     "blocks in the clear"
                 }
             ),
-            _ => match &self.recovered {
-                Some(r) => format!("namespace {}: recovered ({r:?})", self.nsid),
-                None => format!("namespace {}: formatted", self.nsid),
-            },
+            _ => {
+                let opened = match &self.recovered {
+                    Some(r) => format!("namespace {}: recovered ({r:?})", self.nsid),
+                    None => format!("namespace {}: formatted", self.nsid),
+                };
+                match &self.generations {
+                    Some((_, said)) => format!("{opened}; {said}"),
+                    None => opened,
+                }
+            }
         }
     }
 }
@@ -118,6 +129,7 @@ fn open_remote(ns: &NamespaceConfig, r: &RemoteConfig) -> anyhow::Result<Volume>
         nsid: ns.nsid,
         backend: Backend::Remote(Arc::new(remote)),
         recovered: None,
+        generations: None,
     })
 }
 
@@ -158,10 +170,25 @@ pub fn open_volume(
             .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
         (ftl, None)
     };
+    let generations = if key.is_some() {
+        let file = generations::path(&dir);
+        let said = if recovered.is_some() {
+            generations::restore(&ftl, &file)
+        } else {
+            match generations::forget(&file) {
+                Ok(()) => "generation bounds start now".to_owned(),
+                Err(e) => format!("old generation table {} not removed: {e}", file.display()),
+            }
+        };
+        Some((file, said))
+    } else {
+        None
+    };
     Ok(Volume {
         nsid: ns.nsid,
         backend: Backend::Local(Arc::new(FtlNamespace::new(ftl))),
         recovered,
+        generations,
     })
 }
 
@@ -190,9 +217,26 @@ pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
         Backend::Local(ns) => {
             let ns = Arc::try_unwrap(ns)
                 .map_err(|_| anyhow::anyhow!("namespace {nsid} is still in use at close"))?;
-            ns.into_inner()
-                .close()
-                .with_context(|| format!("closing namespace {nsid}"))
+            let ftl = ns.into_inner();
+            // Taken before the close (which consumes the FTL; no host write comes in between) and
+            // saved after it succeeds, so a saved table always belongs to a clean close.
+            let table = volume
+                .generations
+                .as_ref()
+                .map(|(file, _)| (file.clone(), ftl.generation_table()));
+            ftl.close()
+                .with_context(|| format!("closing namespace {nsid}"))?;
+            if let Some((file, table)) = table {
+                let table =
+                    table.with_context(|| format!("namespace {nsid}: the generation table"))?;
+                generations::save(&table, &file).with_context(|| {
+                    format!(
+                        "namespace {nsid}: saving the generation table {}",
+                        file.display()
+                    )
+                })?;
+            }
+            Ok(())
         }
         Backend::Remote(ns) => {
             ns.flush()
