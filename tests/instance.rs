@@ -162,6 +162,47 @@ fn a_restart_without_terminate_reads_the_encrypted_data_back() {
 }
 
 #[test]
+fn a_generation_table_deleted_or_rolled_back_while_stopped_is_refused() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    cleanup.watch();
+    write_flushed(dir.path(), &pattern(5));
+    server.stop();
+    let table = files_named(dir.path(), "generations.tbl").remove(0);
+    let older = std::fs::read(&table).unwrap();
+
+    let server = Server::start(dir.path(), &[]);
+    write_flushed(dir.path(), &pattern(6));
+    server.stop();
+    let newer = std::fs::read(&table).unwrap();
+    assert_ne!(older, newer);
+
+    // Deleted: without the table the old pages' bounds are gone, and the keyring says one was saved.
+    std::fs::remove_file(&table).unwrap();
+    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("is missing") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    // Rolled back to the older, genuine table: refused too.
+    std::fs::write(&table, &older).unwrap();
+    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("is another"), "{stderr}");
+
+    // The table the keyring names serves again, with the newest data.
+    std::fs::write(&table, &newer).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), pattern(6));
+    let output = server.stop();
+    assert!(output.contains("generation bounds restored"), "{output}");
+}
+
+#[test]
 fn a_crash_is_not_a_terminate() {
     let dir = setup(true);
     let mut cleanup = KeyringCleanup::new(dir.path());
@@ -248,6 +289,7 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
     write_flushed(dir.path(), &pattern(3));
     server.stop();
     assert!(support::programmed_blocks(dir.path()) > 0);
+    assert!(support::keyring_note_serial(&old_id, "generation-tables").is_some());
 
     // A stopped instance, with --wait: `ferrite terminate` does it all itself before returning.
     let (stdout, stderr) = terminate(dir.path(), &["--data", "ferrite-data", "--wait"]);
@@ -264,6 +306,8 @@ fn after_terminate_a_restart_serves_zeroes_of_a_fresh_namespace() {
         "{stderr}"
     );
     assert!(support::keyring_serial(&old_id).is_none());
+    // The note naming the saved generation tables goes with the key.
+    assert!(support::keyring_note_serial(&old_id, "generation-tables").is_none());
     assert!(support::record(dir.path()).is_none());
     assert_eq!(
         support::programmed_blocks(dir.path()),

@@ -32,6 +32,20 @@ pub enum KeyOrigin {
 /// all. The lock also serialises open_or_create and terminate within the process.
 static OPEN_INSTANCES: Mutex<Vec<(InstanceId, Weak<Holder>)>> = Mutex::new(Vec::new());
 
+/// The notes an instance may keep beside its key (`InstanceKey::note`).
+pub const NOTES: [&str; 1] = ["generation-tables"];
+
+fn check_note(name: &str) -> Result<(), KeyError> {
+    if NOTES.contains(&name) {
+        Ok(())
+    } else {
+        Err(KeyError::InstanceId {
+            id: name.chars().take(64).collect(),
+            reason: "not a known note name",
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct InstanceKey {
     holder: Arc<Holder>,
@@ -99,7 +113,36 @@ impl InstanceKey {
             }
             false
         });
-        keyring::invalidate(&id)
+        let had_key = keyring::invalidate(&id)?;
+        for name in NOTES {
+            keyring::invalidate_note(&id, name)?;
+        }
+        Ok(had_key)
+    }
+
+    /// A small public note kept in the kernel keyring beside this instance's key, for what must
+    /// outlive a restart without living in the data directory (the digest of each namespace's
+    /// generation table, so a table deleted or rolled back with the device files is noticed).
+    /// `name` is one of `NOTES`, so terminate knows what to invalidate. `Ok(None)` for a key
+    /// not kept in the keyring (nothing outlives the process then) or when no note was stored.
+    pub fn note(&self, name: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        check_note(name)?;
+        match &self.instance {
+            Some(id) => keyring::load_note(id, name),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces note `name` (see `note`); a no-op for a key not kept in the keyring.
+    pub fn set_note(&self, name: &str, payload: &[u8]) -> Result<(), KeyError> {
+        check_note(name)?;
+        if self.is_destroyed() {
+            return Err(KeyError::Destroyed);
+        }
+        match &self.instance {
+            Some(id) => keyring::store_note(id, name, payload),
+            None => Ok(()),
+        }
     }
 
     /// Crypto-erase everywhere: `destroy`, and for a keyring-kept key also `terminate` its

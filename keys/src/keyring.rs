@@ -140,6 +140,66 @@ pub(crate) fn invalidate(id: &InstanceId) -> Result<bool, KeyError> {
     }
 }
 
+/// Largest note payload (`user` keys take up to 32 KiB; notes are a few digests).
+pub const NOTE_BYTES_MAX: usize = 4096;
+
+/// A note kept beside the instance key: a `user` key `ferrite:instance:<id>:<name>` with a
+/// small public payload (never key material), that lives and dies with the instance as the key
+/// does. `name` is fixed by the caller (ASCII, no NUL).
+fn note_description(id: &InstanceId, name: &str) -> Result<CString, KeyError> {
+    CString::new(format!("{}:{name}", id.description())).map_err(|_| KeyError::InstanceId {
+        id: id.as_str().to_owned(),
+        reason: "note name contains NUL",
+    })
+}
+
+pub(crate) fn load_note(id: &InstanceId, name: &str) -> Result<Option<Vec<u8>>, KeyError> {
+    let description = note_description(id, name)?;
+    let Some(serial) = keyctl::search_user_key(&description)
+        .map_err(|errno| error("keyctl(KEYCTL_SEARCH)", id, errno))?
+    else {
+        return Ok(None);
+    };
+    let mut out = vec![0u8; NOTE_BYTES_MAX];
+    let bytes = keyctl::read_key(serial, &mut out)
+        .map_err(|errno| error("keyctl(KEYCTL_READ)", id, errno))?;
+    if bytes > NOTE_BYTES_MAX {
+        return Err(KeyError::KeyringPayload {
+            description: description.to_string_lossy().into_owned(),
+            bytes,
+            expected: NOTE_BYTES_MAX,
+        });
+    }
+    out.truncate(bytes);
+    Ok(Some(out))
+}
+
+pub(crate) fn store_note(id: &InstanceId, name: &str, payload: &[u8]) -> Result<(), KeyError> {
+    if payload.len() > NOTE_BYTES_MAX {
+        return Err(KeyError::KeyringPayload {
+            description: format!("{}:{name}", id.description()),
+            bytes: payload.len(),
+            expected: NOTE_BYTES_MAX,
+        });
+    }
+    keyctl::add_user_key(&note_description(id, name)?, payload)
+        .map(|_| ())
+        .map_err(|errno| error("add_key", id, errno))
+}
+
+pub(crate) fn invalidate_note(id: &InstanceId, name: &str) -> Result<(), KeyError> {
+    let description = note_description(id, name)?;
+    let Some(serial) = keyctl::search_user_key(&description)
+        .map_err(|errno| error("keyctl(KEYCTL_SEARCH)", id, errno))?
+    else {
+        return Ok(());
+    };
+    match keyctl::invalidate_key(serial) {
+        Ok(()) | Err(libc::ENOKEY | libc::EKEYREVOKED | libc::EKEYEXPIRED) => Ok(()),
+        Err(errno) => Err(error("keyctl(KEYCTL_INVALIDATE)", id, errno)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

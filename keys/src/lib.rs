@@ -36,7 +36,7 @@ pub use block::{BLOCK_SEAL_BYTES, BLOCK_SEAL_VERSION, BlockSealer, block_aad};
 pub use envelope::{Kek, VolumeKey, WRAPPED_KEY_BYTES, WrappedKey};
 pub use error::KeyError;
 pub use holder::{EPOCH_SHIFT, TABLE_MAC_BYTES};
-pub use instance::{InstanceKey, KeyOrigin};
+pub use instance::{InstanceKey, KeyOrigin, NOTES};
 pub use keyring::INSTANCE_ID_BYTES_MAX;
 pub use page::{PageSealer, SEAL_FORMAT_VERSION, aad, nonce};
 pub use process::process_dumpable;

@@ -4,40 +4,177 @@
 //! put back into a device file fails to open after the restart too (docs/keys-design.md).
 //!
 //! The table is no secret (generations are in every page's OOB record anyway) and no key: a MAC
-//! under the instance key makes it unforgeable. A table that is missing, damaged or of another
-//! key weakens the check to what the media says and is reported; it never fails a good read.
+//! under the instance key makes it unforgeable. What a MAC cannot show is which genuine table is
+//! the newest, or that one should be there at all: so the kernel keyring, beside the instance key,
+//! holds the MAC tag of each namespace's table saved at the last clean stop (the note
+//! `generation-tables`). At start a table whose tag the keyring names is applied; a missing one,
+//! or another (an older one: the data directory rolled back), is refused with the namespace. With
+//! no tag in the keyring (a key not kept there, or the first start after an upgrade), a table
+//! found is applied if it authenticates, and a damaged one is reported and ignored.
+//!
+//! The note's payload: a version byte (1), then records of (namespace id u32 LE, table tag
+//! [u8; 32]), at most two per namespace (the old and the new tag while a save is in flight), in
+//! no order. (The kernel refuses an empty `user` key, so the version byte also keeps a note with
+//! no records storable.)
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, bail};
 use ftl::Ftl;
+use keys::{InstanceKey, TABLE_MAC_BYTES};
 
 pub const FILE_NAME: &str = "generations.tbl";
+const NOTE: &str = "generation-tables";
+const NOTE_VERSION: u8 = 1;
+const RECORD_BYTES: usize = 4 + TABLE_MAC_BYTES;
+
+type Tag = [u8; TABLE_MAC_BYTES];
+
+/// The MAC of a table (`ftl::format::generations`: it sits before the final crc): unique to the
+/// table, and unforgeable, so it names it.
+fn tag_of(table: &[u8]) -> Option<Tag> {
+    let end = table.len().checked_sub(4)?;
+    let start = end.checked_sub(TABLE_MAC_BYTES)?;
+    table[start..end].try_into().ok()
+}
+
+/// Every (namespace, tag) record of the note.
+fn records(key: &InstanceKey) -> anyhow::Result<Vec<(u32, Tag)>> {
+    let Some(payload) = key
+        .note(NOTE)
+        .context("reading the generation tags in the kernel keyring")?
+    else {
+        return Ok(Vec::new());
+    };
+    let Some((&version, body)) = payload.split_first() else {
+        bail!("the keyring's generation tags are empty");
+    };
+    if version != NOTE_VERSION {
+        bail!(
+            "the keyring's generation tags are version {version}, this build reads {NOTE_VERSION}"
+        );
+    }
+    if body.len() % RECORD_BYTES != 0 {
+        bail!(
+            "the keyring's generation tags are {} bytes, not a whole number of {RECORD_BYTES}-byte records",
+            body.len()
+        );
+    }
+    Ok(body
+        .chunks_exact(RECORD_BYTES)
+        .map(|r| {
+            let nsid = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+            let mut tag = [0u8; TABLE_MAC_BYTES];
+            tag.copy_from_slice(&r[4..]);
+            (nsid, tag)
+        })
+        .collect())
+}
+
+/// Replaces namespace `nsid`'s tags in the note with `tags`.
+fn set_tags(key: &InstanceKey, nsid: u32, tags: &[Tag]) -> anyhow::Result<()> {
+    let mut all = records(key)?;
+    all.retain(|&(n, _)| n != nsid);
+    all.extend(tags.iter().map(|&t| (nsid, t)));
+    let mut payload = Vec::with_capacity(1 + all.len() * RECORD_BYTES);
+    payload.push(NOTE_VERSION);
+    for (n, t) in all {
+        payload.extend_from_slice(&n.to_le_bytes());
+        payload.extend_from_slice(&t);
+    }
+    key.set_note(NOTE, &payload)
+        .context("storing the generation tags in the kernel keyring")
+}
+
+fn tags(key: &InstanceKey, nsid: u32) -> anyhow::Result<Vec<Tag>> {
+    Ok(records(key)?
+        .into_iter()
+        .filter(|&(n, _)| n == nsid)
+        .map(|(_, t)| t)
+        .collect())
+}
 
 pub fn path(namespace_dir: &Path) -> PathBuf {
     namespace_dir.join(FILE_NAME)
 }
 
-/// Applies the saved table, if any; says what happened (for the start-up log).
-pub fn restore(ftl: &Ftl, file: &Path) -> String {
+/// Applies namespace `nsid`'s saved table; says what happened (for the start-up line). An error
+/// when the keyring names a table and the file is missing or another one.
+pub fn restore(ftl: &Ftl, file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::Result<String> {
+    let expected = tags(key, nsid)?;
+    let refuse = |what: String| {
+        anyhow::anyhow!(
+            "namespace {nsid}: {what}, not the one saved at the last clean stop (the kernel keyring \
+             names it): the data directory was changed or rolled back while stopped, and older \
+             copies of pages could be served; refusing it (`ferrite terminate` starts the instance \
+             afresh)"
+        )
+    };
     let bytes = match fs::read(file) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return "no generation table (replays of pages older than this start go unnoticed)"
-                .into();
+            if !expected.is_empty() {
+                return Err(refuse(format!(
+                    "the generation table {} is missing",
+                    file.display()
+                )));
+            }
+            return Ok(
+                "no generation table (replays of pages older than this start go unnoticed)".into(),
+            );
         }
-        Err(e) => return format!("generation table {} unreadable: {e}", file.display()),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the generation table {}", file.display()));
+        }
     };
+    if !expected.is_empty() && !tag_of(&bytes).is_some_and(|t| expected.contains(&t)) {
+        return Err(refuse(format!(
+            "the generation table {} is another",
+            file.display()
+        )));
+    }
     match ftl.apply_generation_table(&bytes) {
-        Ok(()) => "generation bounds restored".into(),
-        Err(e) => format!("{e} ({}): ignored", file.display()),
+        Ok(()) => Ok("generation bounds restored".into()),
+        Err(e) if expected.is_empty() => Ok(format!("{e} ({}): ignored", file.display())),
+        Err(e) => Err(refuse(format!("{e} ({})", file.display()))),
     }
 }
 
-/// Writes `table` in place of the old one: to a temporary file, synced, then renamed over it,
-/// so a crash leaves the old table or the new one, never a torn one.
-pub fn save(table: &[u8], file: &Path) -> io::Result<()> {
+/// Saves namespace `nsid`'s table: its tag is added to the keyring's, the file replaced (to a
+/// temporary file, synced, renamed over the old one), then the keyring keeps only the new tag.
+/// A crash at any point leaves a table the keyring names.
+pub fn save(table: &[u8], file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::Result<()> {
+    let Some(new) = tag_of(table) else {
+        bail!("namespace {nsid}: a generation table too short to carry its MAC");
+    };
+    let mut during = tags(key, nsid)?;
+    during.push(new);
+    set_tags(key, nsid, &during)?;
+    write_atomically(table, file).with_context(|| {
+        format!(
+            "namespace {nsid}: saving the generation table {}",
+            file.display()
+        )
+    })?;
+    set_tags(key, nsid, &[new])
+}
+
+/// Removes a table left by an earlier instance (its key is gone, so it can never apply), and
+/// namespace `nsid`'s tags.
+pub fn forget(file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::Result<()> {
+    match fs::remove_file(file) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", file.display()));
+        }
+        _ => {}
+    }
+    set_tags(key, nsid, &[])
+}
+
+fn write_atomically(table: &[u8], file: &Path) -> io::Result<()> {
     let tmp = file.with_extension("tbl.tmp");
     {
         let mut f = File::create(&tmp)?;
@@ -51,10 +188,16 @@ pub fn save(table: &[u8], file: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes a table left by an earlier instance (its key is gone, so it can never apply).
-pub fn forget(file: &Path) -> io::Result<()> {
-    match fs::remove_file(file) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_is_named_by_its_mac() {
+        let mut t = vec![0u8; 32 + 8];
+        t.extend_from_slice(&[7u8; TABLE_MAC_BYTES]);
+        t.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(tag_of(&t), Some([7u8; TABLE_MAC_BYTES]));
+        assert_eq!(tag_of(&t[..20]), None);
     }
 }

@@ -44,9 +44,9 @@ pub struct Volume {
     pub backend: Backend,
     /// Local volumes: recovered from their files (Some) or formatted now (None).
     pub recovered: Option<RecoveryReport>,
-    /// Sealed local volumes: where the generation table is saved at close, and what became of
-    /// the one found at start.
-    pub generations: Option<(PathBuf, String)>,
+    /// Sealed local volumes: where the generation table is saved at close, what became of the
+    /// one found at start, and the key whose keyring entry names the saved table.
+    pub generations: Option<(PathBuf, String, keys::InstanceKey)>,
 }
 
 impl Volume {
@@ -78,7 +78,7 @@ impl Volume {
                     None => format!("namespace {}: formatted", self.nsid),
                 };
                 match &self.generations {
-                    Some((_, said)) => format!("{opened}; {said}"),
+                    Some((_, said, _)) => format!("{opened}; {said}"),
                     None => opened,
                 }
             }
@@ -170,19 +170,18 @@ pub fn open_volume(
             .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
         (ftl, None)
     };
-    let generations = if key.is_some() {
-        let file = generations::path(&dir);
-        let said = if recovered.is_some() {
-            generations::restore(&ftl, &file)
-        } else {
-            match generations::forget(&file) {
-                Ok(()) => "generation bounds start now".to_owned(),
-                Err(e) => format!("old generation table {} not removed: {e}", file.display()),
-            }
-        };
-        Some((file, said))
-    } else {
-        None
+    let generations = match key {
+        Some(key) => {
+            let file = generations::path(&dir);
+            let said = if recovered.is_some() {
+                generations::restore(&ftl, &file, key, ns.nsid)?
+            } else {
+                generations::forget(&file, key, ns.nsid)?;
+                "generation bounds start now".to_owned()
+            };
+            Some((file, said, key.clone()))
+        }
+        None => None,
     };
     Ok(Volume {
         nsid: ns.nsid,
@@ -220,21 +219,17 @@ pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
             let ftl = ns.into_inner();
             // Taken before the close (which consumes the FTL; no host write comes in between) and
             // saved after it succeeds, so a saved table always belongs to a clean close.
+            // A terminated instance's key is gone, and with it every page: nothing to save.
             let table = volume
                 .generations
-                .as_ref()
-                .map(|(file, _)| (file.clone(), ftl.generation_table()));
+                .filter(|(_, _, key)| !key.is_destroyed())
+                .map(|(file, _, key)| (file, key, ftl.generation_table()));
             ftl.close()
                 .with_context(|| format!("closing namespace {nsid}"))?;
-            if let Some((file, table)) = table {
+            if let Some((file, key, table)) = table {
                 let table =
                     table.with_context(|| format!("namespace {nsid}: the generation table"))?;
-                generations::save(&table, &file).with_context(|| {
-                    format!(
-                        "namespace {nsid}: saving the generation table {}",
-                        file.display()
-                    )
-                })?;
+                generations::save(&table, &file, &key, nsid)?;
             }
             Ok(())
         }

@@ -214,6 +214,15 @@ pub fn keyring_serial(instance_id: &str) -> Option<String> {
         .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
 }
 
+/// The serial of the instance's keyring note `name` (beside its key), if there is one.
+pub fn keyring_note_serial(instance_id: &str, name: &str) -> Option<String> {
+    let described = format!("{}:{name}", description(instance_id));
+    let out = keyctl(&["search", "@u", "user", &described]);
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
+}
+
 /// The instance key's 32 bytes, read from the keyring as any root process could.
 pub fn keyring_payload(instance_id: &str) -> Vec<u8> {
     let serial = keyring_serial(instance_id)
