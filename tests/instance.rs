@@ -202,6 +202,191 @@ fn a_generation_table_deleted_or_rolled_back_while_stopped_is_refused() {
     assert!(output.contains("generation bounds restored"), "{output}");
 }
 
+/// A `FileNand` device file's header fields and regions (docs/ftl-format.md, "Device file").
+struct DeviceFile {
+    bytes: Vec<u8>,
+    blocks: u32,
+    pages_per_block: u32,
+    page_size: u64,
+    oob_size: u64,
+    meta_offset: u64,
+    data_offset: u64,
+    oob_offset: u64,
+}
+
+impl DeviceFile {
+    fn read(path: &Path) -> Self {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..8], b"FERRNAND");
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        Self {
+            blocks: u32_at(16) * u32_at(20) * u32_at(24) * u32_at(28),
+            pages_per_block: u32_at(32),
+            page_size: u64::from(u32_at(36)),
+            oob_size: u64::from(u32_at(40)),
+            meta_offset: u64_at(56),
+            data_offset: u64_at(64),
+            oob_offset: u64_at(72),
+            bytes,
+        }
+    }
+
+    fn programmed_pages(&self, block: u32) -> u32 {
+        let at = (self.meta_offset + 16 * u64::from(block)) as usize + 4;
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap())
+    }
+
+    /// (block, page, data_seq) of every programmed data page holding logical page `lpa`.
+    fn copies_of(&self, lpa: u32) -> Vec<(u32, u32, u64)> {
+        let mut found = Vec::new();
+        for block in 0..self.blocks {
+            for page in 0..self.programmed_pages(block) {
+                let i = u64::from(block * self.pages_per_block + page);
+                let at = (self.oob_offset + i * self.oob_size) as usize;
+                let record = &self.bytes[at..at + 64];
+                let record_lpa = u32::from_le_bytes(record[8..12].try_into().unwrap());
+                if &record[0..2] == b"FE" && record[3] == 1 && record_lpa == lpa {
+                    let data_seq = u64::from_le_bytes(record[24..32].try_into().unwrap());
+                    found.push((block, page, data_seq));
+                }
+            }
+        }
+        found
+    }
+
+    /// What an attacker with the files does: `block` cut back to its first `pages` pages, as if
+    /// the rest had never been programmed (their bytes zeroed, the metadata entry rewritten with
+    /// its crc).
+    fn unprogram_from(&mut self, block: u32, pages: u32) {
+        for page in pages..self.programmed_pages(block) {
+            let i = u64::from(block * self.pages_per_block + page);
+            let data = (self.data_offset + i * self.page_size) as usize;
+            self.bytes[data..data + self.page_size as usize].fill(0);
+            let oob = (self.oob_offset + i * self.oob_size) as usize;
+            self.bytes[oob..oob + self.oob_size as usize].fill(0);
+        }
+        let entry = (self.meta_offset + 16 * u64::from(block)) as usize;
+        self.bytes[entry + 4..entry + 8].copy_from_slice(&pages.to_le_bytes());
+        let crc = crc32fast::hash(&self.bytes[entry..entry + 12]);
+        self.bytes[entry + 12..entry + 16].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Every device file of namespace 1.
+fn device_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = (0..2)
+        .flat_map(|i| files_named(dir, &format!("nand-{i}.img")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Two versions of one logical page, each flushed, then a crash.
+fn write_two_versions_and_crash(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let older = pattern(7)[..4096].to_vec();
+    let newer = pattern(8)[..4096].to_vec();
+    let server = Server::start(dir, &[]);
+    let mut c = client(dir);
+    c.write(0, OFFSET_BYTES, &older, false).unwrap();
+    c.flush(0).unwrap();
+    c.write(0, OFFSET_BYTES, &newer, false).unwrap();
+    c.flush(0).unwrap();
+    drop(c);
+    server.crash();
+    (older, newer)
+}
+
+#[test]
+fn an_older_page_put_back_before_a_crash_open_is_refused_by_the_journal() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    // The first start saves an empty table and begins the journal.
+    Server::start(dir.path(), &[]).stop();
+    cleanup.watch();
+    let (_, newer) = write_two_versions_and_crash(dir.path());
+    let journal = files_named(dir.path(), "generations.log").remove(0);
+    assert_eq!(&std::fs::read(&journal).unwrap()[..8], b"FERRGLOG");
+    let lpa = (OFFSET_BYTES / 4096) as u32;
+
+    // Both copies are on flash; take the newer one away. The older one authenticates (its own
+    // generation is in its nonce), and with the newer gone the crash open's fold maps it: only the
+    // journal, written at the second flush, knows a newer generation was flushed.
+    let mut generations: Vec<u64> = device_files(dir.path())
+        .iter()
+        .flat_map(|f| DeviceFile::read(f).copies_of(lpa))
+        .map(|(_, _, g)| g)
+        .collect();
+    generations.sort_unstable();
+    assert_eq!(
+        generations.len(),
+        2,
+        "two copies of page {lpa}: {generations:?}"
+    );
+    let newest = generations[1];
+    let mut attacked = false;
+    for file in device_files(dir.path()) {
+        let mut device = DeviceFile::read(&file);
+        if let Some(&(block, page, _)) =
+            device.copies_of(lpa).iter().find(|&&(_, _, g)| g == newest)
+        {
+            device.unprogram_from(block, page);
+            std::fs::write(&file, &device.bytes).unwrap();
+            attacked = true;
+        }
+    }
+    assert!(attacked);
+
+    let server = Server::start(dir.path(), &[]);
+    let read = client(dir.path()).read(1, OFFSET_BYTES, 4096);
+    let output = server.stop();
+    assert!(output.contains("journal replayed"), "{output}");
+    match read {
+        Err(_) => {}
+        Ok(bytes) => panic!(
+            "the older copy was served after a crash (newer one: {})",
+            bytes == newer
+        ),
+    }
+}
+
+#[test]
+fn a_generation_journal_cut_short_or_deleted_while_stopped_is_refused() {
+    let dir = setup(true);
+    let mut cleanup = KeyringCleanup::new(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    cleanup.watch();
+    write_flushed(dir.path(), &pattern(3));
+    let journal = files_named(dir.path(), "generations.log").remove(0);
+    let shorter = std::fs::read(&journal).unwrap();
+    write_flushed(dir.path(), &pattern(4));
+    server.crash();
+    let full = std::fs::read(&journal).unwrap();
+    assert!(full.len() > shorter.len() && full.starts_with(&shorter));
+
+    std::fs::write(&journal, &shorter).unwrap();
+    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("ends before its newest record"), "{stderr}");
+    std::fs::remove_file(&journal).unwrap();
+    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("is missing") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+
+    // The whole journal serves again, with the newest data; a clean stop then retires it.
+    std::fs::write(&journal, &full).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), pattern(4));
+    let output = server.stop();
+    assert!(output.contains("journal replayed ("), "{output}");
+    assert!(files_named(dir.path(), "generations.log").is_empty());
+}
+
 #[test]
 fn a_crash_is_not_a_terminate() {
     let dir = setup(true);

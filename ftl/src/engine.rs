@@ -228,6 +228,9 @@ pub struct Engine {
     /// The erase barrier's sync running on its own thread, outside the engine lock (devices whose
     /// syncs wait for a disk, no scheduler: see `Engine::background_syncs`).
     pub sync_in_flight: Option<InFlightSync>,
+    /// Sealed FTLs whose caller journals generation bounds (`Ftl::start_bounds_log`): each host
+    /// write's (page, generation), drained by `Ftl::flush_logged`.
+    pub bounds_log: Option<crate::bounds_log::BoundsLog>,
 }
 
 /// A sync of some devices running on its own thread while writers go on under the engine lock.
@@ -299,6 +302,7 @@ impl Engine {
             die_filter: None,
             erase_ready: 0,
             sync_in_flight: None,
+            bounds_log: None,
             free,
             blocks,
             config,
@@ -369,6 +373,9 @@ impl Engine {
         let old = Entry::decode(sh.map[lpa as usize].swap(psn, Ordering::AcqRel));
         // After the map update, never before: see `Shared::generation_bound`.
         sh.raise_generation(lpa, data_seq);
+        if let Some(log) = &mut self.bounds_log {
+            log.push(lpa, data_seq);
+        }
         self.release(old);
         self.program_full_pages(sh)?;
         if durable {

@@ -14,6 +14,7 @@ use keys::{KeyError, PageSealer};
 
 use crate::format::generations::{self, TableError};
 
+use crate::bounds_log::{BoundsDrain, BoundsLog};
 use crate::config::FtlConfig;
 use crate::engine::{Engine, Shared};
 use crate::error::FtlError;
@@ -436,6 +437,69 @@ impl Ftl {
     /// Makes every acknowledged write and trim durable.
     pub fn flush(&self) -> Result<(), FtlError> {
         self.engine.lock().barrier(&self.shared)
+    }
+
+    /// From now on a sealed FTL logs each host write's (page, generation) until the next
+    /// `flush_logged`, for a caller that journals the bounds (see `bounds_log.rs`).
+    pub fn start_bounds_log(&self) -> Result<(), FtlError> {
+        if self.sealer.is_none() {
+            return Err(FtlError::Config(
+                "generation bounds need a sealed FTL".into(),
+            ));
+        }
+        self.engine
+            .lock()
+            .bounds_log
+            .get_or_insert_with(Default::default);
+        Ok(())
+    }
+
+    /// `flush`, and the bounds raised by the writes it made durable: taken under the same hold
+    /// of the engine lock, so none of them is a write the flush did not cover (journaling one of
+    /// those would fail an older copy that a crash may legitimately bring back). With `want_all`,
+    /// or when pairs were dropped, also every page's bound as of the flush. Empty without
+    /// `start_bounds_log`. If the flush fails, its pairs are lost to the log, and the next drain
+    /// gives every bound.
+    pub fn flush_logged(&self, want_all: bool) -> Result<BoundsDrain, FtlError> {
+        let mut engine = self.engine.lock();
+        let (pairs, complete) = engine
+            .bounds_log
+            .as_mut()
+            .map_or((Vec::new(), true), BoundsLog::drain);
+        let all = (want_all || !complete).then(|| self.generation_bounds());
+        match engine.barrier(&self.shared) {
+            Ok(()) => Ok(BoundsDrain { pairs, all }),
+            Err(e) => {
+                if let Some(log) = &mut engine.bounds_log {
+                    log.mark_incomplete();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Raises the bounds of single pages (a journal's pairs); refuses a page out of range.
+    pub fn raise_generation_pairs(&self, pairs: &[(u32, u64)]) -> Result<(), FtlError> {
+        if self.sealer.is_none() {
+            return Err(FtlError::Config(
+                "generation bounds need a sealed FTL".into(),
+            ));
+        }
+        let pages = self.shared.logical_pages();
+        if let Some(&(lpa, _)) = pairs.iter().find(|&&(lpa, _)| u64::from(lpa) >= pages) {
+            return Err(FtlError::Config(format!(
+                "generation bound for page {lpa} of {pages} logical pages"
+            )));
+        }
+        for &(lpa, g) in pairs {
+            self.shared.raise_generation(lpa, g);
+        }
+        Ok(())
+    }
+
+    /// The sealer of a sealed FTL (for tables and journals authenticated under its key).
+    pub fn sealer(&self) -> Option<&PageSealer> {
+        self.sealer.as_ref()
     }
 
     /// Clean shutdown: flush, then write a checkpoint so the next open is fast.

@@ -20,6 +20,7 @@
 
 mod assembly;
 mod blocks;
+mod bounds_log;
 mod config;
 mod engine;
 mod error;
@@ -38,6 +39,7 @@ mod trim;
 pub mod format;
 pub mod nand;
 
+pub use bounds_log::{BOUNDS_LOG_MAX, BoundsDrain};
 pub use config::{FtlConfig, GcPolicy};
 pub use error::FtlError;
 pub use format::oob::SEAL_BYTES;

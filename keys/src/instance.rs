@@ -33,7 +33,7 @@ pub enum KeyOrigin {
 static OPEN_INSTANCES: Mutex<Vec<(InstanceId, Weak<Holder>)>> = Mutex::new(Vec::new());
 
 /// The notes an instance may keep beside its key (`InstanceKey::note`).
-pub const NOTES: [&str; 1] = ["generation-tables"];
+pub const NOTES: [&str; 2] = ["generation-tables", "generation-journals"];
 
 fn check_note(name: &str) -> Result<(), KeyError> {
     if NOTES.contains(&name) {

@@ -4,15 +4,46 @@ use ftl::{Ftl, FtlError};
 
 use crate::namespace::{BackendHealth, Namespace, NamespaceError};
 
+/// Makes a namespace's flushes also journal the generation bounds the writes they made durable
+/// raised (a sealed namespace, so that a crash keeps them): `flush` calls `Ftl::flush_logged`
+/// and records what it returns, one flush at a time.
+pub trait FlushLog: Send + Sync + std::fmt::Debug {
+    fn flush(&self, ftl: &Ftl) -> Result<(), FlushError>;
+    /// At a clean close, once every bound is kept elsewhere (the caller's table): the log is
+    /// done with.
+    fn finish(self: Box<Self>) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(transparent)]
+    Ftl(#[from] FtlError),
+    #[error("journaling the flush: {0}")]
+    Log(String),
+}
+
 /// A namespace stored in an `ftl::Ftl` (logical block = FTL logical page).
 #[derive(Debug)]
 pub struct FtlNamespace {
     ftl: Ftl,
+    flush_log: Option<Box<dyn FlushLog>>,
 }
 
 impl FtlNamespace {
     pub fn new(ftl: Ftl) -> Self {
-        Self { ftl }
+        Self {
+            ftl,
+            flush_log: None,
+        }
+    }
+
+    /// A namespace whose flushes also go to `log` (the FTL must be sealed).
+    pub fn with_flush_log(ftl: Ftl, log: Box<dyn FlushLog>) -> Result<Self, FtlError> {
+        ftl.start_bounds_log()?;
+        Ok(Self {
+            ftl,
+            flush_log: Some(log),
+        })
     }
 
     pub fn ftl(&self) -> &Ftl {
@@ -22,6 +53,11 @@ impl FtlNamespace {
     /// Gives the FTL back, to close it (checkpoint) once no queue uses it.
     pub fn into_inner(self) -> Ftl {
         self.ftl
+    }
+
+    /// The FTL and the flush log, to close both.
+    pub fn into_parts(self) -> (Ftl, Option<Box<dyn FlushLog>>) {
+        (self.ftl, self.flush_log)
     }
 }
 
@@ -67,7 +103,13 @@ impl Namespace for FtlNamespace {
     }
 
     fn flush(&self) -> Result<(), NamespaceError> {
-        self.ftl.flush().map_err(|e| map_error(e, 0, 0))
+        match &self.flush_log {
+            None => self.ftl.flush().map_err(|e| map_error(e, 0, 0)),
+            Some(log) => log.flush(&self.ftl).map_err(|e| match e {
+                FlushError::Ftl(e) => map_error(e, 0, 0),
+                e @ FlushError::Log(_) => NamespaceError::Backend(e.to_string()),
+            }),
+        }
     }
 
     fn make_durable(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {

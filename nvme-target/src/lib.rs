@@ -33,7 +33,7 @@ pub mod status;
 pub mod vhost;
 
 pub use controller::{ActiveNamespace, Controller, NamespaceIdentity};
-pub use ftl_backend::FtlNamespace;
+pub use ftl_backend::{FlushError, FlushLog, FtlNamespace};
 pub use namespace::{BackendHealth, Namespace, NamespaceError};
 pub use power_on::PowerOnClock;
 pub use queue::{Command, IoQueue, SECTOR_BYTES};

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ftl::Ftl;
+use ftl::format::generations::table_tag as tag_of;
 use keys::{InstanceKey, TABLE_MAC_BYTES};
 
 pub const FILE_NAME: &str = "generations.tbl";
@@ -30,15 +31,7 @@ const NOTE: &str = "generation-tables";
 const NOTE_VERSION: u8 = 1;
 const RECORD_BYTES: usize = 4 + TABLE_MAC_BYTES;
 
-type Tag = [u8; TABLE_MAC_BYTES];
-
-/// The MAC of a table (`ftl::format::generations`: it sits before the final crc): unique to the
-/// table, and unforgeable, so it names it.
-fn tag_of(table: &[u8]) -> Option<Tag> {
-    let end = table.len().checked_sub(4)?;
-    let start = end.checked_sub(TABLE_MAC_BYTES)?;
-    table[start..end].try_into().ok()
-}
+pub type Tag = [u8; TABLE_MAC_BYTES];
 
 /// Every (namespace, tag) record of the note.
 fn records(key: &InstanceKey) -> anyhow::Result<Vec<(u32, Tag)>> {
@@ -100,9 +93,15 @@ pub fn path(namespace_dir: &Path) -> PathBuf {
     namespace_dir.join(FILE_NAME)
 }
 
-/// Applies namespace `nsid`'s saved table; says what happened (for the start-up line). An error
-/// when the keyring names a table and the file is missing or another one.
-pub fn restore(ftl: &Ftl, file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::Result<String> {
+/// Applies namespace `nsid`'s saved table; says what happened (for the start-up line), and the
+/// applied table's tag. An error when the keyring names a table and the file is missing or
+/// another one.
+pub fn restore(
+    ftl: &Ftl,
+    file: &Path,
+    key: &InstanceKey,
+    nsid: u32,
+) -> anyhow::Result<(String, Option<Tag>)> {
     let expected = tags(key, nsid)?;
     let refuse = |what: String| {
         anyhow::anyhow!(
@@ -121,9 +120,10 @@ pub fn restore(ftl: &Ftl, file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::
                     file.display()
                 )));
             }
-            return Ok(
+            return Ok((
                 "no generation table (replays of pages older than this start go unnoticed)".into(),
-            );
+                None,
+            ));
         }
         Err(e) => {
             return Err(e)
@@ -137,8 +137,8 @@ pub fn restore(ftl: &Ftl, file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::
         )));
     }
     match ftl.apply_generation_table(&bytes) {
-        Ok(()) => Ok("generation bounds restored".into()),
-        Err(e) if expected.is_empty() => Ok(format!("{e} ({}): ignored", file.display())),
+        Ok(()) => Ok(("generation bounds restored".into(), tag_of(&bytes))),
+        Err(e) if expected.is_empty() => Ok((format!("{e} ({}): ignored", file.display()), None)),
         Err(e) => Err(refuse(format!("{e} ({})", file.display()))),
     }
 }
@@ -186,18 +186,4 @@ fn write_atomically(table: &[u8], file: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_table_is_named_by_its_mac() {
-        let mut t = vec![0u8; 32 + 8];
-        t.extend_from_slice(&[7u8; TABLE_MAC_BYTES]);
-        t.extend_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(tag_of(&t), Some([7u8; TABLE_MAC_BYTES]));
-        assert_eq!(tag_of(&t[..20]), None);
-    }
 }

@@ -17,6 +17,7 @@ pub mod control;
 pub mod erase;
 pub mod generations;
 pub mod instance;
+pub mod journal;
 pub mod lock;
 pub mod nbd;
 pub mod record;

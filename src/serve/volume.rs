@@ -15,7 +15,7 @@ use nvme_target::{
 use zeroize::Zeroizing;
 
 use super::config::{NamespaceConfig, RemoteConfig, ServeConfig};
-use super::generations;
+use super::{generations, journal};
 use crate::glue;
 
 /// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
@@ -170,24 +170,33 @@ pub fn open_volume(
             .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
         (ftl, None)
     };
-    let generations = match key {
-        Some(key) => {
-            let file = generations::path(&dir);
-            let said = if recovered.is_some() {
-                generations::restore(&ftl, &file, key, ns.nsid)?
-            } else {
-                generations::forget(&file, key, ns.nsid)?;
-                "generation bounds start now".to_owned()
-            };
-            Some((file, said, key.clone()))
-        }
-        None => None,
+    let Some(key) = key else {
+        return Ok(Volume {
+            nsid: ns.nsid,
+            backend: Backend::Local(Arc::new(FtlNamespace::new(ftl))),
+            recovered,
+            generations: None,
+        });
     };
+    let table_file = generations::path(&dir);
+    let journal_file = journal::path(&dir);
+    let said = if recovered.is_some() {
+        let (table, applied) = generations::restore(&ftl, &table_file, key, ns.nsid)?;
+        let journal = journal::replay(&ftl, &journal_file, key, ns.nsid, applied)?;
+        format!("{table}, {journal}")
+    } else {
+        generations::forget(&table_file, key, ns.nsid)?;
+        journal::forget(&journal_file, key, ns.nsid)?;
+        "generation bounds start now".to_owned()
+    };
+    let journal = journal::Journal::start(&ftl, table_file.clone(), journal_file, key, ns.nsid)?;
+    let ns_backend = FtlNamespace::with_flush_log(ftl, Box::new(journal))
+        .with_context(|| format!("namespace {}: the generation journal", ns.nsid))?;
     Ok(Volume {
         nsid: ns.nsid,
-        backend: Backend::Local(Arc::new(FtlNamespace::new(ftl))),
+        backend: Backend::Local(Arc::new(ns_backend)),
         recovered,
-        generations,
+        generations: Some((table_file, said, key.clone())),
     })
 }
 
@@ -216,7 +225,7 @@ pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
         Backend::Local(ns) => {
             let ns = Arc::try_unwrap(ns)
                 .map_err(|_| anyhow::anyhow!("namespace {nsid} is still in use at close"))?;
-            let ftl = ns.into_inner();
+            let (ftl, flush_log) = ns.into_parts();
             // Taken before the close (which consumes the FTL; no host write comes in between) and
             // saved after it succeeds, so a saved table always belongs to a clean close.
             // A terminated instance's key is gone, and with it every page: nothing to save.
@@ -230,6 +239,12 @@ pub fn close_volume(volume: Volume) -> anyhow::Result<()> {
                 let table =
                     table.with_context(|| format!("namespace {nsid}: the generation table"))?;
                 generations::save(&table, &file, &key, nsid)?;
+                // The table holds every bound now: the journal is done with.
+                if let Some(journal) = flush_log {
+                    journal
+                        .finish()
+                        .map_err(|e| anyhow::anyhow!("namespace {nsid}: {e}"))?;
+                }
             }
             Ok(())
         }
