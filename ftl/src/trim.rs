@@ -35,6 +35,13 @@ impl Engine {
         let data_seq = self.take_seq();
         self.trim_buffer.push(TrimEntry { lpa, data_seq });
         sh.set(lpa, TRIM_BUFFERED);
+        // A trim is a version of the page too (it reads as zeroes): a sealed FTL raises the
+        // page's bound to it, after the map update as a write does, so a copy from before the
+        // trim put back on the media fails instead of coming back to life.
+        sh.raise_generation(lpa, data_seq);
+        if let Some(log) = &mut self.bounds_log {
+            log.push(lpa, data_seq);
+        }
         self.counters.trims += 1;
         if self.trim_buffer.len() >= trim_log::capacity(self.layout.page_size) {
             self.write_trim_page(sh)?;
