@@ -212,14 +212,15 @@ fn ferrite(dir: &Path, bytes: u64, encrypt: bool, secs: Duration) -> anyhow::Res
         oob_size: 64,
     };
     let nand_dir = dir.join(if encrypt { "ferrite-enc" } else { "ferrite" });
-    // As `ferrite serve` does: sealed instance storage syncs to the page cache only (a host failure
-    // takes its key, so its data, anyway); unsealed data flushes to disk at every barrier.
-    let durability = if encrypt {
-        ftl::nand::FileDurability::Process
+    // As `ferrite serve` does: sealed instance storage syncs to the page cache only and its erases
+    // leave the ciphertext in place (a host failure takes its key, so its data, anyway); unsealed
+    // data flushes to disk at every barrier and its erases drop the data.
+    let modes = if encrypt {
+        ferrite::glue::FileModes::SEALED
     } else {
-        ftl::nand::FileDurability::Host
+        ferrite::glue::FileModes::default()
     };
-    let devices = ferrite::glue::file_devices_with(&nand_dir, g, 4, durability)?;
+    let devices = ferrite::glue::file_devices_with(&nand_dir, g, 4, modes)?;
     let key = encrypt
         .then(|| keys::InstanceKey::generate(keys::Backend::AwsLc))
         .transpose()?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ftl::nand::{FaultConfig, FileDurability, FileNand, Geometry, Nand};
+use ftl::nand::{FaultConfig, FileDurability, FileErase, FileNand, Geometry, Nand};
 use ftl::{Ftl, FtlConfig, FtlError, GcPolicy};
 
 use crate::bench_ftl::{self, BenchParams, BenchReport};
@@ -139,15 +139,37 @@ pub fn file_devices(
     geometry: Geometry,
     count: u32,
 ) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
-    file_devices_with(dir, geometry, count, FileDurability::Host)
+    file_devices_with(dir, geometry, count, FileModes::default())
 }
 
-/// `file_devices` whose `sync` gives `durability` (see `ftl::nand::FileDurability`).
+/// What a device file's `sync` survives and what its erases leave (`ftl::nand::FileDurability`,
+/// `ftl::nand::FileErase`); the default: disk flushes, erases drop the data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileModes {
+    pub durability: FileDurability,
+    pub erase: FileErase,
+}
+
+impl FileModes {
+    /// Sealed instance storage: its RAM-only key is gone after a host failure, and with it every
+    /// byte, so syncs need reach only the page cache and erases may leave the ciphertext in place.
+    pub const SEALED: Self = Self {
+        durability: FileDurability::Process,
+        erase: FileErase::KeepData,
+    };
+
+    fn apply(self, dev: &FileNand) {
+        dev.store().set_durability(self.durability);
+        dev.store().set_erase(self.erase);
+    }
+}
+
+/// `file_devices` with `modes`.
 pub fn file_devices_with(
     dir: &Path,
     geometry: Geometry,
     count: u32,
-    durability: FileDurability,
+    modes: FileModes,
 ) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     (0..count)
@@ -159,7 +181,7 @@ pub fn file_devices_with(
             }
             let dev = FileNand::create(&path, geometry, FaultConfig::none().for_device(i), None)
                 .with_context(|| format!("creating {}", path.display()))?;
-            dev.store().set_durability(durability);
+            modes.apply(&dev);
             Ok(Arc::new(dev) as Arc<dyn Nand>)
         })
         .collect()
@@ -167,22 +189,34 @@ pub fn file_devices_with(
 
 /// Opens the `count` device files `file_devices` created under `dir`, as they are now.
 pub fn open_file_devices(dir: &Path, count: u32) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
-    open_file_devices_with(dir, count, FileDurability::Host)
+    open_file_devices_with(dir, count, FileModes::default())
 }
 
-/// `open_file_devices` whose `sync` gives `durability`.
+/// `open_file_devices` with `modes`.
 pub fn open_file_devices_with(
     dir: &Path,
     count: u32,
-    durability: FileDurability,
+    modes: FileModes,
 ) -> anyhow::Result<Vec<Arc<dyn Nand>>> {
+    Ok(open_file_nands(dir, count, modes)?
+        .into_iter()
+        .map(|dev| dev as Arc<dyn Nand>)
+        .collect())
+}
+
+/// `open_file_devices_with` as `FileNand`s, for what needs the file itself.
+pub fn open_file_nands(
+    dir: &Path,
+    count: u32,
+    modes: FileModes,
+) -> anyhow::Result<Vec<Arc<FileNand>>> {
     (0..count)
         .map(|i| {
             let path = device_path(dir, i);
             let dev = FileNand::open(&path, FaultConfig::none().for_device(i), None)
                 .with_context(|| format!("opening {}", path.display()))?;
-            dev.store().set_durability(durability);
-            Ok(Arc::new(dev) as Arc<dyn Nand>)
+            modes.apply(&dev);
+            Ok(Arc::new(dev))
         })
         .collect()
 }

@@ -262,7 +262,15 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
                 bench_ftl::Backend::Mem => devices::mem_devices(geometry, a.devices)?,
                 bench_ftl::Backend::File => {
                     let dir = a.dir.as_deref().context("--backend file needs --dir")?;
-                    glue::file_devices_with(dir, geometry, a.devices, a.durability.into())?
+                    glue::file_devices_with(
+                        dir,
+                        geometry,
+                        a.devices,
+                        glue::FileModes {
+                            durability: a.durability.into(),
+                            ..glue::FileModes::default()
+                        },
+                    )?
                 }
             };
             glue::bench_on_ftl(devs, &params, a.svg.as_deref())?

@@ -351,6 +351,21 @@ fn an_older_page_put_back_before_a_crash_open_is_refused_by_the_journal() {
 }
 
 impl DeviceFile {
+    /// Good blocks with no programmed page whose first data page is not all zeroes (what an
+    /// erase that keeps the data leaves).
+    fn erased_blocks_with_data(&self) -> usize {
+        (0..self.blocks)
+            .filter(|&b| self.programmed_pages(b) == 0)
+            .filter(|&b| {
+                let at = (self.data_offset + u64::from(b * self.pages_per_block) * self.page_size)
+                    as usize;
+                self.bytes[at..at + self.page_size as usize]
+                    .iter()
+                    .any(|&x| x != 0)
+            })
+            .count()
+    }
+
     /// (block, page) of every programmed trim-log page.
     fn trim_log_pages(&self) -> Vec<(u32, u32)> {
         let mut found = Vec::new();
@@ -629,8 +644,21 @@ fn terminating_a_stopped_instance_erases_in_the_background() {
     let mut cleanup = KeyringCleanup::new(dir.path());
     let server = Server::start(dir.path(), &[]);
     let old_id = cleanup.watch();
+    // Enough rewrites for GC to erase blocks while serving: sealed devices' erases leave the
+    // ciphertext in the file, which the terminate must drop as well.
+    for round in 0..64 {
+        write_flushed(dir.path(), &pattern(100 + round));
+    }
     write_flushed(dir.path(), &pattern(6));
     server.stop();
+    let kept = device_files(dir.path())
+        .iter()
+        .map(|f| DeviceFile::read(f).erased_blocks_with_data())
+        .sum::<usize>();
+    assert!(
+        kept > 0,
+        "no erased block kept its ciphertext: GC did not run"
+    );
 
     let (stdout, _) = terminate(dir.path(), &["--data", "ferrite-data"]);
     assert!(
@@ -653,6 +681,16 @@ fn terminating_a_stopped_instance_erases_in_the_background() {
         0,
         "a block was not erased"
     );
+    for file in device_files(dir.path()) {
+        let device = DeviceFile::read(&file);
+        let data = &device.bytes[device.data_offset as usize..device.oob_offset as usize];
+        if let Some(at) = data.iter().position(|&b| b != 0) {
+            panic!(
+                "{} keeps data at byte {at} of its data region after a terminate",
+                file.display()
+            );
+        }
+    }
     let server = Server::start(dir.path(), &[]);
     assert_ne!(cleanup.watch(), old_id);
     assert_eq!(read_back(dir.path()), vec![0; DATA_BYTES]);

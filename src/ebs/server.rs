@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ebs_server::server::{EbsServer, ServerConfig};
 use ebs_server::volumes::VolumeStore;
-use ftl::nand::{FileDurability, Geometry};
+use ftl::nand::Geometry;
 use ftl::{Ftl, FtlConfig};
 
 use crate::glue;
@@ -71,8 +71,9 @@ fn path_addrs(listen: SocketAddr, paths: usize) -> anyhow::Result<Vec<SocketAddr
 fn open_ftl(options: &EbsServerOptions) -> anyhow::Result<Ftl> {
     let dir = options.data_dir.join(DEVICES_DIR);
     // Remote volumes outlive the host: every barrier reaches the disk. The FTL is not sealed:
-    // the client seals its blocks itself, and an instance key would not survive a reboot.
-    let durability = FileDurability::Host;
+    // the client seals its blocks itself, and an instance key would not survive a reboot. (So
+    // erases drop the data too: the defaults.)
+    let durability = glue::FileModes::default();
     if glue::device_path(&dir, 0).exists() {
         let found = (0..)
             .take_while(|&i| glue::device_path(&dir, i).exists())

@@ -70,11 +70,16 @@ pub fn namespaces(data_dir: &Path) -> anyhow::Result<Vec<NamespaceFiles>> {
 pub fn erase_all(data_dir: &Path, progress: &mut dyn FnMut(&str)) -> anyhow::Result<EraseTally> {
     let mut tally = EraseTally::default();
     for ns in namespaces(data_dir)? {
-        let devices = glue::open_file_devices(&ns.dir, ns.devices)?;
+        let devices = glue::open_file_nands(&ns.dir, ns.devices, glue::FileModes::default())?;
         for (index, device) in devices.iter().enumerate() {
             let path = glue::device_path(&ns.dir, index as u32);
             let done = erase_device(device.as_ref())
                 .with_context(|| format!("erasing {}", path.display()))?;
+            // What erases of the running instance left in the file (sealed devices keep the
+            // ciphertext of erased blocks until programmed over): dropped too.
+            device
+                .drop_erased_data()
+                .with_context(|| format!("dropping erased data of {}", path.display()))?;
             device
                 .sync()
                 .with_context(|| format!("syncing {}", path.display()))?;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ftl::nand::FileDurability;
 use ftl::{Ftl, RecoveryReport};
 use nvme_target::{
     ActiveNamespace, FtlNamespace, Namespace, NamespaceIdentity, PowerOnClock, RemoteNamespace,
@@ -16,17 +15,18 @@ use zeroize::Zeroizing;
 
 use super::config::{NamespaceConfig, RemoteConfig, ServeConfig};
 use super::{generations, journal};
-use crate::glue;
+use crate::glue::{self, FileModes};
 
-/// What a device file's `sync` must survive. Sealed instance storage is unreadable after a host
-/// failure (its key is RAM-only), so it needs to survive only a crash of this process, which loses
-/// nothing already written to the page cache: no disk flush per barrier. Unsealed data outlives
-/// the host, so its barriers and flushes reach the disk.
-fn durability(config: &ServeConfig) -> FileDurability {
+/// What a device file's `sync` must survive and what its erases leave. Sealed instance storage is
+/// unreadable after a host failure (its key is RAM-only), so it needs to survive only a crash of
+/// this process, which loses nothing already written to the page cache: no disk flush per
+/// barrier; and its erases may leave the ciphertext in place (a terminate drops it). Unsealed
+/// data outlives the host, so its barriers and flushes reach the disk and its erases drop it.
+fn file_modes(config: &ServeConfig) -> FileModes {
     if config.encryption {
-        FileDurability::Process
+        FileModes::SEALED
     } else {
-        FileDurability::Host
+        FileModes::default()
     }
 }
 
@@ -148,9 +148,9 @@ pub fn open_volume(
     let dir = config.namespace_dir(ns.nsid);
     let sealer = key.map(|k| k.sealer(u64::from(ns.nsid)));
     let exists = glue::device_path(&dir, 0).exists();
-    let durability = durability(config);
+    let modes = file_modes(config);
     let (ftl, recovered) = if exists && fresh {
-        let devices = glue::open_file_devices_with(&dir, ns.devices, durability)?;
+        let devices = glue::open_file_devices_with(&dir, ns.devices, modes)?;
         let ftl = Ftl::format_sealed(devices, config.ftl.clone(), sealer).with_context(|| {
             format!(
                 "formatting namespace {} in {} fresh",
@@ -160,12 +160,12 @@ pub fn open_volume(
         })?;
         (ftl, None)
     } else if exists {
-        let devices = glue::open_file_devices_with(&dir, ns.devices, durability)?;
+        let devices = glue::open_file_devices_with(&dir, ns.devices, modes)?;
         let (ftl, report) = Ftl::open_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("recovering namespace {} from {}", ns.nsid, dir.display()))?;
         (ftl, Some(report))
     } else {
-        let devices = glue::file_devices_with(&dir, config.geometry, ns.devices, durability)?;
+        let devices = glue::file_devices_with(&dir, config.geometry, ns.devices, modes)?;
         let ftl = Ftl::format_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("formatting namespace {} in {}", ns.nsid, dir.display()))?;
         (ftl, None)

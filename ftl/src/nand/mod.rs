@@ -22,7 +22,7 @@ pub mod timing;
 pub use device::Device;
 pub use error::NandError;
 pub use faults::{FaultConfig, mix};
-pub use file::{FileDurability, FileHeader, FileLayout, FileNand, FileStore};
+pub use file::{FileDurability, FileErase, FileHeader, FileLayout, FileNand, FileStore};
 pub use geometry::Geometry;
 pub use mem::{MemNand, MemStore};
 pub use power::PowerRail;

@@ -1187,3 +1187,58 @@ fn file_erase_drops_old_bytes() {
     let at = (layout.data_offset + (6 * 4 + 3) * 4096) as usize;
     assert_eq!(&raw[at..at + 4096], &data[..]);
 }
+
+#[test]
+fn a_keep_data_erase_drops_only_the_oob_until_the_data_is_dropped_too() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("keep.nand");
+    let dev = FileNand::create(&path, small(), none(), None).expect("create");
+    let layout = FileLayout::of(&small());
+    let file_bytes = |at: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        std::fs::File::open(&path)
+            .expect("open")
+            .read_exact_at(&mut buf, at)
+            .expect("read");
+        buf
+    };
+    let n: &dyn Nand = &dev;
+    let good: Vec<u32> = (0..small().blocks())
+        .filter(|&b| info(n, b).health == BlockHealth::Good)
+        .take(2)
+        .collect();
+    let (kept, dropped) = (good[0], good[1]);
+    let data_at = |b: u32| layout.data_offset + u64::from(b * 8) * 4096;
+    let oob_at = |b: u32| layout.oob_offset + u64::from(b * 8) * 64;
+    for b in [kept, dropped] {
+        program_gen(n, b, 0, 3).expect("program");
+    }
+    let (data, oob) = pattern(n.geometry(), kept, 0, 3);
+    assert_eq!(file_bytes(data_at(kept), 4096), data);
+    assert_eq!(file_bytes(oob_at(kept), 64), oob);
+
+    dev.store().set_erase(FileErase::KeepData);
+    n.erase_block(kept).expect("erase");
+    dev.store().set_erase(FileErase::DropData);
+    n.erase_block(dropped).expect("erase");
+    // The device shows both erased; the file keeps the first one's data bytes only.
+    assert!(erased(read(n, kept, 0), kept, 0));
+    assert!(erased(read(n, dropped, 0), dropped, 0));
+    assert_eq!(file_bytes(data_at(kept), 4096), data);
+    assert_eq!(file_bytes(oob_at(kept), 64), vec![0; 64]);
+    assert_eq!(file_bytes(data_at(dropped), 4096), vec![0; 4096]);
+    // A program over kept bytes replaces them.
+    program_gen(n, kept, 0, 4).expect("program");
+    assert!(holds(n, kept, 0, 4));
+    // Dropping erased data leaves programmed blocks alone and zeroes the rest.
+    program_gen(n, dropped, 0, 5).expect("program");
+    dev.store().set_erase(FileErase::KeepData);
+    n.erase_block(kept).expect("erase");
+    let good_blocks = (0..small().blocks())
+        .filter(|&b| info(n, b).health == BlockHealth::Good)
+        .count() as u64;
+    assert_eq!(dev.drop_erased_data().expect("drop"), good_blocks - 1);
+    assert_eq!(file_bytes(data_at(kept), 4096), vec![0; 4096]);
+    assert!(holds(n, dropped, 0, 5));
+}
