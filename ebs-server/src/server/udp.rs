@@ -585,7 +585,8 @@ impl ServerLoop {
     }
 
     /// Waits on every socket until a datagram arrives or the earliest timer of any connection
-    /// is due, at most WAIT_US_MAX.
+    /// is due, at most WAIT_US_MAX; with packets in flight on any connection it spins
+    /// `srd.wait_spin_us` first.
     fn wait(&mut self) -> io::Result<()> {
         let next = self
             .clients
@@ -593,7 +594,22 @@ impl ServerLoop {
             .filter_map(|c| c.connection.next_timeout_us())
             .min();
         let timeout_us = wait::timeout_us(self.now_us(), next, WAIT_US_MAX);
-        self.ready = Some(wait::wait_readable(&self.sockets, timeout_us)?);
+        let in_flight = self
+            .clients
+            .values()
+            .any(|c| c.connection.in_flight_packets() > 0);
+        let spin_us = if in_flight {
+            self.config.srd.wait_spin_us
+        } else {
+            0
+        };
+        let epoch = self.epoch;
+        self.ready = Some(wait::spin_then_wait(
+            &self.sockets,
+            timeout_us,
+            spin_us,
+            || epoch.elapsed().as_micros() as u64,
+        )?);
         Ok(())
     }
 }

@@ -18,6 +18,10 @@ pub const PAYLOAD_LEN_DEFAULT: usize = 4224;
 pub const PAYLOAD_LEN_MTU_1500: usize = 1400;
 /// Most packets a connection may have unacknowledged, whatever the congestion control allows.
 pub const IN_FLIGHT_PACKETS_MAX: usize = 16384;
+/// Default `wait_spin_us`: a few loopback round trips of this host.
+pub const WAIT_SPIN_US_DEFAULT: u64 = 50;
+/// Ceiling of `wait_spin_us`.
+pub const WAIT_SPIN_US_MAX: u64 = 10_000;
 /// Most messages waiting to be sent, and most messages delivered but not yet taken.
 pub const QUEUE_MESSAGES_MAX: usize = 65536;
 /// Most bytes of reassembly buffers.
@@ -81,6 +85,10 @@ pub struct Config {
     /// minimum. Queueing on a datacenter network shows in hundreds of microseconds; less than
     /// that is host scheduling noise.
     pub rtt_rise_us_min: u64,
+    /// I/O loops: with packets in flight, how long an idle loop polls its sockets without
+    /// blocking (yielding in between) before it blocks in poll(2) (srd/wait.rs). 0: block at
+    /// once. Spinning trades CPU for the wake-up latency of a blocked thread.
+    pub wait_spin_us: u64,
 }
 
 impl Default for Config {
@@ -107,6 +115,7 @@ impl Default for Config {
             rate_bytes_per_s_max: 10 << 30,
             in_flight_packets_min: 16,
             rtt_rise_us_min: 250,
+            wait_spin_us: WAIT_SPIN_US_DEFAULT,
         }
     }
 }
@@ -181,6 +190,12 @@ impl Config {
         if self.ack_delay_us_max * 2 > self.rto_us_floor {
             return fail("ack_delay_us_max must be at most half of rto_us_floor".into());
         }
+        if self.wait_spin_us > WAIT_SPIN_US_MAX {
+            return fail(format!(
+                "wait_spin_us {} > {WAIT_SPIN_US_MAX}",
+                self.wait_spin_us
+            ));
+        }
         if !(1..=ACK_PACKETS_MAX).contains(&self.ack_batch_packets) {
             return fail(format!("ack_batch_packets not in 1..={ACK_PACKETS_MAX}"));
         }
@@ -241,6 +256,7 @@ mod tests {
             |c| c.suspect_after_timeouts = 0,
             |c| c.ack_delay_us_max = c.rto_us_floor,
             |c| c.ack_batch_packets = ACK_PACKETS_MAX + 1,
+            |c| c.wait_spin_us = WAIT_SPIN_US_MAX + 1,
             |c| c.rate_bytes_per_s_initial = c.rate_bytes_per_s_max + 1,
         ];
         for (i, mutate) in bad.into_iter().enumerate() {

@@ -36,6 +36,8 @@ pub struct UdpEndpoint {
     buf: Vec<u8>,
     /// The sockets the last wait found readable, for the next turn to read (None: ask first).
     ready: Option<ReadyMask>,
+    /// `Config::wait_spin_us`.
+    wait_spin_us: u64,
     pub stats: IoStats,
 }
 
@@ -43,6 +45,7 @@ impl UdpEndpoint {
     /// Binds `config.path_count` sockets on ephemeral ports of 127.0.0.1.
     pub fn bind_loopback(config: Config, connection_id: u64) -> io::Result<Self> {
         let path_count = config.path_count;
+        let wait_spin_us = config.wait_spin_us;
         let connection = Connection::new(config, connection_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let sockets = (0..path_count)
@@ -59,6 +62,7 @@ impl UdpEndpoint {
             epoch: Instant::now(),
             buf: vec![0; RECV_BUF_LEN],
             ready: None,
+            wait_spin_us,
             stats: IoStats::default(),
         })
     }
@@ -194,14 +198,26 @@ impl UdpEndpoint {
 
     /// Waits while idle: until a datagram arrives on any path or the connection's next timer is
     /// due, at most `wait_us_max` (the caller's own deadlines); returns at once if a timer is
-    /// already due. The next `turn` reads only the sockets found readable.
+    /// already due. With packets in flight it spins `Config::wait_spin_us` before it blocks.
+    /// The next `turn` reads only the sockets found readable.
     pub fn wait(&mut self, wait_us_max: u64) -> io::Result<()> {
         let timeout_us = wait::timeout_us(
             self.now_us(),
             self.connection.next_timeout_us(),
             wait_us_max,
         );
-        self.ready = Some(wait::wait_readable(&self.sockets, timeout_us)?);
+        let spin_us = if self.connection.in_flight_packets() > 0 {
+            self.wait_spin_us
+        } else {
+            0
+        };
+        let epoch = self.epoch;
+        self.ready = Some(wait::spin_then_wait(
+            &self.sockets,
+            timeout_us,
+            spin_us,
+            || epoch.elapsed().as_micros() as u64,
+        )?);
         Ok(())
     }
 
