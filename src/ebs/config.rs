@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:7400"    # path i on port + i
 //! data = "ebs-data"
 //! paths = 4
+//! payload_len_max = 4224       # one 4 KiB block per datagram; 1400 on a 1500-byte MTU path
 //! devices = 8
 //! extent_blocks = 256          # fixed when the catalog is created
 //! [geometry]                   # of devices created on the first start
@@ -42,6 +43,10 @@ pub struct EbsServerConfig {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
     pub paths: usize,
+    /// Largest SRD DATA payload (`srd::Config::payload_len_max`): the default carries a 4 KiB
+    /// block in one datagram (loopback, jumbo frames); a path with a 1500-byte MTU needs
+    /// `srd::config::PAYLOAD_LEN_MTU_1500` (1400). Clients should use the same value.
+    pub payload_len_max: usize,
     pub devices: u32,
     pub extent_blocks: u64,
     pub geometry: Geometry,
@@ -78,6 +83,7 @@ impl Default for EbsServerConfig {
             listen: None,
             data: None,
             paths: 4,
+            payload_len_max: ebs_server::srd::config::PAYLOAD_LEN_DEFAULT,
             devices: 8,
             extent_blocks: 256,
             geometry: Geometry {
@@ -112,6 +118,7 @@ impl EbsServerConfig {
             ..ServerConfig::default()
         };
         c.srd.path_count = self.paths;
+        c.srd.payload_len_max = self.payload_len_max;
         c
     }
 
@@ -165,6 +172,7 @@ mod tests {
 listen = "127.0.0.1:7400"
 data = "d"
 paths = 2
+payload_len_max = 1400
 devices = 3
 extent_blocks = 64
 [geometry]
@@ -183,6 +191,7 @@ idle_timeout_ms = 3000
         c.validate().unwrap();
         assert_eq!(c.server_config().idle_timeout_ms, 3000);
         assert_eq!(c.server_config().srd.path_count, 2);
+        assert_eq!(c.server_config().srd.payload_len_max, 1400);
         assert_eq!(c.geometry.channels, 2);
     }
 
@@ -200,8 +209,9 @@ idle_timeout_ms = 3000
             ..EbsServerConfig::default()
         };
         type Mutation = fn(&mut EbsServerConfig);
-        let cases: [(Mutation, &str); 4] = [
+        let cases: [(Mutation, &str); 5] = [
             (|c| c.paths = 0, "paths"),
+            (|c| c.payload_len_max = 0, "payload_len_max"),
             (|c| c.limits.idle_timeout_ms = 0, "idle_timeout_ms"),
             (|c| c.geometry.page_size = 16384, "page_size"),
             (|c| c.data = None, "no data directory"),

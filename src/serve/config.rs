@@ -61,6 +61,10 @@ pub struct RemoteConfig {
     /// Network paths, as the server's `--paths` (default 4).
     #[serde(default = "default_remote_paths")]
     pub paths: usize,
+    /// Largest SRD DATA payload, as the server's `payload_len_max`: the default carries a 4 KiB
+    /// block in one datagram (loopback, jumbo frames); 1400 on a path with a 1500-byte MTU.
+    #[serde(default = "default_remote_payload_len_max")]
+    pub payload_len_max: usize,
     pub volume: String,
     /// The attach credential, read at start (never in this file).
     pub credential_file: PathBuf,
@@ -98,6 +102,10 @@ impl RemoteConfig {
 
 fn default_remote_paths() -> usize {
     4
+}
+
+fn default_remote_payload_len_max() -> usize {
+    ebs_server::srd::config::PAYLOAD_LEN_DEFAULT
 }
 
 fn default_remote_timeout_ms() -> u64 {

@@ -106,6 +106,7 @@ fn open_remote(ns: &NamespaceConfig, r: &RemoteConfig) -> anyhow::Result<Volume>
     let client = ebs_server::client::ClientConfig {
         srd: ebs_server::srd::Config {
             path_count: r.paths,
+            payload_len_max: r.payload_len_max,
             ..ebs_server::srd::Config::default()
         },
         request_timeout_ms: r.request_timeout_ms,

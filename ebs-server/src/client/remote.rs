@@ -37,8 +37,10 @@ pub const QUEUE_DEPTH_CEILING: usize = 1024;
 const HELLO_RESEND_MS_FIRST: u64 = 50;
 /// The longest wait between HELLOs.
 const HELLO_RESEND_MS_MAX: u64 = 800;
-/// How long the handshake sleeps when nothing has arrived.
-const HANDSHAKE_POLL_US: u64 = 50;
+/// Longest a blocking call (`wait`, `wait_any`, a full `submit`) waits on the sockets before it
+/// looks at its request timers again: the transport's own timers end a wait sooner, a datagram
+/// at once. It only bounds how late a request timeout (milliseconds) is noticed.
+const WAIT_US_MAX: u64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -259,7 +261,7 @@ impl RemoteVolume {
                     self.config.queue_depth_max
                 )));
             }
-            self.pump()?;
+            self.pump(WAIT_US_MAX)?;
         }
         let tag = self.next_request_id;
         self.next_request_id += 1;
@@ -298,7 +300,7 @@ impl RemoteVolume {
                     "request {tag} is not outstanding"
                 )));
             }
-            self.pump()?;
+            self.pump(WAIT_US_MAX)?;
         }
     }
 
@@ -315,16 +317,17 @@ impl RemoteVolume {
                     "no request outstanding".into(),
                 ));
             }
-            self.pump()?;
+            self.pump(WAIT_US_MAX)?;
         }
     }
 
     /// Whichever outstanding request has completed, after at most one turn of I/O: for an I/O
     /// loop that also waits on other things (a backend thread taking requests from a channel).
-    /// None when nothing completed yet (or nothing is outstanding).
+    /// None when nothing completed yet (or nothing is outstanding). It does not block on the
+    /// sockets (the caller's channel could not wake it); an idle turn yields the CPU instead.
     pub fn poll_completion(&mut self) -> Result<Option<Finished>, ClientError> {
         if self.done.is_empty() && !self.pending.is_empty() {
-            self.pump()?;
+            self.pump(0)?;
         }
         let Some(&tag) = self.done.keys().next() else {
             return Ok(None);
@@ -342,7 +345,7 @@ impl RemoteVolume {
         }
         let now = self.endpoint.now_us();
         self.endpoint.connection_mut().announce_paths(now);
-        self.pump()
+        self.pump(0)
     }
 
     /// Whether an earlier failure closed this client: every later request fails with Closed, and
@@ -469,8 +472,12 @@ impl RemoteVolume {
 
     /// Moves every request the ordering rules allow onto the send list and starts its timer.
     fn release(&mut self) {
+        let released = self.scheduler.release();
+        if released.is_empty() {
+            return;
+        }
         let now = Instant::now();
-        for tag in self.scheduler.release() {
+        for tag in released {
             if let Some(p) = self.pending.get_mut(&tag) {
                 p.released_at = Some(now);
                 self.to_send.push_back(tag);
@@ -479,8 +486,9 @@ impl RemoteVolume {
     }
 
     /// One turn of I/O: hand released requests to the transport, send and receive, match the
-    /// replies, run the request timers.
-    fn pump(&mut self) -> Result<(), ClientError> {
+    /// replies, run the request timers. A turn that moved nothing then waits on the sockets for
+    /// at most `wait_us_max` (or the transport's next timer); with 0 it yields instead.
+    fn pump(&mut self, wait_us_max: u64) -> Result<(), ClientError> {
         if self.closed {
             return Err(ClientError::Closed);
         }
@@ -512,8 +520,13 @@ impl RemoteVolume {
         }
         self.release();
         self.check_timeouts();
-        if !active {
-            self.endpoint.idle();
+        if !active && self.done.is_empty() {
+            if wait_us_max == 0 {
+                std::thread::yield_now();
+            } else if let Err(e) = self.endpoint.wait(wait_us_max) {
+                self.close();
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -657,10 +670,12 @@ impl RemoteVolume {
 
     fn check_timeouts(&mut self) {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let expired = self
-            .pending
-            .values()
-            .any(|p| p.released_at.is_some_and(|at| at.elapsed() >= timeout));
+        // One clock read for every request, not one each.
+        let now = Instant::now();
+        let expired = self.pending.values().any(|p| {
+            p.released_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= timeout)
+        });
         if expired {
             tracing::warn!(
                 outstanding = self.pending.len(),
@@ -788,9 +803,14 @@ fn handshake(
         }
         endpoint.send_raw(attempt % path_count, client.hello())?;
         let resend_at = (now + Duration::from_millis(resend_ms)).min(deadline);
-        while Instant::now() < resend_at {
+        loop {
+            let now = Instant::now();
+            if now >= resend_at {
+                break;
+            }
             let Some((_, datagram)) = endpoint.recv_raw()? else {
-                std::thread::sleep(Duration::from_micros(HANDSHAKE_POLL_US));
+                let left_us = resend_at.duration_since(now).as_micros() as u64;
+                endpoint.wait_for_datagram(left_us)?;
                 continue;
             };
             if classify(&datagram) != Incoming::HelloAck {

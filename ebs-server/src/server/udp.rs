@@ -24,8 +24,10 @@
 use super::Session;
 use crate::proto::{MESSAGE_LEN_MAX, READ_BLOCKS_MAX};
 use crate::srd::handshake::{self, Hello, Incoming};
-use crate::srd::packet::{self, DATAGRAM_LEN_MAX};
+use crate::srd::packet;
 use crate::srd::seal::{PSK_LEN, SessionKeys};
+use crate::srd::udp::RECV_BUF_LEN;
+use crate::srd::wait::{self, ReadyMask};
 use crate::srd::{self, Connection};
 use crate::volumes::VolumeStore;
 use aws_lc_rs::{hmac, rand as lc_rand};
@@ -36,7 +38,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 
 /// Default most client connections at once.
@@ -54,10 +56,10 @@ pub const HANDSHAKES_PENDING_MAX_DEFAULT: usize = 64;
 pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 /// Datagrams read from one socket per turn, so one busy path cannot starve the others.
 const RECV_BATCH_MAX: usize = 256;
-/// How long an idle turn sleeps when no connection has packets in flight or a timer due sooner;
-/// otherwise it only yields, as `UdpEndpoint::idle` does: a sleep lasts far longer than asked on
-/// a busy host and would delay held acknowledgements past the client's retransmission timer.
-const IDLE_SLEEP_US: u64 = 50;
+/// Longest an idle loop waits on its sockets (srd/wait.rs) when no connection has a timer due
+/// sooner: how late a stop, a stats update or an idle connection's expiry may be noticed. A
+/// datagram ends the wait at once, a connection's timer when it is due.
+const WAIT_US_MAX: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid server config: {0}")]
@@ -275,7 +277,8 @@ impl EbsServer {
             clients: HashMap::new(),
             decoy: DecoyPsk::new()?,
             epoch: Instant::now(),
-            buf: vec![0; DATAGRAM_LEN_MAX + 1],
+            buf: vec![0; RECV_BUF_LEN],
+            ready: None,
             stats: ServerStats::default(),
             shared_stats: Arc::clone(&stats),
         };
@@ -344,6 +347,8 @@ struct ServerLoop {
     decoy: DecoyPsk,
     epoch: Instant,
     buf: Vec<u8>,
+    /// The sockets the last wait found readable, for the next receive (None: ask first).
+    ready: Option<ReadyMask>,
     stats: ServerStats,
     shared_stats: Arc<Mutex<ServerStats>>,
 }
@@ -354,7 +359,7 @@ impl ServerLoop {
             let active = self.turn()?;
             *self.shared_stats.lock() = self.stats.clone();
             if !active {
-                self.idle();
+                self.wait()?;
             }
         }
         Ok(())
@@ -395,10 +400,21 @@ impl ServerLoop {
         Ok(active)
     }
 
-    /// Reads up to RECV_BATCH_MAX datagrams from each socket and hands each to its connection.
+    /// Reads up to RECV_BATCH_MAX datagrams from each readable socket and hands each to its
+    /// connection. The sockets read are those the last wait found readable, or those one poll(2)
+    /// finds now (one system call rather than a failing receive per socket); the clock is read
+    /// once for the batch, not per datagram.
     fn receive(&mut self) -> io::Result<bool> {
+        let ready = match self.ready.take() {
+            Some(mask) => mask,
+            None => wait::wait_readable(&self.sockets, 0)?,
+        };
         let mut active = false;
+        let now = self.now_us();
         for path in 0..self.sockets.len() {
+            if !wait::is_ready(ready, path) {
+                continue;
+            }
             for _ in 0..RECV_BATCH_MAX {
                 let (len, from) = match self.sockets[path].recv_from(&mut self.buf) {
                     Ok(r) => r,
@@ -409,7 +425,6 @@ impl ServerLoop {
                 };
                 active = true;
                 self.stats.datagrams_received += 1;
-                let now = self.now_us();
                 match handshake::classify(&self.buf[..len]) {
                     Incoming::Hello => self.on_hello(path, from, len, now)?,
                     Incoming::Sealed { connection_id } => {
@@ -569,17 +584,33 @@ impl ServerLoop {
         }
     }
 
-    fn idle(&self) {
-        let soon = self.now_us().saturating_add(IDLE_SLEEP_US);
-        let busy = self.clients.values().any(|c| {
-            c.connection.in_flight_packets() > 0
-                || c.connection.next_timeout_us().is_some_and(|t| t < soon)
-        });
-        if busy {
-            std::thread::yield_now();
+    /// Waits on every socket until a datagram arrives or the earliest timer of any connection
+    /// is due, at most WAIT_US_MAX; with packets in flight on any connection it spins
+    /// `srd.wait_spin_us` first.
+    fn wait(&mut self) -> io::Result<()> {
+        let next = self
+            .clients
+            .values()
+            .filter_map(|c| c.connection.next_timeout_us())
+            .min();
+        let timeout_us = wait::timeout_us(self.now_us(), next, WAIT_US_MAX);
+        let in_flight = self
+            .clients
+            .values()
+            .any(|c| c.connection.in_flight_packets() > 0);
+        let spin_us = if in_flight {
+            self.config.srd.wait_spin_us
         } else {
-            std::thread::sleep(Duration::from_micros(IDLE_SLEEP_US));
-        }
+            0
+        };
+        let epoch = self.epoch;
+        self.ready = Some(wait::spin_then_wait(
+            &self.sockets,
+            timeout_us,
+            spin_us,
+            || epoch.elapsed().as_micros() as u64,
+        )?);
+        Ok(())
     }
 }
 

@@ -5,8 +5,23 @@ use thiserror::Error;
 
 /// Default paths per peer: eight UDP source ports spread a connection over eight ECMP routes.
 pub const PATH_COUNT_DEFAULT: usize = 8;
+/// Default largest DATA payload: a block-protocol message with one 4 KiB block (4156 bytes)
+/// travels in one datagram of 4288 bytes sealed (header 28, DATA header 20, payload, tag 16), so
+/// a lost datagram is one lost block and the server applies each block as it arrives, with one
+/// system call per block each way. Loopback (MTU 64 KiB) and 9000-byte jumbo frames carry it
+/// whole; a path with a 1500-byte MTU (a veth pair, most Ethernet) would fragment it at the IP
+/// layer, where the loss of any fragment loses the whole datagram: there, set
+/// PAYLOAD_LEN_MTU_1500.
+pub const PAYLOAD_LEN_DEFAULT: usize = 4224;
+/// The payload limit for a 1500-byte MTU: a sealed datagram of 1464 bytes, within 1500 with the
+/// IPv4 (20) and UDP (8) headers; a 4 KiB block then takes three datagrams.
+pub const PAYLOAD_LEN_MTU_1500: usize = 1400;
 /// Most packets a connection may have unacknowledged, whatever the congestion control allows.
 pub const IN_FLIGHT_PACKETS_MAX: usize = 16384;
+/// Default `wait_spin_us`: a few loopback round trips of this host.
+pub const WAIT_SPIN_US_DEFAULT: u64 = 50;
+/// Ceiling of `wait_spin_us`.
+pub const WAIT_SPIN_US_MAX: u64 = 10_000;
 /// Most messages waiting to be sent, and most messages delivered but not yet taken.
 pub const QUEUE_MESSAGES_MAX: usize = 65536;
 /// Most bytes of reassembly buffers.
@@ -24,7 +39,8 @@ pub struct ConfigError(pub String);
 pub struct Config {
     /// Paths (UDP source ports) per peer, 1..=PATHS_MAX.
     pub path_count: usize,
-    /// Largest payload of one DATA packet; the default keeps a datagram within a 1500-byte MTU.
+    /// Largest payload of one DATA packet: PAYLOAD_LEN_DEFAULT (one 4 KiB block per datagram,
+    /// for loopback and jumbo frames) or PAYLOAD_LEN_MTU_1500 on a 1500-byte MTU path.
     pub payload_len_max: usize,
     /// Largest message the sender accepts and the receiver reassembles.
     pub message_len_max: usize,
@@ -69,13 +85,17 @@ pub struct Config {
     /// minimum. Queueing on a datacenter network shows in hundreds of microseconds; less than
     /// that is host scheduling noise.
     pub rtt_rise_us_min: u64,
+    /// I/O loops: with packets in flight, how long an idle loop polls its sockets without
+    /// blocking (yielding in between) before it blocks in poll(2) (srd/wait.rs). 0: block at
+    /// once. Spinning trades CPU for the wake-up latency of a blocked thread.
+    pub wait_spin_us: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             path_count: PATH_COUNT_DEFAULT,
-            payload_len_max: 1400,
+            payload_len_max: PAYLOAD_LEN_DEFAULT,
             message_len_max: 1 << 20,
             in_flight_packets_max: 1024,
             send_queue_messages_max: 4096,
@@ -95,6 +115,7 @@ impl Default for Config {
             rate_bytes_per_s_max: 10 << 30,
             in_flight_packets_min: 16,
             rtt_rise_us_min: 250,
+            wait_spin_us: WAIT_SPIN_US_DEFAULT,
         }
     }
 }
@@ -169,6 +190,12 @@ impl Config {
         if self.ack_delay_us_max * 2 > self.rto_us_floor {
             return fail("ack_delay_us_max must be at most half of rto_us_floor".into());
         }
+        if self.wait_spin_us > WAIT_SPIN_US_MAX {
+            return fail(format!(
+                "wait_spin_us {} > {WAIT_SPIN_US_MAX}",
+                self.wait_spin_us
+            ));
+        }
         if !(1..=ACK_PACKETS_MAX).contains(&self.ack_batch_packets) {
             return fail(format!("ack_batch_packets not in 1..={ACK_PACKETS_MAX}"));
         }
@@ -192,6 +219,24 @@ mod tests {
     }
 
     #[test]
+    fn payload_limits_fit_their_mtu() {
+        use super::super::packet::{DATA_BODY_HEADER_LEN, HEADER_LEN};
+        use super::super::seal::TAG_LEN;
+        let sealed = |payload: usize| HEADER_LEN + DATA_BODY_HEADER_LEN + payload + TAG_LEN;
+        const IPV4_UDP_HEADERS: usize = 20 + 8;
+        assert_eq!(sealed(PAYLOAD_LEN_DEFAULT), 4288);
+        assert!(sealed(PAYLOAD_LEN_DEFAULT) + IPV4_UDP_HEADERS <= 9000);
+        assert!(sealed(PAYLOAD_LEN_MTU_1500) + IPV4_UDP_HEADERS <= 1500);
+        for payload_len_max in [PAYLOAD_LEN_DEFAULT, PAYLOAD_LEN_MTU_1500] {
+            let c = Config {
+                payload_len_max,
+                ..Config::default()
+            };
+            assert_eq!(c.validate(), Ok(()));
+        }
+    }
+
+    #[test]
     fn each_limit_is_checked() {
         let bad: Vec<fn(&mut Config)> = vec![
             |c| c.path_count = 0,
@@ -211,6 +256,7 @@ mod tests {
             |c| c.suspect_after_timeouts = 0,
             |c| c.ack_delay_us_max = c.rto_us_floor,
             |c| c.ack_batch_packets = ACK_PACKETS_MAX + 1,
+            |c| c.wait_spin_us = WAIT_SPIN_US_MAX + 1,
             |c| c.rate_bytes_per_s_initial = c.rate_bytes_per_s_max + 1,
         ];
         for (i, mutate) in bad.into_iter().enumerate() {

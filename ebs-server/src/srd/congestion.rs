@@ -161,8 +161,10 @@ mod tests {
 
     #[test]
     fn pacing_spaces_packets_at_the_rate() {
+        // Packets of the 1500-MTU size, so the burst is 16 of the 1400-byte packets sent here.
         let config = Config {
             rate_bytes_per_s_initial: 1_400_000,
+            payload_len_max: crate::srd::config::PAYLOAD_LEN_MTU_1500,
             ..Config::default()
         };
         let mut c = Congestion::new(&config);

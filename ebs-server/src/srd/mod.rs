@@ -12,6 +12,7 @@
 //!  seal.rs        the v2 key schedule (HKDF over PSK + X25519) and AES-256-GCM per packet
 //!  connection.rs  the pure state machine joining them (no sockets, no clock)
 //!  sim.rs         a seeded simulated network of impaired paths, for tests
+//!  wait.rs        poll(2) on an I/O loop's sockets until a datagram or the next timer
 //!  udp.rs         the thin real I/O loop over N UDP sockets on a peer
 //! ```
 
@@ -27,6 +28,7 @@ pub mod rtt;
 pub mod seal;
 pub mod sim;
 pub mod udp;
+pub mod wait;
 
 pub use config::Config;
 pub use connection::{Connection, SendError, Stats, Transmit};

@@ -29,8 +29,9 @@ pub const ACK_RANGE_LEN: usize = 10;
 pub const ACK_DELAY_LEN: usize = 4;
 /// Bytes of a PROBE_ACK body.
 pub const PROBE_ACK_BODY_LEN: usize = 12;
-/// Largest payload one DATA packet carries: a 4 KiB block with room for a block header, on
-/// loopback or jumbo frames. Smaller MTUs set a smaller `Config::payload_len_max`.
+/// Largest payload one DATA packet may carry (the parse's bound). A connection's own limit is
+/// `Config::payload_len_max`: one 4 KiB block message per datagram by default, less on a
+/// 1500-byte MTU path (`config::PAYLOAD_LEN_MTU_1500`).
 pub const PAYLOAD_LEN_MAX: usize = 8192;
 /// Largest message (the sum of its fragments' payloads).
 pub const MESSAGE_LEN_MAX: usize = 4 << 20;

@@ -3,16 +3,18 @@
 //! `i` talking to the peer's socket `i`, so each path is one (source port, destination port)
 //! pair, which is what ECMP hashes on. Everything protocol-related stays in the state machine.
 
-use super::packet::DATAGRAM_LEN_MAX;
+use super::packet::{DATAGRAM_LEN_MAX, TRAILER_LEN};
+use super::seal::TAG_LEN;
+use super::wait::{self, ReadyMask};
 use super::{Config, Connection, Delivered};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long an idle turn sleeps at most before looking at the sockets again. There is no poll
-/// loop over the sockets here (std only, no unsafe); a short sleep keeps latency low without
-/// spinning a core.
-const IDLE_SLEEP_US_MAX: u64 = 50;
+/// The receive buffer: the largest datagram a connection sends (sealing replaces the 4-byte CRC
+/// trailer by the 16-byte tag), plus one byte so that a longer one shows as too long instead of
+/// being cut to a length that might parse.
+pub const RECV_BUF_LEN: usize = DATAGRAM_LEN_MAX - TRAILER_LEN + TAG_LEN + 1;
 
 /// Counters of the I/O loop (the protocol's own are in `Connection::stats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +34,10 @@ pub struct UdpEndpoint {
     connection: Connection,
     epoch: Instant,
     buf: Vec<u8>,
+    /// The sockets the last wait found readable, for the next turn to read (None: ask first).
+    ready: Option<ReadyMask>,
+    /// `Config::wait_spin_us`.
+    wait_spin_us: u64,
     pub stats: IoStats,
 }
 
@@ -39,6 +45,7 @@ impl UdpEndpoint {
     /// Binds `config.path_count` sockets on ephemeral ports of 127.0.0.1.
     pub fn bind_loopback(config: Config, connection_id: u64) -> io::Result<Self> {
         let path_count = config.path_count;
+        let wait_spin_us = config.wait_spin_us;
         let connection = Connection::new(config, connection_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let sockets = (0..path_count)
@@ -53,7 +60,9 @@ impl UdpEndpoint {
             peer: Vec::new(),
             connection,
             epoch: Instant::now(),
-            buf: vec![0; DATAGRAM_LEN_MAX + 1],
+            buf: vec![0; RECV_BUF_LEN],
+            ready: None,
+            wait_spin_us,
             stats: IoStats::default(),
         })
     }
@@ -133,9 +142,22 @@ impl UdpEndpoint {
 
     /// One turn of the loop: read every waiting datagram, run the timers that are due, send
     /// everything the connection has. Returns whether anything was received or sent.
+    ///
+    /// Only the sockets the last wait found readable are read (or, without a wait before, those
+    /// one poll(2) finds readable: one system call instead of a failing receive per path). The
+    /// clock is read once for the received batch and once for the timers and sends, not per
+    /// datagram.
     pub fn turn(&mut self) -> io::Result<bool> {
+        let ready = match self.ready.take() {
+            Some(mask) => mask,
+            None => wait::wait_readable(&self.sockets, 0)?,
+        };
         let mut active = false;
+        let received_us = self.now_us();
         for path in 0..self.sockets.len() {
+            if !wait::is_ready(ready, path) {
+                continue;
+            }
             loop {
                 match self.sockets[path].recv_from(&mut self.buf) {
                     Ok((len, from)) => {
@@ -145,9 +167,8 @@ impl UdpEndpoint {
                             self.stats.datagrams_from_stranger += 1;
                             continue;
                         }
-                        let now = self.now_us();
                         self.connection
-                            .handle_datagram(now, path as u8, &self.buf[..len]);
+                            .handle_datagram(received_us, path as u8, &self.buf[..len]);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // A refused earlier send (the peer's port closed) surfaces here on Linux; it
@@ -175,17 +196,35 @@ impl UdpEndpoint {
         Ok(active)
     }
 
-    /// Waits while idle. With data in flight or a deadline near, it only yields: a sleep lasts
-    /// far longer than asked on a busy host, and would show up as RTT noise and late timers.
-    /// Otherwise it sleeps IDLE_SLEEP_US_MAX.
-    pub fn idle(&self) {
-        let now = self.now_us();
-        let until = self.connection.next_timeout_us().unwrap_or(u64::MAX);
-        if self.connection.in_flight_packets() > 0 || until.saturating_sub(now) < IDLE_SLEEP_US_MAX
-        {
-            std::thread::yield_now();
+    /// Waits while idle: until a datagram arrives on any path or the connection's next timer is
+    /// due, at most `wait_us_max` (the caller's own deadlines); returns at once if a timer is
+    /// already due. With packets in flight it spins `Config::wait_spin_us` before it blocks.
+    /// The next `turn` reads only the sockets found readable.
+    pub fn wait(&mut self, wait_us_max: u64) -> io::Result<()> {
+        let timeout_us = wait::timeout_us(
+            self.now_us(),
+            self.connection.next_timeout_us(),
+            wait_us_max,
+        );
+        let spin_us = if self.connection.in_flight_packets() > 0 {
+            self.wait_spin_us
         } else {
-            std::thread::sleep(Duration::from_micros(IDLE_SLEEP_US_MAX));
-        }
+            0
+        };
+        let epoch = self.epoch;
+        self.ready = Some(wait::spin_then_wait(
+            &self.sockets,
+            timeout_us,
+            spin_us,
+            || epoch.elapsed().as_micros() as u64,
+        )?);
+        Ok(())
+    }
+
+    /// Waits up to `timeout_us` for a datagram on any path, whatever the connection's timers
+    /// (the handshake, before the connection is keyed).
+    pub fn wait_for_datagram(&mut self, timeout_us: u64) -> io::Result<()> {
+        self.ready = Some(wait::wait_readable(&self.sockets, timeout_us)?);
+        Ok(())
     }
 }

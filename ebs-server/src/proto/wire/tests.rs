@@ -403,3 +403,44 @@ proptest! {
         prop_assert!(Message::decode(&b).is_err(), "flip at {} accepted", i);
     }
 }
+
+/// A WRITE and a DATA reply of one block each travel in one datagram with the transport's
+/// default limit (docs/ebs-srd.md, "One datagram per block"), and in three with the 1500-MTU one.
+#[test]
+fn a_block_message_is_one_datagram_by_default() {
+    use crate::srd::config::{PAYLOAD_LEN_DEFAULT, PAYLOAD_LEN_MTU_1500};
+    use crate::srd::{Config, Connection};
+    assert_eq!(MESSAGE_LEN_MAX, 4156);
+    const { assert!(MESSAGE_LEN_MAX <= PAYLOAD_LEN_DEFAULT) };
+    let write = Message::request(
+        9,
+        Request::Write {
+            lba: 3,
+            fua: false,
+            seal: [7; BLOCK_SEAL_BYTES],
+            data: block(1),
+        },
+    )
+    .encode();
+    let reply = Message::reply(
+        9,
+        Reply::Data {
+            lba: 3,
+            seal: [7; BLOCK_SEAL_BYTES],
+            data: block(2),
+        },
+    )
+    .encode();
+    for (payload_len_max, datagrams) in [(PAYLOAD_LEN_DEFAULT, 1), (PAYLOAD_LEN_MTU_1500, 3)] {
+        for message in [&write, &reply] {
+            let config = Config {
+                payload_len_max,
+                ..Config::default()
+            };
+            let mut connection = Connection::new(config, 1).unwrap();
+            connection.send_message(message.clone()).unwrap();
+            let sent = std::iter::from_fn(|| connection.poll_transmit(0)).count();
+            assert_eq!(sent, datagrams, "payload_len_max {payload_len_max}");
+        }
+    }
+}
