@@ -471,6 +471,9 @@ pub struct BenchGcArgs {
     /// Turn static wear leveling off in every mode.
     #[arg(long)]
     pub no_static_wl: bool,
+    /// Also report, per mode, what the reads at or above p99.9 waited behind.
+    #[arg(long)]
+    pub explain_tail: bool,
 }
 
 #[derive(Debug, Args)]

@@ -294,6 +294,7 @@ fn bench_gc(a: &BenchGcArgs) -> anyhow::Result<()> {
     params.gc_die_share = a.gc_share;
     params.timing.suspend.enabled = !a.no_suspend;
     params.static_wear_leveling = !a.no_static_wl;
+    params.explain_tail = a.explain_tail;
     params.progress = true;
     let (report, cdfs) = ferrite::bench_gc::run(&params)?;
     if let Some(path) = &a.svg {
