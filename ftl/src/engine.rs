@@ -560,6 +560,18 @@ impl Engine {
             .map(|(_, die)| die)
     }
 
+    /// Whether `stream` has a page (open block, or a block it may open) on a die whose queued
+    /// work ends by `limit_ns` (`busy_until_ns` per global die).
+    pub fn page_available_by(&self, stream: u8, busy_until_ns: &[u64], limit_ns: u64) -> bool {
+        let s = stream as usize;
+        let may_open = self.may_open_block(stream) && self.free.count() > GC_RESERVE_BLOCKS;
+        self.rotation.iter().any(|&die| {
+            busy_until_ns[die as usize] <= limit_ns
+                && (self.open[s][die as usize].is_some()
+                    || (may_open && self.free.has_block_on(die)))
+        })
+    }
+
     /// Whether `alloc_page` would find `stream` a page on a die `ranks` marks idle, without
     /// taking one (background GC moves a page only if its program can go to an idle die).
     pub fn idle_page_available(&self, stream: u8, ranks: &[u8]) -> bool {
