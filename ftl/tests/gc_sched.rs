@@ -228,7 +228,7 @@ fn admission_holds_writes_while_every_host_die_has_a_queue() {
     let ftl = rig.ftl(FtlConfig::default());
     let pages = ftl.logical_pages();
     // Writes at one instant: each queues a program; admission stops them once no die of either
-    // host stream could take the next page with at most one program's worth queued ahead.
+    // host stream is idle.
     let mut admitted = 0u64;
     while ftl.write_admitted() {
         assert!(
@@ -239,7 +239,7 @@ fn admission_holds_writes_while_every_host_die_has_a_queue() {
             .unwrap();
         admitted += 1;
     }
-    assert!(admitted >= 2, "a fresh FTL admits writes: {admitted}");
+    assert!(admitted >= 1, "a fresh FTL admits writes");
     let now_ns = rig.clock.now_ns();
     let queued = rig
         .timed
