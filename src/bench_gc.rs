@@ -14,6 +14,7 @@
 //! one unit at a time, where the scheduler allows; its operations belong to no request.
 
 mod clock;
+pub mod probe;
 pub mod report;
 mod sim;
 
@@ -86,6 +87,8 @@ pub struct GcBenchParams {
     /// not steered by the scheduler yet; see docs/ftl-design.md, "GC coordination").
     pub static_wear_leveling: bool,
     pub timing: TimingConfig,
+    /// Attribute the read tail: what each read at or above p99.9 waited behind (`probe.rs`).
+    pub explain_tail: bool,
     pub progress: bool,
 }
 
@@ -108,6 +111,7 @@ impl GcBenchParams {
             gc_die_share: 0.25,
             static_wear_leveling: true,
             timing: TimingConfig::default(),
+            explain_tail: false,
             progress: false,
         }
     }

@@ -468,9 +468,18 @@ pub struct BenchGcArgs {
     /// Turn program/erase suspend off (reads then wait for programs and erases).
     #[arg(long)]
     pub no_suspend: bool,
+    /// Suspensions one program accepts before reads wait for its end (0..=64).
+    #[arg(long, default_value_t = ftl::nand::timing::SuspendConfig::default().max_suspends_per_op)]
+    pub max_suspends: u32,
+    /// Suspensions one erase accepts before reads wait for its end (0..=64).
+    #[arg(long, default_value_t = ftl::nand::timing::SuspendConfig::default().max_suspends_per_erase)]
+    pub max_erase_suspends: u32,
     /// Turn static wear leveling off in every mode.
     #[arg(long)]
     pub no_static_wl: bool,
+    /// Also report, per mode, what the reads at or above p99.9 waited behind.
+    #[arg(long)]
+    pub explain_tail: bool,
 }
 
 #[derive(Debug, Args)]

@@ -301,7 +301,10 @@ fn bench_gc(a: &BenchGcArgs) -> anyhow::Result<()> {
     params.op_ratio = a.op;
     params.gc_die_share = a.gc_share;
     params.timing.suspend.enabled = !a.no_suspend;
+    params.timing.suspend.max_suspends_per_op = a.max_suspends;
+    params.timing.suspend.max_suspends_per_erase = a.max_erase_suspends;
     params.static_wear_leveling = !a.no_static_wl;
+    params.explain_tail = a.explain_tail;
     params.progress = true;
     let (report, cdfs) = ferrite::bench_gc::run(&params)?;
     if let Some(path) = &a.svg {

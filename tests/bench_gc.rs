@@ -71,3 +71,29 @@ fn gc_is_sustained_within_its_share_and_reads_are_never_starved() {
     }
     assert!(report.to_string().contains("| coordinated | read |"));
 }
+
+#[test]
+fn explain_tail_attributes_the_tail_without_changing_the_run() {
+    let (plain, _) = run(&tiny()).unwrap();
+    let mut params = tiny();
+    params.explain_tail = true;
+    let (probed, _) = run(&params).unwrap();
+    for (p, q) in plain.modes.iter().zip(&probed.modes) {
+        assert_eq!(p.read, q.read, "{}: the probe only watches", p.mode);
+        assert_eq!(p.write, q.write, "{}", p.mode);
+        assert!(p.read_tail_causes.is_none());
+        let causes = q.read_tail_causes.as_ref().unwrap();
+        let counted: u64 = causes.iter().map(|c| c.reads).sum();
+        // At least the 0.1% slowest reads, at most all of them.
+        assert!(
+            counted >= q.read.count / 1000 && counted <= q.read.count,
+            "{causes:?}"
+        );
+        assert!(
+            causes
+                .iter()
+                .all(|c| !c.cause.is_empty() && c.mean_wait_us >= 0.0)
+        );
+    }
+    assert!(probed.to_string().contains("read tail (>= p99.9)"));
+}

@@ -6,7 +6,8 @@
 //! page moves. Erases come first (they free space at no write cost), then moves.
 
 use crate::engine::{
-    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, STREAM_GC, STREAM_HOT, STREAM_WL, Shared,
+    Engine, FREE_BLOCKS_BACKGROUND, FREE_BLOCKS_URGENT, STREAM_COLD, STREAM_GC, STREAM_HOT,
+    STREAM_WL, Shared,
 };
 use crate::error::FtlError;
 use crate::gc_sched::{GcPlan, GcWork};
@@ -19,6 +20,10 @@ const ADMISSION_MARGIN_BLOCKS: u32 = 2;
 /// at most this many, 55 us each), the programs go to as many idle dies. One move per unit
 /// cannot keep up with host writes: the victim's die would be the bottleneck of all GC.
 const MOVES_PER_UNIT: u32 = 4;
+/// Write admission: programs' worth of queued work a host page may find on its die. Measured
+/// (bench gc, 10 s, seed 1): 1 left chains of 2-3 programs ahead of the p99.9 reads (1166 us);
+/// 0 leaves at most the one program a read suspends (713 us), with more IOPS, not fewer.
+const HOST_QUEUE_PROGRAMS_MAX: u64 = 0;
 
 impl Engine {
     /// One unit of GC work if it is needed and the scheduler allows it; `Idle` without a scheduler.
@@ -145,9 +150,22 @@ impl Engine {
 
     /// Host writes may go on: free blocks stay `ADMISSION_MARGIN_BLOCKS` above the urgent
     /// watermark, room for the relocations under way, so neither host writes (foreground GC) nor
-    /// relocation (the erase-at-once safety net) reach it. A driver with a scheduler holds writes
-    /// back while this is false.
+    /// relocation (the erase-at-once safety net) reach it; and a host page of either stream finds
+    /// a die with at most `HOST_QUEUE_PROGRAMS_MAX` programs' worth of work queued (none: an idle
+    /// die), so writes wait in the host queue rather than in a die's, where every read of that
+    /// die would wait behind them (a read may suspend only the last program or erase charged to
+    /// its die). A driver with a scheduler holds writes back while this is false.
     pub fn write_admitted(&self) -> bool {
-        self.sched.is_none() || self.free.count() >= FREE_BLOCKS_URGENT + ADMISSION_MARGIN_BLOCKS
+        let Some(sched) = self.sched.as_ref() else {
+            return true;
+        };
+        if self.free.count() < FREE_BLOCKS_URGENT + ADMISSION_MARGIN_BLOCKS {
+            return false;
+        }
+        let limit_ns = sched.now_ns() + HOST_QUEUE_PROGRAMS_MAX * sched.page_program_ns();
+        let busy = sched.busy_until_ns();
+        [STREAM_HOT, STREAM_COLD]
+            .into_iter()
+            .all(|stream| self.page_available_by(stream, &busy, limit_ns))
     }
 }

@@ -85,6 +85,8 @@ pub struct GcScheduler {
     /// Per global die: end (as charged) of the last collection work (victim read, erase) there.
     gc_until_ns: Vec<u64>,
     erase_stagger_ns: u64,
+    /// One page program on a die, transfer in included (placement estimates queue growth).
+    page_program_ns: u64,
     last_erase_start_ns: Option<u64>,
     stats: GcSchedStats,
 }
@@ -100,6 +102,7 @@ impl GcScheduler {
         }
         let dies_per_device = layout.dies_per_device;
         let mut erase_ns = 0;
+        let mut page_program_ns = 0;
         let mut channel_of_die = Vec::with_capacity(layout.dies() as usize);
         let channels_per_device = layout.geometry.channels;
         for (device, model) in timing.models.iter().enumerate() {
@@ -114,6 +117,8 @@ impl GcScheduler {
                 ));
             }
             erase_ns = m.config().erase_us * 1_000;
+            let page_bytes = u64::from(layout.geometry.page_size + layout.geometry.oob_size);
+            page_program_ns = m.config().program_us * 1_000 + m.config().transfer_ns(page_bytes);
         }
         if !(0.01..=1.0).contains(&gc_die_share) {
             return Err(format!("gc_die_share {gc_die_share} not in 0.01..=1.0"));
@@ -132,6 +137,7 @@ impl GcScheduler {
             channel_of_die,
             gc_until_ns: vec![0; dies as usize],
             erase_stagger_ns: erase_ns / u64::from(max_gc_dies),
+            page_program_ns,
             last_erase_start_ns: None,
             stats: GcSchedStats {
                 max_gc_dies,
@@ -142,6 +148,11 @@ impl GcScheduler {
 
     pub fn now_ns(&self) -> u64 {
         self.clock.now_ns()
+    }
+
+    /// What one more page program adds to a die's queue.
+    pub fn page_program_ns(&self) -> u64 {
+        self.page_program_ns
     }
 
     pub fn stats(&self) -> GcSchedStats {

@@ -221,3 +221,42 @@ fn gc_work_goes_only_to_idle_dies_and_reads_wait_a_bounded_time() {
         "a read waited {worst_read_ns} ns, bound {bound_ns} ns"
     );
 }
+
+#[test]
+fn admission_holds_writes_while_every_host_die_has_a_queue() {
+    let rig = rig(2, 12);
+    let ftl = rig.ftl(FtlConfig::default());
+    let pages = ftl.logical_pages();
+    // Writes at one instant: each queues a program; admission stops them once no die of either
+    // host stream is idle.
+    let mut admitted = 0u64;
+    while ftl.write_admitted() {
+        assert!(
+            admitted < 1_000,
+            "admission never held a write at one instant"
+        );
+        ftl.write(admitted % pages, &page(admitted % pages, 1), false)
+            .unwrap();
+        admitted += 1;
+    }
+    assert!(admitted >= 1, "a fresh FTL admits writes");
+    let now_ns = rig.clock.now_ns();
+    let queued = rig
+        .timed
+        .iter()
+        .flat_map(|d| {
+            let m = d.model().lock();
+            (0..m.dies())
+                .map(|die| m.die_busy_until_ns(die))
+                .collect::<Vec<_>>()
+        })
+        .filter(|&until| until > now_ns + 600_000)
+        .count();
+    assert!(queued >= 1, "some die has more than a program queued");
+    // Once the dies drain, writes go on.
+    rig.clock.advance_by(100_000_000);
+    assert!(ftl.write_admitted());
+    for lpa in 0..pages.min(8) {
+        ftl.read(lpa, &mut vec![0; 4096]).unwrap();
+    }
+}

@@ -6,6 +6,8 @@ use ftl::GcSchedStats;
 use ftl::nand::timing::TimingConfig;
 use serde::Serialize;
 
+use super::probe::TailCause;
+
 /// Latency percentiles of one kind of request, in microseconds of device time. Exact: taken
 /// from every request's latency, sorted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -73,6 +75,9 @@ pub struct ModeReport {
     pub held_writes: u64,
     /// The GC scheduler's counters (coordinated and no-gc).
     pub sched: Option<GcSchedStats>,
+    /// With `--explain-tail`: what the reads at or above p99.9 waited behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_tail_causes: Option<Vec<TailCause>>,
 }
 
 /// `a / b` for each figure; 0 where `b` is 0.
@@ -211,6 +216,13 @@ impl fmt::Display for GcBenchReport {
                 )?;
             }
             writeln!(f)?;
+            for c in m.read_tail_causes.iter().flatten() {
+                writeln!(
+                    f,
+                    "  {} read tail (>= p99.9): {} reads, mean wait {:.0} us: {}",
+                    m.mode, c.reads, c.mean_wait_us, c.cause
+                )?;
+            }
         }
         write!(f, "wall time {:.1} s", self.wall_s)
     }

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::GcBenchParams;
 use super::clock::RequestClock;
+use super::probe::{Probe, ProbeNand, ReadCause, tail_causes};
 use super::report::{GcBenchReport, LatencySummary, ModeReport, RatioSet, Ratios};
 use crate::progress::Progress;
 
@@ -68,6 +69,8 @@ struct Volume {
     ftls: Vec<Ftl>,
     devices: Vec<Arc<TimedNand>>,
     clock: Arc<RequestClock>,
+    /// With `--explain-tail`: what each host read waited behind.
+    probe: Option<Arc<Probe>>,
 }
 
 impl Volume {
@@ -89,8 +92,19 @@ impl Volume {
             static_wear_leveling: params.static_wear_leveling,
             ..FtlConfig::default()
         };
-        let nands: Vec<Arc<dyn Nand>> =
-            devices.iter().map(|d| d.clone() as Arc<dyn Nand>).collect();
+        let probe = params
+            .explain_tail
+            .then(|| Probe::new(params.devices, geometry.dies()));
+        let nands: Vec<Arc<dyn Nand>> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match &probe {
+                Some(p) => {
+                    Arc::new(ProbeNand::new(d.clone(), i as u32, p.clone())) as Arc<dyn Nand>
+                }
+                None => d.clone() as Arc<dyn Nand>,
+            })
+            .collect();
         let ftls = match mode {
             Mode::Independent => nands
                 .into_iter()
@@ -105,6 +119,7 @@ impl Volume {
             ftls,
             devices,
             clock,
+            probe,
         })
     }
 
@@ -136,9 +151,18 @@ impl Volume {
     }
 
     fn background_gc(&self) -> anyhow::Result<GcWork> {
-        match self.ftls.as_slice() {
-            [one] => Ok(one.background_gc()?),
+        self.set_gc_call(true);
+        let work = match self.ftls.as_slice() {
+            [one] => one.background_gc().map_err(anyhow::Error::from),
             _ => Ok(GcWork::Idle),
+        };
+        self.set_gc_call(false);
+        work
+    }
+
+    fn set_gc_call(&self, gc: bool) {
+        if let Some(p) = &self.probe {
+            p.set_gc_call(gc);
         }
     }
 
@@ -239,6 +263,8 @@ struct Window<'a> {
     read_latency_ns: Vec<u64>,
     write_latency_ns: Vec<u64>,
     held_write_count: u64,
+    /// With `--explain-tail`: each read's latency and what it waited behind.
+    read_causes: Vec<(u64, ReadCause)>,
 }
 
 impl Window<'_> {
@@ -267,6 +293,11 @@ impl Window<'_> {
             self.vol.write(lpa, &self.buf)?;
         }
         let complete_ns = self.vol.clock.call_end_ns().max(t_ns);
+        if let (true, Some(probe)) = (read, &self.vol.probe)
+            && let Some(cause) = probe.take_read_cause()
+        {
+            self.read_causes.push((complete_ns - issue_ns, cause));
+        }
         self.seq += 1;
         self.in_flight.push(Reverse(InFlight {
             complete_ns,
@@ -338,6 +369,7 @@ fn run_window(
         read_latency_ns: Vec::new(),
         write_latency_ns: Vec::new(),
         held_write_count: 0,
+        read_causes: Vec::new(),
     };
     for _ in 0..params.qd {
         w.issue(t0_ns)?;
@@ -427,6 +459,10 @@ fn run_window(
         foreground_gc_stalls: after.foreground_gc_stalls - before.foreground_gc_stalls,
         held_writes: w.held_write_count,
         sched,
+        read_tail_causes: vol.probe.as_ref().map(|_| {
+            let p999_ns = super::report::quantile_ns(&read_latency_ns, 0.999);
+            tail_causes(&w.read_causes, p999_ns)
+        }),
     };
     Ok(ModeRun {
         report,

@@ -101,6 +101,7 @@ pub struct TimingModel {
     suspend_cost_ns: u64,
     resume_cost_ns: u64,
     max_suspends_per_op: u32,
+    max_suspends_per_erase: u32,
     config: TimingConfig,
     dies_per_channel: u32,
     dies: Vec<Die>,
@@ -119,10 +120,11 @@ impl TimingModel {
             read_ns: config.read_us * NS_PER_US,
             program_ns: config.program_us * NS_PER_US,
             erase_ns: config.erase_us * NS_PER_US,
-            suspend_enabled: config.suspend.enabled && config.suspend.max_suspends_per_op > 0,
+            suspend_enabled: config.suspend.enabled,
             suspend_cost_ns: config.suspend.suspend_cost_us * NS_PER_US,
             resume_cost_ns: config.suspend.resume_cost_us * NS_PER_US,
             max_suspends_per_op: config.suspend.max_suspends_per_op,
+            max_suspends_per_erase: config.suspend.max_suspends_per_erase,
             config: *config,
             dies_per_channel: geometry.dies_per_channel,
             dies: vec![Die::default(); geometry.dies() as usize],
@@ -217,7 +219,7 @@ impl TimingModel {
                 d.suspended_until_ns,
                 Some((long, d.suspended_until_ns, false)),
             ),
-            Some(long) if self.suspend_enabled && long.suspends < self.max_suspends_per_op => {
+            Some(long) if self.suspend_enabled && long.suspends < self.max_suspends(long.kind) => {
                 let at = at_ns.max(long.array_start_ns);
                 (at + self.suspend_cost_ns, Some((long, at, true)))
             }
@@ -291,6 +293,14 @@ impl TimingModel {
         let end_ns = start_ns + self.erase_ns;
         self.start_long(die, OpKind::Erase, start_ns, start_ns, end_ns);
         timing(OpKind::Erase, at_ns, start_ns, end_ns, self.erase_ns, false)
+    }
+
+    /// Suspensions an operation of `kind` (program or erase) accepts.
+    fn max_suspends(&self, kind: OpKind) -> u32 {
+        match kind {
+            OpKind::Erase => self.max_suspends_per_erase,
+            _ => self.max_suspends_per_op,
+        }
     }
 
     fn start_long(

@@ -24,11 +24,17 @@ fn geometry() -> Geometry {
     }
 }
 
-fn model(suspend: bool, max_suspends_per_op: u32) -> TimingModel {
+/// A traced model whose programs and erases both accept `max_suspends` suspensions.
+fn model(suspend: bool, max_suspends: u32) -> TimingModel {
+    model_with(suspend, max_suspends, max_suspends)
+}
+
+fn model_with(suspend: bool, per_program: u32, per_erase: u32) -> TimingModel {
     let config = TimingConfig {
         suspend: SuspendConfig {
             enabled: suspend,
-            max_suspends_per_op,
+            max_suspends_per_op: per_program,
+            max_suspends_per_erase: per_erase,
             ..SuspendConfig::default()
         },
         ..TimingConfig::default()
@@ -271,4 +277,32 @@ fn model_rejects_a_bad_config() {
             ..
         })
     ));
+}
+
+#[test]
+fn programs_and_erases_have_their_own_suspend_limits() {
+    // One suspension per program, three per erase: reads spaced past each suspended read.
+    let mut m = model_with(true, 1, 3);
+    let erase = m.erase(0, 0);
+    let mut suspended = Vec::new();
+    for i in 0..4u64 {
+        let r = m.read(erase.start_ns + 100_000 + i * 200_000, 0, PAGE);
+        suspended.push(r.suspended_other);
+    }
+    assert_eq!(
+        suspended,
+        [true, true, true, false],
+        "the fourth waits for the erase"
+    );
+    let busy_ns = m.die_busy_until_ns(1);
+    let program = m.program(busy_ns, 1, PAGE);
+    let array_ns = program.end_ns - 600_000;
+    let first = m.read(array_ns + 100_000, 1, PAGE);
+    let program_end_ns = m.die_busy_until_ns(1);
+    let second = m.read(array_ns + 300_000, 1, PAGE);
+    assert!(first.suspended_other && !second.suspended_other);
+    assert_eq!(
+        second.start_ns, program_end_ns,
+        "waits for the program's end"
+    );
 }
