@@ -192,8 +192,11 @@ pub struct Engine {
     pub checkpoint_blocks: Vec<u32>,
     /// The checkpoint area (`Layout::area_blocks` blocks fixed at format), bad ones included.
     pub area: Vec<u32>,
-    /// Wear leveling wants the checkpoint moved off its (young) blocks: written after a host write.
+    /// Wear leveling wants the checkpoint moved off its (young) blocks: written after a host
+    /// write, or with a scheduler a page at a time by `background_gc` (`persist_background.rs`).
     pub checkpoint_due: bool,
+    /// The checkpoint `background_gc` is writing, if any.
+    pub checkpoint_job: Option<crate::persist_background::CheckpointJob>,
     pub spare_blocks: u32,
     pub factory_bad_blocks: u32,
     pub grown_bad_blocks: u32,
@@ -288,6 +291,7 @@ impl Engine {
             checkpoint_blocks: Vec::new(),
             area: Vec::new(),
             checkpoint_due: false,
+            checkpoint_job: None,
             spare_blocks: spare_blocks(&config, good),
             factory_bad_blocks: factory_bad,
             grown_bad_blocks: 0,
@@ -400,8 +404,10 @@ impl Engine {
         if self.sched.is_none() {
             self.pace_gc(sh)?;
         }
-        if self.checkpoint_due {
-            self.checkpoint_due = false;
+        // With a scheduler `background_gc` writes it, a page at a time on dies it allows: all at
+        // once it would queue a block's worth of programs on one die, and that die's reads behind
+        // them (bench gc, 60 s: read p99.99 38.6 ms).
+        if self.sched.is_none() && (self.checkpoint_due || self.checkpoint_job.is_some()) {
             self.write_checkpoint(sh)?;
         }
         Ok(())

@@ -11,6 +11,7 @@ use crate::engine::{
 };
 use crate::error::FtlError;
 use crate::gc_sched::{GcPlan, GcWork};
+use crate::persist_background::CheckpointUnit;
 
 /// Collected blocks gathered before one barrier covers them all (as in foreground GC).
 const ERASE_BATCH: usize = 4;
@@ -43,7 +44,17 @@ impl Engine {
         let plan = sched.plan();
         let before = sched.busy_until_ns();
         let ranks = sched.die_ranks();
-        let (work, collecting) = self.background_unit(sh, &plan, ranks)?;
+        // The checkpoint wear leveling asked for goes first where its die is allowed: until it
+        // is written, the young area blocks it moves off stay young.
+        let (work, collecting) = match self.background_checkpoint(sh, &plan)? {
+            CheckpointUnit::Done(work, die) => (work, Some(die)),
+            CheckpointUnit::Waiting => match self.background_unit(sh, &plan, ranks)? {
+                // GC has nothing to do, but the checkpoint waits for a die: the caller comes back.
+                (GcWork::Idle, None) => (GcWork::Blocked, None),
+                other => other,
+            },
+            CheckpointUnit::None => self.background_unit(sh, &plan, ranks)?,
+        };
         if let Some(sched) = self.sched.as_mut() {
             sched.record(&plan, &before, work, collecting);
         }

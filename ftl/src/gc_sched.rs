@@ -43,6 +43,9 @@ pub enum GcWork {
     Moved,
     /// One collected block was erased.
     Erased,
+    /// One page of a checkpoint static wear leveling asked for was programmed
+    /// (`persist_background.rs`; its erases count as `Erased`).
+    Checkpointed,
 }
 
 /// Counters of the scheduler since it was attached.
@@ -58,6 +61,8 @@ pub struct GcSchedStats {
     pub blocked: u64,
     /// GC units whose relocated page went to a die that was not idle (no idle die could take it).
     pub busy_die_placements: u64,
+    /// Checkpoint pages programmed as GC work, one per unit.
+    pub checkpoint_pages: u64,
 }
 
 /// Which dies may take GC work at one instant, and how many more may join.
@@ -246,6 +251,7 @@ impl GcScheduler {
                 self.stats.erases += 1;
                 self.last_erase_start_ns = Some(plan.now_ns);
             }
+            GcWork::Checkpointed => self.stats.checkpoint_pages += 1,
             GcWork::Blocked => self.stats.blocked += 1,
             GcWork::Idle => {}
         }

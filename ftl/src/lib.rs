@@ -11,6 +11,7 @@
 //!   |- gc_sched.rs        global GC scheduler over timed devices: which dies may collect now
 //!   |- gc_background.rs   background GC, one erase or page move at a time, where allowed
 //!   |- persist.rs         checkpoint writer
+//!   |- persist_background.rs  the checkpoint written a page at a time under the scheduler
 //!   |- recovery.rs        format, open: checkpoint + fold of changed blocks
 //!   |- format/            on-NAND records (OOB, summary, trim log, checkpoint)
 //!   `- nand/              NAND device model (MemNand, FileNand)
@@ -31,6 +32,7 @@ mod gc_sched;
 mod io;
 mod layout;
 mod persist;
+mod persist_background;
 mod recovery;
 mod stats;
 mod temperature;

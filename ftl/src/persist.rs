@@ -22,6 +22,12 @@ impl Engine {
     /// no checkpoint could be written (no room, or failures every time): the previous one stays
     /// valid and recovery folds in what changed since.
     pub fn write_checkpoint(&mut self, sh: &Shared) -> Result<bool, FtlError> {
+        // This one replaces a checkpoint still being written in the background (its blocks hold
+        // an incomplete stream, which recovery never takes).
+        if let Some(job) = self.checkpoint_job.take() {
+            self.abandon_checkpoint(sh, &job.blocks, None)?;
+        }
+        self.checkpoint_due = false;
         for _ in 0..CHECKPOINT_ATTEMPTS {
             match self.try_checkpoint(sh)? {
                 Attempt::Written => return Ok(true),
@@ -68,34 +74,67 @@ impl Engine {
         let id = self.next_seq;
         let mut page_buf = vec![0u8; page_size];
         for index in 0..pages {
-            let at = index as usize * page_size;
-            let chunk = &bytes[at..(at + page_size).min(bytes.len())];
-            page_buf[..chunk.len()].copy_from_slice(chunk);
-            page_buf[chunk.len()..].fill(0);
-            let gblock = taken[(index / self.layout.pages_per_block) as usize];
-            let page = index % self.layout.pages_per_block;
-            let seq = self.take_seq();
-            let record = PageRecord {
-                kind: PageKind::Checkpoint,
-                stream: STREAM_CHECKPOINT,
-                lpa: index,
-                seq,
-                data_seq: id,
-                seal: [0; SEAL_BYTES],
-            };
-            record.encode(&page_buf, &mut self.oob_buf);
-            let (device, block) = self.layout.split_block(gblock);
-            self.blocks[gblock as usize].written += 1;
-            match sh.devices[device].program_page(block, page, &page_buf, &self.oob_buf) {
-                Ok(()) => self.count_program(),
-                Err(NandError::ProgramFailed { .. }) => {
-                    tracing::warn!(block = gblock, "program failed while writing a checkpoint");
-                    self.abandon_checkpoint(sh, &taken, gblock)?;
-                    return Ok(Attempt::ProgramFailed);
-                }
-                Err(e) => return Err(e.into()),
+            if !self.program_checkpoint_page(sh, &bytes, &taken, id, index, &mut page_buf)? {
+                return Ok(Attempt::ProgramFailed);
             }
         }
+        self.commit_checkpoint(sh, taken)?;
+        self.process_erases(sh)?;
+        Ok(Attempt::Written)
+    }
+
+    /// Programs page `index` of checkpoint `id` (stream `bytes`) into its block of `taken`.
+    /// False if the program failed: the checkpoint is abandoned then (its failed block retired,
+    /// the others released), and the previous one stays current.
+    pub(crate) fn program_checkpoint_page(
+        &mut self,
+        sh: &Shared,
+        bytes: &[u8],
+        taken: &[u32],
+        id: u64,
+        index: u32,
+        page_buf: &mut [u8],
+    ) -> Result<bool, FtlError> {
+        let page_size = self.layout.page_size;
+        let at = index as usize * page_size;
+        let chunk = &bytes[at..(at + page_size).min(bytes.len())];
+        page_buf[..chunk.len()].copy_from_slice(chunk);
+        page_buf[chunk.len()..].fill(0);
+        let gblock = taken[(index / self.layout.pages_per_block) as usize];
+        let page = index % self.layout.pages_per_block;
+        let seq = self.take_seq();
+        let record = PageRecord {
+            kind: PageKind::Checkpoint,
+            stream: STREAM_CHECKPOINT,
+            lpa: index,
+            seq,
+            data_seq: id,
+            seal: [0; SEAL_BYTES],
+        };
+        record.encode(page_buf, &mut self.oob_buf);
+        let (device, block) = self.layout.split_block(gblock);
+        self.blocks[gblock as usize].written += 1;
+        match sh.devices[device].program_page(block, page, page_buf, &self.oob_buf) {
+            Ok(()) => {
+                self.count_program();
+                Ok(true)
+            }
+            Err(NandError::ProgramFailed { .. }) => {
+                tracing::warn!(block = gblock, "program failed while writing a checkpoint");
+                self.abandon_checkpoint(sh, taken, Some(gblock))?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every page of the checkpoint on `taken` is programmed: makes it durable, then releases
+    /// the previous one's blocks (area blocks back to the area, others to the erase queue).
+    pub(crate) fn commit_checkpoint(
+        &mut self,
+        sh: &Shared,
+        taken: Vec<u32>,
+    ) -> Result<(), FtlError> {
         let all: Vec<usize> = (0..sh.devices.len()).collect();
         crate::engine::sync_devices(sh, &all)?;
         self.dirty_devices.fill(false);
@@ -104,8 +143,7 @@ impl Engine {
         for g in old {
             self.release_checkpoint_block(g);
         }
-        self.process_erases(sh)?;
-        Ok(Attempt::Written)
+        Ok(())
     }
 
     /// Area blocks free to take the next checkpoint (not bad, not holding the current one).
@@ -185,15 +223,15 @@ impl Engine {
         }
     }
 
-    /// A checkpoint whose program failed: the failed block is retired, the others released.
-    fn abandon_checkpoint(
+    /// A checkpoint given up: the block that failed (if any) is retired, the others released.
+    pub(crate) fn abandon_checkpoint(
         &mut self,
         sh: &Shared,
         taken: &[u32],
-        failed: u32,
+        failed: Option<u32>,
     ) -> Result<(), FtlError> {
         for &g in taken {
-            if g == failed {
+            if Some(g) == failed {
                 self.retire_block(sh, g)?;
             } else {
                 self.release_checkpoint_block(g);
@@ -202,7 +240,7 @@ impl Engine {
         Ok(())
     }
 
-    fn snapshot(&self, sh: &Shared) -> Checkpoint {
+    pub(crate) fn snapshot(&self, sh: &Shared) -> Checkpoint {
         let map = sh
             .map
             .iter()

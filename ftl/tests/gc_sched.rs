@@ -86,7 +86,7 @@ impl Rig {
         let mut units = 0;
         for _ in 0..256 {
             match ftl.background_gc().unwrap() {
-                GcWork::Moved | GcWork::Erased => units += 1,
+                GcWork::Moved | GcWork::Erased | GcWork::Checkpointed => units += 1,
                 GcWork::Idle | GcWork::Blocked => break,
             }
         }
@@ -258,5 +258,133 @@ fn admission_holds_writes_while_every_host_die_has_a_queue() {
     assert!(ftl.write_admitted());
     for lpa in 0..pages.min(8) {
         ftl.read(lpa, &mut vec![0; 4096]).unwrap();
+    }
+}
+
+/// The most work queued on any die at the clock's current time.
+fn deepest_queue_ns(rig: &Rig) -> u64 {
+    let now_ns = rig.clock.now_ns();
+    rig.timed
+        .iter()
+        .flat_map(|d| {
+            let m = d.model().lock();
+            (0..m.dies())
+                .map(|die| m.die_busy_until_ns(die).saturating_sub(now_ns))
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Hot writes under the scheduler until static wear leveling has written checkpoints; stops
+/// (crashes: no close) once `crash_at` checkpoint pages are programmed, if given. Returns the
+/// deepest queue any die had, the devices' data must reopen to every version written.
+fn wear_leveling_run(crash_at: Option<u64>) -> u64 {
+    // Enough blocks for a checkpoint of well over a dozen pages: written at once from a host
+    // write it queued all of them (and the erase before) on one die.
+    let rig = rig(2, 96);
+    let config = FtlConfig {
+        wl_threshold_cycles: 2,
+        ..FtlConfig::default()
+    };
+    let ftl = rig.ftl(config.clone());
+    let pages = ftl.logical_pages();
+    let mut versions = vec![0u32; pages as usize];
+    let program_ns = {
+        let timing = TimingConfig::default();
+        timing.program_us * 1_000 + timing.transfer_ns(4096 + 64)
+    };
+    // The format's checkpoint, written at once (no scheduler yet), drains first.
+    rig.clock.advance_by(100_000_000);
+    let mut deepest_ns = 0;
+    // Cold data everywhere, then a hot eighth: its blocks wear, the area does not, and static
+    // wear leveling asks for a checkpoint on the area's least worn blocks.
+    let mut state = 11u64;
+    let mut step = 0u64;
+    let mut written = 0u64;
+    'run: while written < pages * 12 {
+        step += 1;
+        assert!(step < pages * 400, "admission held writes back for good");
+        rig.clock.advance_by(2 * program_ns);
+        // One unit at a time, so that a crash can land between any two checkpoint pages.
+        for _ in 0..256 {
+            match ftl.background_gc().unwrap() {
+                GcWork::Idle | GcWork::Blocked => break,
+                GcWork::Moved | GcWork::Erased | GcWork::Checkpointed => {}
+            }
+            deepest_ns = deepest_ns.max(deepest_queue_ns(&rig));
+            let done = ftl.gc_sched_stats().unwrap().checkpoint_pages;
+            if crash_at.is_some_and(|at| done >= at) {
+                break 'run;
+            }
+        }
+        if !ftl.write_admitted() {
+            continue;
+        }
+        let lpa = if written < pages {
+            written
+        } else {
+            next(&mut state) % (pages / 8)
+        };
+        versions[lpa as usize] += 1;
+        ftl.write(lpa, &page(lpa, versions[lpa as usize]), false)
+            .unwrap();
+        written += 1;
+        deepest_ns = deepest_ns.max(deepest_queue_ns(&rig));
+    }
+    let sched = ftl.gc_sched_stats().unwrap();
+    assert!(sched.peak_gc_dies <= sched.max_gc_dies, "{sched:?}");
+    match crash_at {
+        Some(at) => assert_eq!(sched.checkpoint_pages, at, "the crash point was reached"),
+        None => assert!(
+            sched.checkpoint_pages > 16,
+            "wear leveling wrote checkpoints as GC work: {sched:?}"
+        ),
+    }
+    drop(ftl);
+    let (ftl, _) = Ftl::open(rig.mems.clone(), config).unwrap();
+    let mut buf = vec![0; 4096];
+    for lpa in 0..pages {
+        ftl.read(lpa, &mut buf).unwrap();
+        assert_eq!(buf, page(lpa, versions[lpa as usize]), "lpa {lpa}");
+    }
+    deepest_ns
+}
+
+/// GC work issued to an idle die queues at most this there (as in the read-wait test above).
+fn gc_queue_bound_ns() -> u64 {
+    let timing = TimingConfig::default();
+    let program_ns = timing.program_us * 1_000 + timing.transfer_ns(4096 + 64);
+    let suspend_ns = (timing.suspend.suspend_cost_us + timing.read_us) * 1_000;
+    timing.erase_us * 1_000 + 2 * program_ns + 4 * timing.read_us * 1_000 + suspend_ns
+}
+
+#[test]
+fn a_wear_leveling_checkpoint_is_written_a_page_at_a_time_and_survives_a_crash() {
+    let deepest_ns = wear_leveling_run(None);
+    let bound_ns = gc_queue_bound_ns();
+    assert!(
+        deepest_ns <= bound_ns,
+        "a die had {deepest_ns} ns of work queued, bound {bound_ns} ns"
+    );
+}
+
+#[test]
+fn a_crash_while_a_checkpoint_is_half_written_reopens_to_every_write() {
+    // The geometry of `wear_leveling_run`: 2 devices of 4 dies of 96 blocks.
+    let pages = rig(2, 96).ftl(FtlConfig::default()).logical_pages();
+    let stream = ftl::format::checkpoint::stream_bytes(pages, 2 * 4 * 96);
+    let per_checkpoint = stream.div_ceil(4096) as u64;
+    assert!(per_checkpoint > 8, "{per_checkpoint} pages");
+    // In the first background checkpoint (the previous one is the format's), right after one
+    // is complete, and in the second.
+    for at in [
+        1,
+        per_checkpoint / 2,
+        per_checkpoint,
+        per_checkpoint + 1,
+        2 * per_checkpoint - 1,
+    ] {
+        wear_leveling_run(Some(at));
     }
 }

@@ -211,8 +211,9 @@ impl fmt::Display for GcBenchReport {
             if let Some(s) = &m.sched {
                 write!(
                     f,
-                    "; scheduler: at most {} dies in GC (peak {}), {} moves, {} erases, {} waits",
-                    s.max_gc_dies, s.peak_gc_dies, s.moves, s.erases, s.blocked
+                    "; scheduler: at most {} dies in GC (peak {}), {} moves, {} erases, {} \
+                     checkpoint pages, {} waits",
+                    s.max_gc_dies, s.peak_gc_dies, s.moves, s.erases, s.checkpoint_pages, s.blocked
                 )?;
             }
             writeln!(f)?;

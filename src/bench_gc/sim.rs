@@ -329,7 +329,7 @@ impl Window<'_> {
         for _ in 0..GC_UNITS_PER_EVENT {
             self.vol.clock.set(t_ns);
             match self.vol.background_gc()? {
-                GcWork::Moved | GcWork::Erased => {}
+                GcWork::Moved | GcWork::Erased | GcWork::Checkpointed => {}
                 GcWork::Blocked => return Ok(true),
                 GcWork::Idle => return Ok(false),
             }
