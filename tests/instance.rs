@@ -79,6 +79,13 @@ fn terminate(dir: &Path, args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// `ferrite serve` on `dir`, which must refuse to start: its stderr.
+fn refused_start(dir: &Path) -> String {
+    let refused = support::run(dir, &["serve", "--config", "ferrite.toml"]);
+    assert!(!refused.status.success(), "ferrite serve started");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 /// Every file called `name` under `dir`.
 fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -180,18 +187,14 @@ fn a_generation_table_deleted_or_rolled_back_while_stopped_is_refused() {
 
     // Deleted: without the table the old pages' bounds are gone, and the keyring says one was saved.
     std::fs::remove_file(&table).unwrap();
-    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("is missing") && stderr.contains("rolled back"),
         "{stderr}"
     );
     // Rolled back to the older, genuine table: refused too.
     std::fs::write(&table, &older).unwrap();
-    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let stderr = refused_start(dir.path());
     assert!(stderr.contains("is another"), "{stderr}");
 
     // The table the keyring names serves again, with the newest data.
@@ -442,14 +445,10 @@ fn a_generation_journal_cut_short_or_deleted_while_stopped_is_refused() {
     assert!(full.len() > shorter.len() && full.starts_with(&shorter));
 
     std::fs::write(&journal, &shorter).unwrap();
-    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let stderr = refused_start(dir.path());
     assert!(stderr.contains("ends before its newest record"), "{stderr}");
     std::fs::remove_file(&journal).unwrap();
-    let refused = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("is missing") && stderr.contains("rolled back"),
         "{stderr}"
@@ -758,9 +757,7 @@ fn changing_the_encryption_setting_needs_a_terminate() {
     let id = cleanup.watch();
     std::fs::write(dir.path().join("ferrite.toml"), support::config(false)).unwrap();
 
-    let out = support::run(dir.path(), &["serve", "--config", "ferrite.toml"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir.path());
     assert!(
         err.contains(&format!("instance {id}"))
             && err.contains("created with encryption on")

@@ -154,6 +154,18 @@ impl Engine {
             .count() as u32
     }
 
+    /// The area's blocks not holding the current checkpoint, least worn first.
+    pub(crate) fn spare_area_by_wear(&self) -> Vec<u32> {
+        let mut spare: Vec<u32> = self
+            .area
+            .iter()
+            .copied()
+            .filter(|&g| self.blocks[g as usize].kind == BlockKind::Reserved)
+            .collect();
+        spare.sort_by_key(|&g| self.blocks[g as usize].erase_count);
+        spare
+    }
+
     /// Blocks for a new checkpoint: the least worn area blocks not holding the current checkpoint
     /// (erased here: they hold an older one at most), then free-pool blocks if the area is short.
     fn take_checkpoint_blocks(
@@ -161,13 +173,7 @@ impl Engine {
         sh: &Shared,
         needed: u32,
     ) -> Result<Option<Vec<u32>>, FtlError> {
-        let mut candidates: Vec<u32> = self
-            .area
-            .iter()
-            .copied()
-            .filter(|&g| self.blocks[g as usize].kind == BlockKind::Reserved)
-            .collect();
-        candidates.sort_by_key(|&g| self.blocks[g as usize].erase_count);
+        let candidates = self.spare_area_by_wear();
         let mut taken = Vec::with_capacity(needed as usize);
         for g in candidates {
             if taken.len() == needed as usize {

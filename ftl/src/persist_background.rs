@@ -103,16 +103,10 @@ impl Engine {
             crate::format::checkpoint::stream_bytes(sh.logical_pages(), self.layout.blocks);
         let pages = stream_len.div_ceil(self.layout.page_size) as u32;
         let needed = pages.div_ceil(self.layout.pages_per_block) as usize;
-        let mut candidates: Vec<u32> = self
-            .area
-            .iter()
-            .copied()
-            .filter(|&g| self.blocks[g as usize].kind == BlockKind::Reserved)
-            .collect();
+        let mut candidates = self.spare_area_by_wear();
         if candidates.len() < needed {
             return None;
         }
-        candidates.sort_by_key(|&g| self.blocks[g as usize].erase_count);
         candidates.truncate(needed);
         for &g in &candidates {
             let b = &mut self.blocks[g as usize];

@@ -50,12 +50,7 @@ impl FtlNamespace {
         &self.ftl
     }
 
-    /// Gives the FTL back, to close it (checkpoint) once no queue uses it.
-    pub fn into_inner(self) -> Ftl {
-        self.ftl
-    }
-
-    /// The FTL and the flush log, to close both.
+    /// Gives the FTL and the flush log back, to close both (checkpoint) once no queue uses it.
     pub fn into_parts(self) -> (Ftl, Option<Box<dyn FlushLog>>) {
         (self.ftl, self.flush_log)
     }

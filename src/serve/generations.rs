@@ -26,37 +26,20 @@ use ftl::Ftl;
 use ftl::format::generations::table_tag as tag_of;
 use keys::{InstanceKey, TABLE_MAC_BYTES};
 
+use super::note;
+
 pub const FILE_NAME: &str = "generations.tbl";
 const NOTE: &str = "generation-tables";
-const NOTE_VERSION: u8 = 1;
 const RECORD_BYTES: usize = 4 + TABLE_MAC_BYTES;
 
 pub type Tag = [u8; TABLE_MAC_BYTES];
 
+const WHAT: &str = "generation tags";
+
 /// Every (namespace, tag) record of the note.
 fn records(key: &InstanceKey) -> anyhow::Result<Vec<(u32, Tag)>> {
-    let Some(payload) = key
-        .note(NOTE)
-        .context("reading the generation tags in the kernel keyring")?
-    else {
-        return Ok(Vec::new());
-    };
-    let Some((&version, body)) = payload.split_first() else {
-        bail!("the keyring's generation tags are empty");
-    };
-    if version != NOTE_VERSION {
-        bail!(
-            "the keyring's generation tags are version {version}, this build reads {NOTE_VERSION}"
-        );
-    }
-    if body.len() % RECORD_BYTES != 0 {
-        bail!(
-            "the keyring's generation tags are {} bytes, not a whole number of {RECORD_BYTES}-byte records",
-            body.len()
-        );
-    }
-    Ok(body
-        .chunks_exact(RECORD_BYTES)
+    Ok(note::read(key, NOTE, WHAT, RECORD_BYTES)?
+        .iter()
         .map(|r| {
             let nsid = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             let mut tag = [0u8; TABLE_MAC_BYTES];
@@ -71,14 +54,13 @@ fn set_tags(key: &InstanceKey, nsid: u32, tags: &[Tag]) -> anyhow::Result<()> {
     let mut all = records(key)?;
     all.retain(|&(n, _)| n != nsid);
     all.extend(tags.iter().map(|&t| (nsid, t)));
-    let mut payload = Vec::with_capacity(1 + all.len() * RECORD_BYTES);
-    payload.push(NOTE_VERSION);
-    for (n, t) in all {
-        payload.extend_from_slice(&n.to_le_bytes());
-        payload.extend_from_slice(&t);
-    }
-    key.set_note(NOTE, &payload)
-        .context("storing the generation tags in the kernel keyring")
+    note::write(
+        key,
+        NOTE,
+        WHAT,
+        all.into_iter()
+            .map(|(n, t)| [&n.to_le_bytes()[..], &t].concat()),
+    )
 }
 
 fn tags(key: &InstanceKey, nsid: u32) -> anyhow::Result<Vec<Tag>> {
@@ -174,11 +156,15 @@ pub fn forget(file: &Path, key: &InstanceKey, nsid: u32) -> anyhow::Result<()> {
     set_tags(key, nsid, &[])
 }
 
-fn write_atomically(table: &[u8], file: &Path) -> io::Result<()> {
-    let tmp = file.with_extension("tbl.tmp");
+/// Replaces `file` with `bytes` so that a crash leaves the old file or the new one: written to
+/// `<file>.tmp`, synced, renamed over it, the directory synced.
+pub fn write_atomically(bytes: &[u8], file: &Path) -> io::Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
         let mut f = File::create(&tmp)?;
-        f.write_all(table)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, file)?;

@@ -15,25 +15,24 @@
 //! table superseded (each start and each compaction saves a table of every bound, then begins a
 //! new journal) and is ignored.
 //!
-//! The note's payload: a version byte (1), then records of (namespace id u32 LE, base tag
-//! [u8; 32], head tag [u8; 32]), one per namespace, in no order.
+//! The note's payload (`note.rs`): a version byte (1), then records of (namespace id u32 LE,
+//! base tag [u8; 32], head tag [u8; 32]), one per namespace, in no order.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ftl::Ftl;
 use ftl::format::generations::{self as format, Tag};
 use keys::{InstanceKey, PageSealer, TABLE_MAC_BYTES};
 use nvme_target::{FlushError, FlushLog};
 use parking_lot::Mutex;
 
-use super::generations;
+use super::{generations, note};
 
 pub const FILE_NAME: &str = "generations.log";
 const NOTE: &str = "generation-journals";
-const NOTE_VERSION: u8 = 1;
 const RECORD_BYTES: usize = 4 + 2 * TABLE_MAC_BYTES;
 /// Past this size the next flush folds the journal into a new table (the table of a 28 GiB
 /// namespace is 56 MiB: the journal stays about as large as the table it extends).
@@ -43,32 +42,12 @@ pub fn path(namespace_dir: &Path) -> PathBuf {
     namespace_dir.join(FILE_NAME)
 }
 
+const WHAT: &str = "generation journal tags";
+
 /// (namespace, base tag, head tag) of every namespace in the note.
 fn entries(key: &InstanceKey) -> anyhow::Result<Vec<(u32, Tag, Tag)>> {
-    let Some(payload) = key
-        .note(NOTE)
-        .context("reading the generation journal tags in the kernel keyring")?
-    else {
-        return Ok(Vec::new());
-    };
-    let Some((&version, body)) = payload.split_first() else {
-        bail!("the keyring's generation journal tags are empty");
-    };
-    if version != NOTE_VERSION {
-        bail!(
-            "the keyring's generation journal tags are version {version}, this build reads \
-             {NOTE_VERSION}"
-        );
-    }
-    if body.len() % RECORD_BYTES != 0 {
-        bail!(
-            "the keyring's generation journal tags are {} bytes, not a whole number of \
-             {RECORD_BYTES}-byte records",
-            body.len()
-        );
-    }
-    Ok(body
-        .chunks_exact(RECORD_BYTES)
+    Ok(note::read(key, NOTE, WHAT, RECORD_BYTES)?
+        .iter()
         .map(|r| {
             let nsid = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             let mut base = [0u8; TABLE_MAC_BYTES];
@@ -92,15 +71,13 @@ fn set_entry(key: &InstanceKey, nsid: u32, tags: Option<(Tag, Tag)>) -> anyhow::
     let mut all = entries(key)?;
     all.retain(|&(n, _, _)| n != nsid);
     all.extend(tags.map(|(base, head)| (nsid, base, head)));
-    let mut payload = Vec::with_capacity(1 + all.len() * RECORD_BYTES);
-    payload.push(NOTE_VERSION);
-    for (n, base, head) in all {
-        payload.extend_from_slice(&n.to_le_bytes());
-        payload.extend_from_slice(&base);
-        payload.extend_from_slice(&head);
-    }
-    key.set_note(NOTE, &payload)
-        .context("storing the generation journal tags in the kernel keyring")
+    note::write(
+        key,
+        NOTE,
+        WHAT,
+        all.into_iter()
+            .map(|(n, base, head)| [&n.to_le_bytes()[..], &base, &head].concat()),
+    )
 }
 
 /// At start, after the table (`generations::restore`, which applied the table tagged
@@ -317,25 +294,14 @@ fn begin(
     let base = format::table_tag(&table).context("a generation table without a tag")?;
     generations::save(&table, table_file, key, nsid)?;
     let header = format::journal_header(sealer, &base);
-    let tmp = file_path.with_extension("log.tmp");
-    let write = || -> io::Result<File> {
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&header)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, file_path)?;
-        if let Some(dir) = file_path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        OpenOptions::new().append(true).open(file_path)
-    };
-    let file = write().with_context(|| {
-        format!(
-            "namespace {nsid}: starting the generation journal {}",
-            file_path.display()
-        )
-    })?;
+    let file = generations::write_atomically(&header, file_path)
+        .and_then(|()| OpenOptions::new().append(true).open(file_path))
+        .with_context(|| {
+            format!(
+                "namespace {nsid}: starting the generation journal {}",
+                file_path.display()
+            )
+        })?;
     set_entry(key, nsid, Some((base, base)))?;
     Ok(Open {
         file,

@@ -20,6 +20,7 @@ pub mod instance;
 pub mod journal;
 pub mod lock;
 pub mod nbd;
+mod note;
 pub mod record;
 pub mod signal;
 pub mod terminate;
