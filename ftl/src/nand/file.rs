@@ -29,8 +29,9 @@
 //! as unreadable as the rest of the file once the key is destroyed, and a terminate then drops it
 //! too (`Device::drop_erased_data`). The device never shows an erased page whatever the mode.
 //!
-//! The store is thread-safe without a lock: every access is a positional read or write
-//! (`pread`/`pwrite`) of a distinct range, and `Device` serialises the operations of one die.
+//! The store is thread-safe without a lock: every write is a positional write (`pwrite`) of a
+//! distinct range, every read a copy out of a read-only mapping of the file (`file_map.rs`; a
+//! `pread` where the file cannot be mapped), and `Device` serialises the operations of one die.
 //!
 //! **Durability.** With `FileDurability::Host` (the default) `sync` is an `fdatasync`: what it
 //! covers survives a host power failure. With `FileDurability::Process`, `sync` only orders (every
@@ -49,6 +50,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rustix::fs::FallocateFlags;
 
 use super::device::Device;
+use super::file_map::FileMap;
 use super::store::{BlockHealth, BlockMeta, PageStore};
 use super::{FaultConfig, Geometry, NandError, PowerRail};
 
@@ -297,6 +299,9 @@ pub fn decode_meta(block: u32, b: &[u8], pages_per_block: u32) -> Result<BlockMe
 #[derive(Debug)]
 pub struct FileStore {
     file: File,
+    /// The whole file mapped read-only, for page and OOB reads (`file_map.rs`); None where the
+    /// file could not be mapped, and reads then use `pread`.
+    map: Option<FileMap>,
     path: String,
     geometry: Geometry,
     layout: FileLayout,
@@ -329,6 +334,40 @@ pub enum FileDurability {
 }
 
 impl FileStore {
+    fn new(file: File, path: String, geometry: Geometry, layout: FileLayout) -> Self {
+        let map = match FileMap::new(&file, layout.file_len) {
+            Ok(map) => Some(map),
+            Err(e) => {
+                tracing::warn!("{path}: not mapped ({e}); page reads use pread");
+                None
+            }
+        };
+        Self {
+            file,
+            map,
+            path,
+            geometry,
+            layout,
+            durability: AtomicU8::new(FileDurability::Host as u8),
+            erase: AtomicU8::new(FileErase::DropData as u8),
+        }
+    }
+
+    /// Reads `out.len()` bytes at `at`: from the mapping, or with `pread` without one.
+    fn read_at(&self, at: u64, out: &mut [u8]) -> Result<(), NandError> {
+        if let Some(map) = &self.map
+            && map.read(at, out)
+        {
+            return Ok(());
+        }
+        self.file.read_exact_at(out, at).map_err(|e| self.io(e))
+    }
+
+    /// Whether page reads go through the mapping.
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
+    }
+
     pub fn set_durability(&self, durability: FileDurability) {
         self.durability.store(durability as u8, Ordering::Relaxed);
     }
@@ -438,16 +477,12 @@ impl PageStore for FileStore {
         data: &mut [u8],
         oob: &mut [u8],
     ) -> Result<(), NandError> {
-        self.file
-            .read_exact_at(data, self.data_at(block, page) + offset as u64)
-            .map_err(|e| self.io(e))?;
+        self.read_at(self.data_at(block, page) + offset as u64, data)?;
         self.read_oob(block, page, oob)
     }
 
     fn read_oob(&self, block: u32, page: u32, oob: &mut [u8]) -> Result<(), NandError> {
-        self.file
-            .read_exact_at(oob, self.oob_at(block, page))
-            .map_err(|e| self.io(e))
+        self.read_at(self.oob_at(block, page), oob)
     }
 
     /// Drops the bytes of pages `from_page..` of the block: data and OOB, or with
@@ -544,14 +579,7 @@ impl Device<FileStore> {
         File::open(parent)
             .and_then(|dir| dir.sync_all())
             .map_err(|e| io_error(&parent.display().to_string(), e))?;
-        let store = FileStore {
-            file,
-            path: name,
-            geometry,
-            layout,
-            durability: AtomicU8::new(FileDurability::Host as u8),
-            erase: AtomicU8::new(FileErase::DropData as u8),
-        };
+        let store = FileStore::new(file, name, geometry, layout);
         Device::from_parts(geometry, faults, store, metas, rail)
     }
 
@@ -610,14 +638,7 @@ impl Device<FileStore> {
             .map(|(block, entry)| decode_meta(block as u32, entry, geometry.pages_per_block))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|reason| format_error(&name, reason))?;
-        let store = FileStore {
-            file,
-            path: name,
-            geometry,
-            layout,
-            durability: AtomicU8::new(FileDurability::Host as u8),
-            erase: AtomicU8::new(FileErase::DropData as u8),
-        };
+        let store = FileStore::new(file, name, geometry, layout);
         Device::from_parts(geometry, faults, store, metas, rail)
     }
 

@@ -3,7 +3,8 @@
 //! ```text
 //!   Nand (trait) <- Device<S: PageStore>   rules, wear, faults, power cut, one lock per die
 //!                      |-- MemStore  -> MemNand   pages in RAM
-//!                      `-- FileStore -> FileNand  one file per device (docs/ftl-format.md)
+//!                      `-- FileStore -> FileNand  one file per device (docs/ftl-format.md),
+//!                                                read through a mapping (file_map.rs)
 //!   Nand (trait) <- TimedNand (timing/)     latencies over any Nand: model + clock
 //! ```
 
@@ -11,6 +12,7 @@ mod device;
 mod error;
 mod faults;
 mod file;
+mod file_map;
 mod geometry;
 mod mem;
 mod power;
