@@ -29,6 +29,9 @@ pub enum Backend {
     File,
 }
 
+/// The most reads `--read-batch` issues together.
+pub const READ_BATCH_MAX: usize = 64;
+
 #[derive(Clone, Debug)]
 pub struct BenchParams {
     pub workload: WorkloadSpec,
@@ -44,6 +47,9 @@ pub struct BenchParams {
     pub backend: Backend,
     /// Random reads in the last phase (capped by the number of filled pages times 4).
     pub reads: u64,
+    /// Reads issued together in the read phase (`BenchTarget::read_many`), as a client with
+    /// that many queued would; 1 reads one page at a time.
+    pub read_batch: usize,
     /// Host pages sealed with AES-256-GCM (the target decides how; the report says so).
     pub encrypt: bool,
     pub progress: bool,
@@ -122,12 +128,19 @@ pub fn run<T: BenchTarget>(target: &T, params: &BenchParams) -> anyhow::Result<B
         params.reads.min(mapped.saturating_mul(4))
     };
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed ^ 0x7265_6164);
+    let read_batch = params.read_batch.clamp(1, READ_BATCH_MAX);
+    let mut lpas = Vec::with_capacity(read_batch);
+    let mut read_bufs = vec![0u8; read_batch * PAGE_SIZE];
     let t = Instant::now();
-    for _ in 0..read_pages {
-        let lpa = rng.random_range(0..mapped);
+    let mut read_done = 0u64;
+    while read_done < read_pages {
+        let n = (read_pages - read_done).min(read_batch as u64) as usize;
+        lpas.clear();
+        lpas.extend((0..n).map(|_| rng.random_range(0..mapped)));
         target
-            .read(lpa, &mut buf)
-            .with_context(|| format!("read of lpa {lpa}"))?;
+            .read_many(&lpas, &mut read_bufs[..n * PAGE_SIZE])
+            .with_context(|| format!("reads of lpas {lpas:?}"))?;
+        read_done += n as u64;
     }
     let read_s = t.elapsed().as_secs_f64();
 
@@ -163,6 +176,7 @@ pub fn run<T: BenchTarget>(target: &T, params: &BenchParams) -> anyhow::Result<B
         bad_blocks: after.bad_blocks,
         host_write_mib_s: per_s(host, write_s) * PAGE_SIZE as f64 / (1024.0 * 1024.0),
         read_pages,
+        read_batch,
         read_pages_per_s: per_s(read_pages, read_s),
         fill_s,
         write_s,
@@ -189,6 +203,7 @@ mod tests {
             seed: 1,
             backend: Backend::Mem,
             reads: 500,
+            read_batch: 16,
             encrypt: false,
             progress: false,
         }

@@ -591,6 +591,10 @@ pub struct BenchFtlArgs {
     /// Random reads in the read phase.
     #[arg(long, default_value_t = 200_000)]
     pub reads: u64,
+    /// Reads issued together in the read phase, as a client with that many queued issues them:
+    /// the FTL overlaps their map lookups and memory misses (1: one read at a time).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub read_batch: u64,
     /// What to benchmark.
     #[arg(long, value_enum, default_value_t = TargetKind::Ftl)]
     pub target: TargetKind,

@@ -66,6 +66,10 @@ impl SimTarget for Ftl {
 }
 
 impl BenchTarget for Ftl {
+    fn read_many(&self, lpas: &[u64], out: &mut [u8]) -> Result<(), TargetError> {
+        Ok(Ftl::read_many(self, lpas, out)?)
+    }
+
     fn stats(&self) -> TargetStats {
         let s = Ftl::stats(self);
         TargetStats {

@@ -253,6 +253,7 @@ fn bench_ftl(a: &BenchFtlArgs) -> anyhow::Result<()> {
         seed: a.seed,
         backend: a.backend,
         reads: a.reads,
+        read_batch: a.read_batch as usize,
         encrypt: a.encrypt,
         progress: true,
     };

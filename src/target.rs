@@ -99,6 +99,14 @@ pub trait SimTarget {
 /// What `bench ftl` needs on top of [`SimTarget`].
 pub trait BenchTarget: SimTarget {
     fn stats(&self) -> TargetStats;
+    /// Reads `lpas` into `out` (4 KiB each, in order), as a client with that many reads queued
+    /// would issue them; a target may overlap their work. The default reads them one by one.
+    fn read_many(&self, lpas: &[u64], out: &mut [u8]) -> Result<(), TargetError> {
+        for (&lpa, buf) in lpas.iter().zip(out.chunks_mut(ftl::LOGICAL_PAGE_BYTES)) {
+            self.read(lpa, buf)?;
+        }
+        Ok(())
+    }
 }
 
 /// What one simulated machine is made of: its devices (all on one power rail) and FTL settings.

@@ -39,6 +39,8 @@ pub struct BenchReport {
     pub bad_blocks: u64,
     pub host_write_mib_s: f64,
     pub read_pages: u64,
+    /// Reads issued together (`--read-batch`).
+    pub read_batch: usize,
     pub read_pages_per_s: f64,
     pub fill_s: f64,
     pub write_s: f64,
@@ -95,8 +97,8 @@ impl fmt::Display for BenchReport {
         )?;
         write!(
             f,
-            "  random reads      {:.0} pages/s ({} pages); total {:.1} s",
-            self.read_pages_per_s, self.read_pages, self.elapsed_s
+            "  random reads      {:.0} pages/s ({} pages, {} at a time); total {:.1} s",
+            self.read_pages_per_s, self.read_pages, self.read_batch, self.elapsed_s
         )
     }
 }

@@ -494,6 +494,12 @@ impl<S: PageStore> Nand for Device<S> {
         self.store.sync_is_slow()
     }
 
+    fn prefetch_page(&self, block: u32, page: u32) {
+        if self.geometry.check(block, Some(page)).is_ok() {
+            self.store.prefetch_page(block, page);
+        }
+    }
+
     fn stats(&self) -> NandStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -51,6 +51,7 @@ use rustix::fs::FallocateFlags;
 
 use super::device::Device;
 use super::file_map::FileMap;
+use super::prefetch::{PREFETCH_LINES, prefetch};
 use super::store::{BlockHealth, BlockMeta, PageStore};
 use super::{FaultConfig, Geometry, NandError, PowerRail};
 
@@ -483,6 +484,19 @@ impl PageStore for FileStore {
 
     fn read_oob(&self, block: u32, page: u32, oob: &mut [u8]) -> Result<(), NandError> {
         self.read_at(self.oob_at(block, page), oob)
+    }
+
+    /// Only the mapping's lines that are in the page cache are loaded: a prefetch never faults.
+    fn prefetch_page(&self, block: u32, page: u32) {
+        let Some(map) = &self.map else {
+            return;
+        };
+        if let Some(data) = map.address_of(self.data_at(block, page)) {
+            prefetch(data, PREFETCH_LINES);
+        }
+        if let Some(oob) = map.address_of(self.oob_at(block, page)) {
+            prefetch(oob, 1);
+        }
     }
 
     /// Drops the bytes of pages `from_page..` of the block: data and OOB, or with

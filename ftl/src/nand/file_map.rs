@@ -109,6 +109,15 @@ impl FileMap {
     }
 }
 
+impl FileMap {
+    /// The address of byte `at` of the file in the mapping, for `prefetch` (never dereferenced
+    /// here), or None past the end.
+    pub fn address_of(&self, at: u64) -> Option<usize> {
+        let at = usize::try_from(at).ok().filter(|&at| at < self.len)?;
+        Some(self.ptr.as_ptr() as usize + at)
+    }
+}
+
 impl Drop for FileMap {
     fn drop(&mut self) {
         // SAFETY: `ptr` and `len` are exactly what `mmap` returned and took, unmapped only here;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::device::Device;
+use super::prefetch::{PREFETCH_LINES, prefetch};
 use super::store::{BlockMeta, PageStore};
 use super::{FaultConfig, Geometry, NandError, PowerRail};
 
@@ -23,6 +24,10 @@ struct MemDie {
 pub struct MemStore {
     geometry: Geometry,
     dies: Vec<Mutex<MemDie>>,
+    /// Where each die's data and OOB bytes start, for `prefetch_page` (addresses only, never
+    /// dereferenced: the bytes are read under the die's lock). The buffers are allocated once
+    /// and never resized, so the addresses stay valid.
+    bases: Vec<(usize, usize)>,
 }
 
 impl MemStore {
@@ -35,8 +40,19 @@ impl MemStore {
                     oob: vec![0; pages_per_die * geometry.oob_size as usize],
                 })
             })
+            .collect::<Vec<_>>();
+        let bases = dies
+            .iter()
+            .map(|d: &Mutex<MemDie>| {
+                let d = d.lock();
+                (d.data.as_ptr() as usize, d.oob.as_ptr() as usize)
+            })
             .collect();
-        Self { geometry, dies }
+        Self {
+            geometry,
+            dies,
+            bases,
+        }
     }
 
     /// (die, page index within the die) of a device page.
@@ -76,6 +92,14 @@ impl PageStore for MemStore {
         data.copy_from_slice(&die.data[at..at + data.len()]);
         oob.copy_from_slice(&die.oob[index * os..(index + 1) * os]);
         Ok(())
+    }
+
+    fn prefetch_page(&self, block: u32, page: u32) {
+        let (die, index) = self.locate(block, page);
+        let (data, oob) = self.bases[die];
+        let g = &self.geometry;
+        prefetch(data + index * g.page_size as usize, PREFETCH_LINES);
+        prefetch(oob + index * g.oob_size as usize, 1);
     }
 
     fn read_oob(&self, block: u32, page: u32, oob: &mut [u8]) -> Result<(), NandError> {

@@ -16,6 +16,7 @@ mod file_map;
 mod geometry;
 mod mem;
 mod power;
+mod prefetch;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -98,6 +99,11 @@ pub trait Nand: Send + Sync + fmt::Debug {
     /// in one deterministic order.
     fn sync_is_slow(&self) -> bool {
         false
+    }
+    /// Hints that `page` of `block` will be read soon: a store in memory starts loading its first
+    /// cache lines (see `prefetch.rs`). Checks nothing and never fails; the default does nothing.
+    fn prefetch_page(&self, block: u32, page: u32) {
+        let _ = (block, page);
     }
     fn stats(&self) -> NandStats;
 }

@@ -56,4 +56,8 @@ pub trait PageStore: Send + Sync + fmt::Debug {
     fn sync_is_slow(&self) -> bool {
         false
     }
+    /// See `Nand::prefetch_page`; `block` and `page` are in range.
+    fn prefetch_page(&self, block: u32, page: u32) {
+        let _ = (block, page);
+    }
 }

@@ -157,6 +157,10 @@ impl Nand for TimedNand {
         self.inner.sync_is_slow()
     }
 
+    fn prefetch_page(&self, block: u32, page: u32) {
+        self.inner.prefetch_page(block, page);
+    }
+
     fn stats(&self) -> NandStats {
         self.inner.stats()
     }
