@@ -67,7 +67,12 @@ impl SimTarget for Ftl {
 
 impl BenchTarget for Ftl {
     fn read_many(&self, lpas: &[u64], out: &mut [u8]) -> Result<(), TargetError> {
-        Ok(Ftl::read_many(self, lpas, out)?)
+        let mut results = Vec::with_capacity(lpas.len());
+        Ftl::read_many(self, lpas, out, &mut results);
+        for r in results {
+            r?;
+        }
+        Ok(())
     }
 
     fn stats(&self) -> TargetStats {

@@ -217,14 +217,19 @@ impl Ftl {
     /// overlapped: the map entries of a batch are loaded first, then the first cache lines of
     /// each page are prefetched (`Nand::prefetch_page`), then the pages are read and checked. A
     /// client with several reads queued (a queue depth above 1) pays the misses of one read, not
-    /// of all. Stops at the first failure and returns it; the pages before it have been read.
-    pub fn read_many(&self, lpas: &[u64], out: &mut [u8]) -> Result<(), FtlError> {
+    /// of all. `results` gets one entry per page, in order; a page that fails does not stop the
+    /// others. An `out` of the wrong length fails every page with `BufferSize`.
+    pub fn read_many(&self, lpas: &[u64], out: &mut [u8], results: &mut Vec<Result<(), FtlError>>) {
+        results.clear();
         let expected = lpas.len().saturating_mul(LOGICAL_PAGE_BYTES);
         if out.len() != expected {
-            return Err(FtlError::BufferSize {
-                expected,
-                got: out.len(),
-            });
+            results.extend(lpas.iter().map(|_| {
+                Err(FtlError::BufferSize {
+                    expected,
+                    got: out.len(),
+                })
+            }));
+            return;
         }
         let layout = &self.shared.layout;
         let logical_pages = self.logical_pages();
@@ -246,10 +251,9 @@ impl Ftl {
                 self.shared.devices[device].prefetch_page(block, page);
             }
             for (&lpa, buf) in batch.iter().zip(bufs.chunks_mut(LOGICAL_PAGE_BYTES)) {
-                self.read(lpa, buf)?;
+                results.push(self.read(lpa, buf));
             }
         }
-        Ok(())
     }
 
     /// Reads one logical page written by `write_client_sealed`, and the seal written with it

@@ -32,7 +32,10 @@ fn matches_read_page_by_page(ftl: &Ftl) {
     for batch in [1usize, 5, 16, 40] {
         for lpas in order.chunks(batch) {
             let mut out = vec![0xeeu8; lpas.len() * LOGICAL_PAGE_BYTES];
-            ftl.read_many(lpas, &mut out).unwrap();
+            let mut results = Vec::new();
+            ftl.read_many(lpas, &mut out, &mut results);
+            assert_eq!(results.len(), lpas.len());
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
             for (&lpa, got) in lpas.iter().zip(out.chunks(LOGICAL_PAGE_BYTES)) {
                 let mut want = vec![0u8; LOGICAL_PAGE_BYTES];
                 ftl.read(lpa, &mut want).unwrap();
@@ -74,23 +77,32 @@ fn read_many_refuses_a_wrong_buffer_or_range() {
     let rig = Rig::small();
     let ftl = rig.format();
     ftl.write(1, &page(1, 1), false).unwrap();
+    let mut results = Vec::new();
     let mut short = vec![0u8; LOGICAL_PAGE_BYTES];
-    match ftl.read_many(&[1, 2], &mut short) {
-        Err(FtlError::BufferSize { expected, got }) => {
-            assert_eq!(
-                (expected, got),
-                (2 * LOGICAL_PAGE_BYTES, LOGICAL_PAGE_BYTES)
-            );
+    ftl.read_many(&[1, 2], &mut short, &mut results);
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        match r {
+            Err(FtlError::BufferSize { expected, got }) => {
+                assert_eq!(
+                    (*expected, *got),
+                    (2 * LOGICAL_PAGE_BYTES, LOGICAL_PAGE_BYTES)
+                );
+            }
+            other => panic!("expected BufferSize, got {other:?}"),
         }
-        other => panic!("expected BufferSize, got {other:?}"),
     }
+    // A page out of range fails alone: the pages around it are read.
     let pages = ftl.logical_pages();
-    let mut out = vec![0u8; 2 * LOGICAL_PAGE_BYTES];
-    match ftl.read_many(&[1, pages], &mut out) {
-        Err(FtlError::OutOfRange { lpa, .. }) => assert_eq!(lpa, pages),
+    let mut out = vec![0u8; 3 * LOGICAL_PAGE_BYTES];
+    ftl.read_many(&[1, pages, 1], &mut out, &mut results);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    match &results[1] {
+        Err(FtlError::OutOfRange { lpa, .. }) => assert_eq!(*lpa, pages),
         other => panic!("expected OutOfRange, got {other:?}"),
     }
-    // The page before the bad one was read.
     assert!(out[..LOGICAL_PAGE_BYTES] == page(1, 1)[..]);
-    ftl.read_many(&[], &mut []).unwrap();
+    assert!(out[2 * LOGICAL_PAGE_BYTES..] == page(1, 1)[..]);
+    ftl.read_many(&[], &mut [], &mut results);
+    assert!(results.is_empty());
 }

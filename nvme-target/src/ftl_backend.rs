@@ -79,6 +79,23 @@ impl Namespace for FtlNamespace {
         self.ftl.read(lba, buf).map_err(|e| map_error(e, lba, 1))
     }
 
+    fn read_blocks(
+        &self,
+        lbas: &[u64],
+        out: &mut [u8],
+        results: &mut Vec<Result<(), NamespaceError>>,
+    ) {
+        let mut ftl_results = Vec::with_capacity(lbas.len());
+        self.ftl.read_many(lbas, out, &mut ftl_results);
+        results.clear();
+        results.extend(
+            ftl_results
+                .into_iter()
+                .zip(lbas)
+                .map(|(r, &lba)| r.map_err(|e| map_error(e, lba, 1))),
+        );
+    }
+
     fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError> {
         self.ftl
             .write(lba, data, durable)

@@ -67,6 +67,24 @@ pub trait Namespace: Send + Sync + Debug {
     fn blocks(&self) -> u64;
     /// Reads block `lba` into `buf` (exactly one block). A never-written block reads as zeroes.
     fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError>;
+    /// Reads whole blocks `lbas` into `out` (one block each, in order); `results` gets one entry
+    /// per block, and a block that fails does not stop the others. A backend that can overlap
+    /// the reads (the FTL: their memory misses, `Ftl::read_many`) overrides this; the default
+    /// reads them one by one.
+    fn read_blocks(
+        &self,
+        lbas: &[u64],
+        out: &mut [u8],
+        results: &mut Vec<Result<(), NamespaceError>>,
+    ) {
+        results.clear();
+        let bs = self.block_size();
+        results.extend(
+            lbas.iter()
+                .zip(out.chunks_mut(bs))
+                .map(|(&lba, buf)| self.read_block(lba, buf)),
+        );
+    }
     /// Writes one block; `durable` (FUA) returns only once the block survives a power cut.
     fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError>;
     /// Writes whole blocks in order, none durable; `results` gets one entry per write, in order,

@@ -55,6 +55,8 @@ pub struct IoQueue {
     counters: Arc<QueueCounters>,
     /// One block, for the partial blocks of read-modify-write and unaligned reads.
     scratch: Vec<u8>,
+    /// The blocks of a `read_batch` whose commands are not laid out back to back.
+    batch_blocks: Vec<u8>,
 }
 
 /// A byte range of the namespace, checked against its capacity.
@@ -76,6 +78,7 @@ impl IoQueue {
             ns,
             counters,
             scratch,
+            batch_blocks: Vec::new(),
         }
     }
 
@@ -243,6 +246,86 @@ impl IoQueue {
             }
         }
         self.write_group(writes, &group, statuses);
+        for status in statuses.iter() {
+            if status.is_media_error() {
+                self.counters.media_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs several read commands, as `execute` would one after another, into `out` (command i's
+    /// bytes at `reads[i].1`), and puts one status per command into `statuses`. The whole-block
+    /// reads go to the backend together (`Namespace::read_blocks`, which overlaps their memory
+    /// misses); a read of partial blocks runs alone. A command that fails gets its status and the
+    /// others still run. `reads[i]` is (sector, offset in `out`, length in bytes).
+    pub fn read_batch(
+        &mut self,
+        reads: &[(u64, usize, usize)],
+        out: &mut [u8],
+        statuses: &mut Vec<Status>,
+    ) {
+        statuses.clear();
+        statuses.resize(reads.len(), Status::Success);
+        let backend = self.ns.backend().clone();
+        let bs = backend.block_size();
+        let mut lbas = Vec::with_capacity(reads.len());
+        // Per block of `lbas`: the command it belongs to, and where its bytes go in `out`.
+        let mut owner = Vec::with_capacity(reads.len());
+        let mut group_out = Vec::new();
+        for (i, &(sector, at, len)) in reads.iter().enumerate() {
+            self.counters.read_commands.fetch_add(1, Ordering::Relaxed);
+            let Some(buf) = at.checked_add(len).and_then(|end| out.get_mut(at..end)) else {
+                statuses[i] = Status::InvalidField;
+                continue;
+            };
+            match self.byte_range(sector, len) {
+                Err(status) => statuses[i] = status,
+                Ok(r) if self.whole_blocks(r) => {
+                    let first = r.start / bs as u64;
+                    for k in 0..(len / bs) {
+                        lbas.push(first + k as u64);
+                        owner.push(i);
+                        group_out.push(at + k * bs);
+                    }
+                }
+                Ok(_) => {
+                    if let Err(status) = self.read(sector, buf) {
+                        statuses[i] = status;
+                    }
+                }
+            }
+        }
+        if let Some(&start) = group_out.first() {
+            let mut results = Vec::with_capacity(lbas.len());
+            // Commands laid out back to back (what the vhost worker does) are read in place;
+            // otherwise into one buffer, then copied to their commands.
+            let in_place = group_out
+                .iter()
+                .enumerate()
+                .all(|(k, &at)| at == start + k * bs);
+            let mut blocks = std::mem::take(&mut self.batch_blocks);
+            if in_place {
+                backend.read_blocks(
+                    &lbas,
+                    &mut out[start..start + lbas.len() * bs],
+                    &mut results,
+                );
+            } else {
+                blocks.resize(lbas.len() * bs, 0);
+                backend.read_blocks(&lbas, &mut blocks, &mut results);
+            }
+            for (k, (result, &i)) in results.into_iter().zip(&owner).enumerate() {
+                match result {
+                    Ok(()) if !in_place => out[group_out[k]..group_out[k] + bs]
+                        .copy_from_slice(&blocks[k * bs..(k + 1) * bs]),
+                    Ok(()) => {}
+                    // A command's first failing block gives its status.
+                    Err(e) if statuses[i].is_success() => statuses[i] = fail(e),
+                    Err(_) => {}
+                }
+            }
+            self.batch_blocks = blocks;
+        }
         for status in statuses.iter() {
             if status.is_media_error() {
                 self.counters.media_errors.fetch_add(1, Ordering::Relaxed);

@@ -308,3 +308,123 @@ fn a_read_only_namespace_refuses_a_batch() {
     assert_eq!(statuses, vec![Status::WriteProtected; 2]);
     assert_eq!(read_block(&ns, 0), vec![0u8; BLOCK]);
 }
+
+fn write_block(ns: &Arc<ActiveNamespace>, lba: u64, data: &[u8]) {
+    let mut q = ns.new_queue();
+    let status = q.execute(Command::Write {
+        sector: lba * SECTORS_PER_BLOCK,
+        data,
+        fua: false,
+    });
+    assert_eq!(status, Status::Success);
+}
+
+/// One pass of reads, run as batches (`IoQueue::read_batch`): more than one batch holds, a
+/// two-block read over two descriptors, a partial (one sector) read served alone in its place,
+/// a read past the end and a read into memory outside the guest (each IOERR, alone), a write in
+/// the middle that the reads before it do not see and the reads after it do. Sealed or not.
+fn reads_in_one_pass(sealed: Option<&InstanceKey>) {
+    let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+    let q = MockSplitQueue::new(&mem, QUEUE_SIZE);
+    let mut g = Guest::new(&mem);
+    let ns = namespace(sealed);
+    let blocks = ns.capacity_bytes() / BLOCK as u64;
+    for lba in 0..24 {
+        write_block(&ns, lba, &pattern(lba, BLOCK));
+    }
+    let (hdr, data, status) = (0x10_0000u64, 0x20_0000u64, 0x30_0000u64);
+    let newer = pattern(100, BLOCK);
+    mem.write_slice(&newer, GuestAddress(data + 0x80_0000))
+        .unwrap();
+    // (kind, sector, data descriptors): 20 one-block reads of blocks 0..20, then the odd ones.
+    type Chain = (u32, u64, Vec<(u64, u32)>);
+    let mut chains: Vec<Chain> = (0..20u64)
+        .map(|k| {
+            let at = data + k * BLOCK as u64;
+            (T_IN, k * SECTORS_PER_BLOCK, vec![(at, BLOCK as u32)])
+        })
+        .collect();
+    let at = data + 0x40_0000;
+    // 20: blocks 20-21 over two descriptors split mid-block.
+    chains.push((
+        T_IN,
+        20 * SECTORS_PER_BLOCK,
+        vec![(at, 1000), (at + 1000, 2 * BLOCK as u32 - 1000)],
+    ));
+    // 21: one sector of block 22, from its second sector.
+    chains.push((T_IN, 22 * SECTORS_PER_BLOCK + 1, vec![(at + 0x1_0000, 512)]));
+    // 22: past the end. 23: into memory outside the guest.
+    chains.push((
+        T_IN,
+        blocks * SECTORS_PER_BLOCK,
+        vec![(at + 0x2_0000, BLOCK as u32)],
+    ));
+    chains.push((T_IN, 23 * SECTORS_PER_BLOCK, vec![(1 << 40, BLOCK as u32)]));
+    // 24: block 5 written with `newer`; 25: block 5 read again.
+    chains.push((
+        T_OUT,
+        5 * SECTORS_PER_BLOCK,
+        vec![(data + 0x80_0000, BLOCK as u32)],
+    ));
+    chains.push((
+        T_IN,
+        5 * SECTORS_PER_BLOCK,
+        vec![(at + 0x3_0000, BLOCK as u32)],
+    ));
+    for (i, (kind, sector, descs)) in chains.iter().enumerate() {
+        let i = i as u64;
+        g.header(hdr + 64 * i, *kind, *sector);
+        let mut chain = vec![(hdr + 64 * i, 16, false)];
+        chain.extend(descs.iter().map(|&(a, l)| (a, l, *kind == T_IN)));
+        chain.push((status + i, 1, true));
+        g.chain(&q, &chain, None);
+    }
+
+    let worker = serve(&mem, &q, &ns, true);
+
+    let used_idx: u16 = mem.read_obj(GuestAddress(q.used_addr().0 + 2)).unwrap();
+    assert_eq!(used_idx, g.chains, "every chain is returned");
+    let mut got = vec![0u8; BLOCK];
+    for k in 0..20u64 {
+        assert_eq!(g.status(k as usize), OK, "status of read {k}");
+        assert_eq!(
+            g.used(&q, k as u16).1,
+            BLOCK as u32 + 1,
+            "used length of read {k}"
+        );
+        mem.read_slice(&mut got, GuestAddress(data + k * BLOCK as u64))
+            .unwrap();
+        let want = pattern(k, BLOCK);
+        assert!(got == want, "read {k} returned other bytes");
+    }
+    let mut two = vec![0u8; 2 * BLOCK];
+    mem.read_slice(&mut two, GuestAddress(at)).unwrap();
+    assert_eq!(g.status(20), OK);
+    assert_eq!(g.used(&q, 20).1, 2 * BLOCK as u32 + 1);
+    assert!(two[..BLOCK] == pattern(20, BLOCK)[..] && two[BLOCK..] == pattern(21, BLOCK)[..]);
+    let mut sector = vec![0u8; 512];
+    mem.read_slice(&mut sector, GuestAddress(at + 0x1_0000))
+        .unwrap();
+    assert_eq!(g.status(21), OK);
+    assert!(sector == pattern(22, BLOCK)[512..1024], "the partial read");
+    assert_eq!((g.status(22), g.status(23)), (IOERR, IOERR));
+    assert_eq!((g.used(&q, 22).1, g.used(&q, 23).1), (1, 1));
+    assert_eq!((g.status(24), g.status(25)), (OK, OK));
+    mem.read_slice(&mut got, GuestAddress(at + 0x3_0000))
+        .unwrap();
+    assert!(got == newer, "a read after a write sees it");
+    assert_eq!(worker.counters.completed_requests, chains.len() as u64);
+    // The buffer outside the guest is refused by the worker; the range by the controller.
+    assert_eq!(worker.counters.rejected_requests, 1);
+}
+
+#[test]
+fn reads_in_one_pass_run_as_batches() {
+    reads_in_one_pass(None);
+}
+
+#[test]
+fn sealed_reads_in_one_pass_run_as_batches() {
+    let key = InstanceKey::generate(Backend::AwsLc).unwrap();
+    reads_in_one_pass(Some(&key));
+}

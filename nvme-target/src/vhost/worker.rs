@@ -43,6 +43,10 @@ const SIGNAL_INTERVAL: Duration = Duration::from_micros(200);
 /// millisecond.
 const MAX_BATCH_WRITES: usize = 16;
 const MAX_BATCH_BYTES: usize = 256 << 10;
+/// Reads staged at most before they run as one batch (`IoQueue::read_batch`), so the FTL overlaps
+/// their memory misses (`Ftl::read_many` looks up 16 pages at once); their bytes at most are
+/// `MAX_BATCH_BYTES`. Reads complete about 2 us apart, so a batch holds the first back some 30 us.
+const MAX_BATCH_READS: usize = 16;
 
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -74,6 +78,12 @@ pub struct QueueWorker {
     staged_bytes: usize,
     /// Statuses of the last batch (kept to reuse the allocation).
     statuses: Vec<Status>,
+    /// Whole-block reads popped in this pass and not yet run; their data goes to `read_buf`.
+    staged_reads: Vec<StagedRead>,
+    read_buf: Vec<u8>,
+    read_bytes: usize,
+    /// (sector, offset in `read_buf`, length) of the staged reads, for `IoQueue::read_batch`.
+    read_specs: Vec<(u64, usize, usize)>,
     poll_max: Duration,
     /// Current polling window: grows when polling finds work, shrinks when it does not.
     poll_window: Duration,
@@ -160,6 +170,30 @@ struct Staged {
     len: usize,
 }
 
+/// A read waiting in the batch: its chain, and where its data lands in `read_buf`.
+#[derive(Debug)]
+struct StagedRead {
+    head: u16,
+    request: Request,
+    at: usize,
+}
+
+/// Copies `bytes` into the request's writable buffers, in order; returns the bytes copied.
+fn scatter_from(memory: &GuestMemory, r: &Request, bytes: &[u8]) -> Result<u32, RequestError> {
+    let mut at = 0usize;
+    for d in &r.data {
+        if at >= bytes.len() {
+            break;
+        }
+        let n = (d.len as usize).min(bytes.len() - at);
+        memory
+            .write_slice(&bytes[at..at + n], GuestAddress(d.addr))
+            .map_err(|_| RequestError::DataUnreadable)?;
+        at += n;
+    }
+    Ok(at as u32)
+}
+
 /// Copies the request's readable buffers into `out` (exactly `r.data_len` bytes long).
 fn gather_into(memory: &GuestMemory, r: &Request, out: &mut [u8]) -> Result<(), RequestError> {
     let mut at = 0usize;
@@ -196,6 +230,10 @@ impl QueueWorker {
             batch_buf: vec![0u8; MAX_BATCH_BYTES],
             staged_bytes: 0,
             statuses: Vec::with_capacity(MAX_BATCH_WRITES),
+            staged_reads: Vec::with_capacity(MAX_BATCH_READS),
+            read_buf: vec![0u8; MAX_BATCH_BYTES],
+            read_bytes: 0,
+            read_specs: Vec::with_capacity(MAX_BATCH_READS),
             poll_max: poll,
             poll_window: poll,
             counters: WorkerCounters::default(),
@@ -258,6 +296,8 @@ impl QueueWorker {
         // Left over only if the ring broke in the last pass: those chains were never returned.
         self.staged.clear();
         self.staged_bytes = 0;
+        self.staged_reads.clear();
+        self.read_bytes = 0;
         while done < MAX_CHAINS_PER_PASS {
             let Some(chain) = state.get_queue_mut().pop_descriptor_chain(memory) else {
                 break;
@@ -273,9 +313,10 @@ impl QueueWorker {
             let request = match request::parse(&self.descs, |addr| read_header(memory, addr)) {
                 Ok(r) => r,
                 Err(rejected) => {
-                    // Chains are returned in the order they were popped, so the staged writes
+                    // Chains are returned in the order they were popped, so the staged requests
                     // first (guests do not rely on it, but a ring read in order is simpler to
                     // reason about).
+                    self.apply_reads(memory, state, &mut signal)?;
                     self.apply_staged(memory, state, &mut signal)?;
                     let used_len = self.reject(memory, &rejected);
                     state.add_used(head, used_len)?;
@@ -283,7 +324,22 @@ impl QueueWorker {
                     continue;
                 }
             };
+            if self.batchable_read(&request) {
+                // After the writes popped before it, which it may read.
+                self.apply_staged(memory, state, &mut signal)?;
+                if self.staged_reads.len() == MAX_BATCH_READS
+                    || self.read_bytes + request.data_len as usize > MAX_BATCH_BYTES
+                {
+                    self.apply_reads(memory, state, &mut signal)?;
+                }
+                let at = self.read_bytes;
+                self.read_bytes += request.data_len as usize;
+                self.staged_reads.push(StagedRead { head, request, at });
+                continue;
+            }
             if self.batchable(&request) {
+                // Reads popped before a write see the data from before it.
+                self.apply_reads(memory, state, &mut signal)?;
                 if self.staged.len() == MAX_BATCH_WRITES
                     || self.staged_bytes + request.data_len as usize > MAX_BATCH_BYTES
                 {
@@ -292,13 +348,15 @@ impl QueueWorker {
                 self.stage(memory, state, &mut signal, head, request)?;
                 continue;
             }
-            // Anything else may depend on the staged writes (a read of the same block, a flush):
-            // they are applied first.
+            // Anything else may depend on the staged requests (a read of a block a staged write
+            // changes, a flush): they are run first.
+            self.apply_reads(memory, state, &mut signal)?;
             self.apply_staged(memory, state, &mut signal)?;
             let used_len = self.handle(memory, &request);
             state.add_used(head, used_len)?;
             signal.used(state)?;
         }
+        self.apply_reads(memory, state, &mut signal)?;
         self.apply_staged(memory, state, &mut signal)?;
         signal.end_of_pass(state)
     }
@@ -315,6 +373,74 @@ impl QueueWorker {
                 .checked_mul(SECTOR_BYTES)
                 .is_some_and(|b| b.is_multiple_of(block_bytes))
             && r.data_len as usize <= MAX_BATCH_BYTES
+    }
+
+    /// A read that can wait in the batch: whole blocks, small enough to stage.
+    fn batchable_read(&self, r: &Request) -> bool {
+        let block_bytes = self.io.namespace().block_size() as u64;
+        r.kind == RequestKind::Read
+            && r.data_len > 0
+            && u64::from(r.data_len).is_multiple_of(block_bytes)
+            && r.sector
+                .checked_mul(SECTOR_BYTES)
+                .is_some_and(|b| b.is_multiple_of(block_bytes))
+            && r.data_len as usize <= MAX_BATCH_BYTES
+    }
+
+    /// Runs the staged reads as one batch, copies each one's data into its guest buffers, writes
+    /// the statuses and returns the chains, in the order they were popped.
+    fn apply_reads(
+        &mut self,
+        memory: &GuestMemory,
+        state: &mut <Vring as VringStateMutGuard<'_, AtomicMemory>>::G,
+        signal: &mut Signal,
+    ) -> Result<(), WorkerError> {
+        if self.staged_reads.is_empty() {
+            return Ok(());
+        }
+        self.read_specs.clear();
+        self.read_specs.extend(
+            self.staged_reads
+                .iter()
+                .map(|s| (s.request.sector, s.at, s.request.data_len as usize)),
+        );
+        let mut statuses = std::mem::take(&mut self.statuses);
+        self.io.read_batch(
+            &self.read_specs,
+            &mut self.read_buf[..self.read_bytes],
+            &mut statuses,
+        );
+        // Emptied before the chains are returned: if the ring breaks meanwhile, nothing is
+        // returned twice.
+        let mut staged = std::mem::take(&mut self.staged_reads);
+        self.read_bytes = 0;
+        let mut result = Ok(());
+        for (s, &status) in staged.iter().zip(&statuses) {
+            self.counters.completed_requests += 1;
+            let (status, written) = if status.is_success() {
+                let bytes = &self.read_buf[s.at..s.at + s.request.data_len as usize];
+                match scatter_from(memory, &s.request, bytes) {
+                    Ok(written) => (VIRTIO_BLK_S_OK as u8, written),
+                    Err(e) => {
+                        self.counters.rejected_requests += 1;
+                        tracing::debug!(error = %e, "rejected a guest request");
+                        (e.virtio_status(), 0)
+                    }
+                }
+            } else {
+                (virtio_status(status), 0)
+            };
+            let used_len = written + self.put_status(memory, s.request.status_addr, status);
+            result = state.add_used(s.head, used_len);
+            if result.is_err() {
+                break;
+            }
+        }
+        staged.clear();
+        self.staged_reads = staged;
+        self.statuses = statuses;
+        result?;
+        signal.used(state)
     }
 
     /// Copies a batchable write's data into the batch buffer and queues it; a write whose
@@ -452,18 +578,7 @@ impl QueueWorker {
 
     /// Copies `self.buf[..len]` into the request's writable buffers, in order.
     fn scatter(&self, memory: &GuestMemory, r: &Request, len: usize) -> Result<u32, RequestError> {
-        let mut at = 0usize;
-        for d in &r.data {
-            if at >= len {
-                break;
-            }
-            let n = (d.len as usize).min(len - at);
-            memory
-                .write_slice(&self.buf[at..at + n], GuestAddress(d.addr))
-                .map_err(|_| RequestError::DataUnreadable)?;
-            at += n;
-        }
-        Ok(at as u32)
+        scatter_from(memory, r, &self.buf[..len])
     }
 
     /// Returns (virtio status, data bytes written into guest buffers).
