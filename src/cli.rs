@@ -393,6 +393,11 @@ pub struct SimArgs {
     /// With `--target fake`: a deliberate bug, to see the model catch it.
     #[arg(long, value_enum, default_value_t = FakeFlaw::None)]
     pub fake_flaw: FakeFlaw,
+    /// Attach the global GC scheduler (timed devices on a virtual clock): GC, and the
+    /// wear-leveling checkpoint, then run as background units between the operations, so the
+    /// power cuts land in them too.
+    #[arg(long, conflicts_with = "target")]
+    pub gc_scheduler: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -112,6 +112,35 @@ pub fn sim_on_ftl(
     Ok(sim::run_seeds(&mut factory, seeds, verbose, progress))
 }
 
+/// `sim_on_ftl` with the GC scheduler attached (`sim_gc.rs`).
+pub fn sim_on_scheduled_ftl(
+    seeds: Range<u64>,
+    verbose: bool,
+    progress: bool,
+) -> anyhow::Result<(SimSummary, Option<SeedFailure>)> {
+    use crate::sim_gc::{ScheduledFtl, WL_THRESHOLD_CYCLES, timed};
+    // A spread of a few erases already starts static wear leveling, and with it the background
+    // checkpoint: a simulated seed erases each block only a few times.
+    let config = |o: &FtlOptions| FtlConfig {
+        wl_threshold_cycles: WL_THRESHOLD_CYCLES,
+        ..config(o)
+    };
+    let mut factory = FnFactory::new(
+        |devices, o: &FtlOptions| {
+            let (devices, timing, clock) = timed(devices)?;
+            let ftl = Ftl::format(devices, config(o))?;
+            ScheduledFtl::new(ftl, timing, clock)
+        },
+        |devices, o: &FtlOptions| {
+            let (devices, timing, clock) = timed(devices)?;
+            let (ftl, _recovery) = Ftl::open(devices, config(o))?;
+            ScheduledFtl::new(ftl, timing, clock)
+        },
+        |target: ScheduledFtl| target.into_ftl().close().map_err(TargetError::from),
+    );
+    Ok(sim::run_seeds(&mut factory, seeds, verbose, progress))
+}
+
 pub fn bench_on_ftl(
     devices: Vec<Arc<dyn Nand>>,
     params: &BenchParams,

@@ -17,6 +17,7 @@ pub mod permutation;
 pub mod progress;
 pub mod serve;
 pub mod sim;
+pub mod sim_gc;
 pub mod svg;
 pub mod target;
 pub mod workload;

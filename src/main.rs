@@ -196,6 +196,9 @@ fn stdout_line(text: impl std::fmt::Display) -> anyhow::Result<()> {
 
 fn replay_command(args: &SimArgs, seed: u64) -> String {
     let mut cmd = format!("ferrite sim --seed {seed} --verbose");
+    if args.gc_scheduler {
+        cmd.push_str(" --gc-scheduler");
+    }
     if args.target == TargetKind::Fake {
         cmd.push_str(" --target fake");
         if args.fake_flaw != FakeFlaw::None {
@@ -215,6 +218,9 @@ fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = seeds.end - seeds.start > 1;
     let (summary, failure) = match args.target {
+        TargetKind::Ftl if args.gc_scheduler => {
+            glue::sim_on_scheduled_ftl(seeds, args.verbose, progress)?
+        }
         TargetKind::Ftl => glue::sim_on_ftl(seeds, args.verbose, progress)?,
         TargetKind::Fake => sim::run_seeds(
             &mut FakeFactory::new(args.fake_flaw),
