@@ -375,10 +375,17 @@ impl ServerLoop {
 
     fn turn(&mut self) -> io::Result<bool> {
         let mut active = self.receive()?;
-        let now = self.now_us();
+        let mut now = self.now_us();
         let send_queue_max = self.config.srd.send_queue_messages_max;
         for client in self.clients.values_mut() {
-            active |= serve(client, &mut self.stats, send_queue_max);
+            if serve(client, &mut self.stats, send_queue_max) {
+                active = true;
+                // Serving ran the requests (FTL reads and writes): the replies go out now, not
+                // when the turn began, and the acknowledgements they carry must say so. An ack
+                // delay that left out the serving time would put it into the client's RTT
+                // samples, and a reply's send time taken before it into this side's.
+                now = self.epoch.elapsed().as_micros() as u64;
+            }
             if client
                 .connection
                 .next_timeout_us()
