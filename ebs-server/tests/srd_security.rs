@@ -454,9 +454,9 @@ fn a_hello_of_another_version_is_refused_and_the_client_says_why() {
         ..ClientConfig::default()
     };
     let started = Instant::now();
-    let e = RemoteVolume::connect(&addrs, "v", b"the right credential", None, config)
-        .err()
-        .expect("refused");
+    let Err(e) = RemoteVolume::connect(&addrs, "v", b"the right credential", None, config) else {
+        panic!("connected to a server that refused the version");
+    };
     refuser.join().unwrap();
     assert!(
         matches!(
