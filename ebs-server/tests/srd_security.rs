@@ -394,3 +394,80 @@ fn a_hello_flood_is_bounded_and_real_clients_get_in_once_it_expires() {
     assert_eq!(after.read(0, 2).unwrap(), [block(1), block(2)].concat());
     assert!(srv.stats().handshakes_expired >= 16, "{:?}", srv.stats());
 }
+
+/// The HELLO of a client of another protocol version (2: before piggybacked ACKs) is refused
+/// by version, never keyed; a client that gets such a refusal stops with the versions named
+/// instead of waiting for a HELLO_ACK that will not come.
+#[test]
+fn a_hello_of_another_version_is_refused_and_the_client_says_why() {
+    use ebs_server::client::ClientError;
+    use ebs_server::srd::handshake::{HandshakeError, VersionRefused};
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(store(dir.path()), ServerConfig::default());
+    let raw = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let hello = ClientHandshake::start(0xFEED, "v").unwrap();
+    let mut old = hello.hello().to_vec();
+    old[4] = 2;
+    let at = old.len() - 4;
+    let crc = crc32fast::hash(&old[..at]);
+    old[at..].copy_from_slice(&crc.to_le_bytes());
+    raw.send_to(&old, srv.local_addrs()[0]).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, _) = raw.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        VersionRefused::parse(&buf[..len]).unwrap(),
+        VersionRefused {
+            version: srd::handshake::VERSION_SEALED,
+            refused_version: 2,
+            connection_id: 0xFEED
+        }
+    );
+    let s = wait_for(&srv, "the refused HELLO", |s| s.hellos_wrong_version == 1);
+    assert_eq!((s.connections_opened, s.hellos_received), (0, 0), "{s:?}");
+
+    // A server of a later version (6) refusing this client's HELLO.
+    let later: Vec<UdpSocket> = (0..PATHS)
+        .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = later.iter().map(|s| s.local_addr().unwrap()).collect();
+    let answering = later.into_iter().next().unwrap();
+    answering
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let refuser = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let (len, from) = answering.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[5], 5, "a HELLO first");
+        let connection_id = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+        let refused = VersionRefused {
+            version: 6,
+            refused_version: buf[4],
+            connection_id,
+        };
+        assert!(len > refused.encode().len());
+        answering.send_to(&refused.encode(), from).unwrap();
+    });
+    let config = ClientConfig {
+        srd: srd_config(),
+        request_timeout_ms: 10_000,
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let Err(e) = RemoteVolume::connect(&addrs, "v", b"the right credential", None, config) else {
+        panic!("connected to a server that refused the version");
+    };
+    refuser.join().unwrap();
+    assert!(
+        matches!(
+            e,
+            ClientError::Handshake(HandshakeError::VersionMismatch { ours: 4, theirs: 6 })
+        ),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the timeout"
+    );
+    println!("{e}");
+}

@@ -118,6 +118,7 @@ fn stats_json(s: &ServerStats) -> serde_json::Value {
         "datagrams_replayed": s.datagrams_replayed,
         "datagrams_truncated": s.datagrams_truncated,
         "hellos_received": s.hellos_received,
+        "hellos_wrong_version": s.hellos_wrong_version,
         "hello_acks_resent": s.hello_acks_resent,
         "hellos_conflicting": s.hellos_conflicting,
         "handshakes_unknown_volume": s.handshakes_unknown_volume,

@@ -18,7 +18,7 @@ use crate::proto::{
     READ_BLOCKS_MAX, Reply, Request, TRIM_BLOCKS_MAX,
 };
 use crate::srd;
-use crate::srd::handshake::{ClientHandshake, HelloAck, Incoming, classify};
+use crate::srd::handshake::{ClientHandshake, HelloAck, Incoming, VersionRefused, classify};
 use crate::srd::seal::{SessionKeys, psk_of};
 use crate::srd::udp::UdpEndpoint;
 use aws_lc_rs::rand::{self as lc_rand, SecureRandom};
@@ -813,8 +813,16 @@ fn handshake(
                 endpoint.wait_for_datagram(left_us)?;
                 continue;
             };
-            if classify(&datagram) != Incoming::HelloAck {
-                continue;
+            match classify(&datagram) {
+                Incoming::HelloAck => {}
+                // A server of another version names this connection: no point waiting on.
+                Incoming::VersionRefused => match VersionRefused::parse(&datagram) {
+                    Ok(refused) if refused.connection_id == connection_id => {
+                        return Err(ClientError::Handshake(refused.error()));
+                    }
+                    _ => continue,
+                },
+                _ => continue,
             }
             // A corrupted copy, or one for another connection, is not the answer: wait on.
             match HelloAck::parse(&datagram) {

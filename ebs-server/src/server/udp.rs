@@ -23,7 +23,7 @@
 
 use super::Session;
 use crate::proto::{MESSAGE_LEN_MAX, READ_BLOCKS_MAX};
-use crate::srd::handshake::{self, Hello, Incoming};
+use crate::srd::handshake::{self, Hello, Incoming, VersionRefused};
 use crate::srd::packet;
 use crate::srd::seal::{PSK_LEN, SessionKeys};
 use crate::srd::udp::RECV_BUF_LEN;
@@ -148,6 +148,9 @@ pub struct ServerStats {
     /// Sealed datagrams too short for header and tag, or with a length mismatch.
     pub datagrams_truncated: u64,
     pub hellos_received: u64,
+    /// HELLOs of another protocol version (an older or newer client): answered with
+    /// VERSION_REFUSED, so the client can say what is wrong, and never keyed.
+    pub hellos_wrong_version: u64,
     /// The same HELLO again: its HELLO_ACK was sent once more.
     pub hello_acks_resent: u64,
     /// A different HELLO for a connection id in use: ignored, the connection keeps its keys.
@@ -372,10 +375,17 @@ impl ServerLoop {
 
     fn turn(&mut self) -> io::Result<bool> {
         let mut active = self.receive()?;
-        let now = self.now_us();
+        let mut now = self.now_us();
         let send_queue_max = self.config.srd.send_queue_messages_max;
         for client in self.clients.values_mut() {
-            active |= serve(client, &mut self.stats, send_queue_max);
+            if serve(client, &mut self.stats, send_queue_max) {
+                active = true;
+                // Serving ran the requests (FTL reads and writes): the replies go out now, not
+                // when the turn began, and the acknowledgements they carry must say so. An ack
+                // delay that left out the serving time would put it into the client's RTT
+                // samples, and a reply's send time taken before it into this side's.
+                now = self.epoch.elapsed().as_micros() as u64;
+            }
             if client
                 .connection
                 .next_timeout_us()
@@ -430,7 +440,15 @@ impl ServerLoop {
                     Incoming::Sealed { connection_id } => {
                         self.on_sealed(path, from, len, now, connection_id);
                     }
-                    Incoming::HelloAck | Incoming::Other => {
+                    Incoming::HelloOtherVersion {
+                        version,
+                        connection_id,
+                    } => {
+                        self.stats.hellos_wrong_version += 1;
+                        let refused = VersionRefused::of(version, connection_id).encode();
+                        self.send_to(path, &refused, from);
+                    }
+                    Incoming::HelloAck | Incoming::VersionRefused | Incoming::Other => {
                         if packet::parse(&self.buf[..len]).is_ok() {
                             self.stats.datagrams_unsealed += 1;
                         } else {

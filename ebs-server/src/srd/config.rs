@@ -20,6 +20,13 @@ pub const PAYLOAD_LEN_MTU_1500: usize = 1400;
 pub const IN_FLIGHT_PACKETS_MAX: usize = 16384;
 /// Default `wait_spin_us`: a few loopback round trips of this host.
 pub const WAIT_SPIN_US_DEFAULT: u64 = 50;
+/// Default `ack_delay_us_max`: longer than a server takes to answer a block request or a
+/// client to send the next one (so the reply or the next request carries the ACK), a quarter
+/// of the 200 us `rto_us_floor` (the sender's timers add it, so a held ACK never looks lost).
+pub const ACK_DELAY_US_MAX_DEFAULT: u64 = 50;
+/// Default `ack_batch_packets`: a burst of this many on one path is acknowledged at once, so
+/// the sender's window and loss detection do not wait for the delay under load.
+pub const ACK_BATCH_PACKETS_DEFAULT: usize = 8;
 /// Ceiling of `wait_spin_us`.
 pub const WAIT_SPIN_US_MAX: u64 = 10_000;
 /// Most messages waiting to be sent, and most messages delivered but not yet taken.
@@ -71,9 +78,12 @@ pub struct Config {
     pub suspect_after_timeouts: u32,
     /// Time between probes on a suspect path.
     pub probe_interval_us: u64,
-    /// Longest the receiver holds an acknowledgement to batch it with others.
+    /// Longest the receiver holds an acknowledgement: for a DATA going back on the same path to
+    /// carry it (a reply carries the ACK of its request, the next request that of the reply),
+    /// else it goes alone when this expires. The sender adds it to every retransmission timer,
+    /// so it must stay well below `rto_us_floor` (at most half, checked).
     pub ack_delay_us_max: u64,
-    /// Packets that make the receiver acknowledge at once.
+    /// Packets pending on one path that make the receiver acknowledge at once.
     pub ack_batch_packets: usize,
     /// Congestion control: the sending rate before any measurement, and its bounds.
     pub rate_bytes_per_s_initial: u64,
@@ -108,8 +118,8 @@ impl Default for Config {
             rto_us_initial: 1_000,
             suspect_after_timeouts: 3,
             probe_interval_us: 1_000,
-            ack_delay_us_max: 20,
-            ack_batch_packets: 16,
+            ack_delay_us_max: ACK_DELAY_US_MAX_DEFAULT,
+            ack_batch_packets: ACK_BATCH_PACKETS_DEFAULT,
             rate_bytes_per_s_initial: 100 << 20,
             rate_bytes_per_s_min: 1 << 20,
             rate_bytes_per_s_max: 10 << 30,

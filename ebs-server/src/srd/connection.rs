@@ -40,6 +40,10 @@ const LOST_RECORDS_PER_FRAGMENT: usize = 4;
 /// A path whose smoothed RTT is more than this many times the median of the healthy paths gets
 /// no new data while a faster path is available; it is probed to notice when it recovers.
 const SLOW_PATH_FACTOR: u64 = 2;
+/// A path with acknowledgements pending weighs its load by NUMERATOR / DENOMINATOR when a new
+/// fragment picks its path (`Connection::choose_path`).
+const PIGGYBACK_LOAD_NUMERATOR: u64 = 2;
+const PIGGYBACK_LOAD_DENOMINATOR: u64 = 3;
 /// Acknowledgements and probes waiting for `poll_transmit`. A peer (or a forger) sending probes
 /// faster than the I/O loop drains would otherwise grow the queue without end; beyond it they are
 /// dropped and counted, and the protocol recovers them like lost datagrams.
@@ -50,7 +54,13 @@ pub const CONTROL_QUEUE_MAX: usize = 4096;
 pub struct Stats {
     pub data_packets_sent: u64,
     pub retransmissions: u64,
+    /// Standalone ACK datagrams: acknowledgements that found no DATA to ride on within
+    /// `ack_delay_us_max`, or that could not wait (a batch full, a packet out of order).
     pub acks_sent: u64,
+    /// DATA packets that carried acknowledgements (DATA_ACK): each one an ACK datagram saved.
+    pub acks_piggybacked: u64,
+    /// Packets acknowledged inside DATA_ACKs.
+    pub packets_acked_piggybacked: u64,
     pub probes_sent: u64,
     pub probe_acks_sent: u64,
     pub datagrams_received: u64,
@@ -147,6 +157,9 @@ pub struct Connection {
     deadlines: BTreeSet<(u64, u64)>,
     /// Per path: received data packets not yet acknowledged, with their arrival time.
     pending_acks: Vec<Vec<(u64, u64)>>,
+    /// Per path: the highest packet number of a DATA received on it; one below it arrived out
+    /// of order and is acknowledged at once, so the sender's per-path loss detection sees it.
+    highest_received: Vec<Option<u64>>,
     control: VecDeque<Transmit>,
     delivered_bytes: u64,
     delivered_us: u64,
@@ -164,6 +177,7 @@ impl Connection {
             receiver: Receiver::new(&config),
             paths: (0..path_count).map(|i| Path::new(i as u8)).collect(),
             pending_acks: vec![Vec::new(); path_count],
+            highest_received: vec![None; path_count],
             config,
             connection_id,
             next_packet_number: 0,
@@ -332,6 +346,10 @@ impl Connection {
         match packet.body {
             Body::Data(data) => self.on_data(now_us, path_id, packet.packet_number, &data),
             Body::Ack(acked) => self.on_ack(now_us, &acked),
+            Body::DataAck { acked, data } => {
+                self.on_ack(now_us, &acked);
+                self.on_data(now_us, path_id, packet.packet_number, &data);
+            }
             Body::Probe => {
                 self.stats.probe_acks_sent += 1;
                 let answer = Acked {
@@ -344,21 +362,69 @@ impl Connection {
         }
     }
 
+    /// Takes a DATA fragment and decides when to acknowledge it: it is held (for a DATA going
+    /// back on the same path to carry, or until `ack_delay_us_max`), unless `ack_batch_packets`
+    /// are now pending on the path, or it is a duplicate (the sender did not get the first ACK)
+    /// or arrived below the highest packet number seen on the path (reordered, or the sender is
+    /// retransmitting): then the sender wants the ACK now, and it goes at once.
     fn on_data(&mut self, now_us: u64, path_id: u8, packet_number: u64, data: &Data<'_>) {
-        match self.receiver.on_data(data) {
-            Received::Accepted => self.stats.fragments_accepted += 1,
-            Received::Duplicate => self.stats.fragments_duplicate += 1,
+        let duplicate = match self.receiver.on_data(data) {
+            Received::Accepted => {
+                self.stats.fragments_accepted += 1;
+                false
+            }
+            Received::Duplicate => {
+                self.stats.fragments_duplicate += 1;
+                true
+            }
             Received::Refused(refusal) => {
                 self.stats.fragments_refused += 1;
                 self.stats.last_refusal = Some(refusal);
                 return;
             }
-        }
-        let pending = &mut self.pending_acks[usize::from(path_id)];
+        };
+        let p = usize::from(path_id);
+        let highest = &mut self.highest_received[p];
+        let out_of_order = highest.is_some_and(|h| packet_number < h);
+        *highest = Some(highest.map_or(packet_number, |h| h.max(packet_number)));
+        let pending = &mut self.pending_acks[p];
         pending.push((packet_number, now_us));
-        if pending.len() >= self.config.ack_batch_packets {
+        if pending.len() >= self.config.ack_batch_packets || duplicate || out_of_order {
             self.flush_acks(now_us, path_id);
         }
+    }
+
+    /// Takes from the pending acknowledgements of `path_id` as many as fit in `room_bytes` of
+    /// an ACK block (lowest packet numbers first, the ones the sender waits for longest); the
+    /// rest stay pending with their timer.
+    fn take_piggyback(&mut self, now_us: u64, path_id: u8, room_bytes: usize) -> Vec<Acked> {
+        let pending = &mut self.pending_acks[usize::from(path_id)];
+        let empty_block = packet::ACK_BODY_HEADER_LEN;
+        let one = packet::ACK_RANGE_LEN + packet::ACK_DELAY_LEN;
+        if pending.is_empty() || room_bytes < empty_block + one {
+            return Vec::new();
+        }
+        pending.sort_unstable();
+        pending.dedup_by_key(|(pn, _)| *pn);
+        let mut acked: Vec<Acked> = Vec::new();
+        let (mut ranges, mut taken) = (0usize, 0usize);
+        for &(packet_number, received_us) in pending.iter() {
+            let joins = acked
+                .last()
+                .is_some_and(|a| a.packet_number + 1 == packet_number);
+            let (r, d) = (ranges + usize::from(!joins), taken + 1);
+            let len = empty_block + r * packet::ACK_RANGE_LEN + d * packet::ACK_DELAY_LEN;
+            if len > room_bytes || d > ACK_PACKETS_MAX {
+                break;
+            }
+            (ranges, taken) = (r, d);
+            acked.push(Acked {
+                packet_number,
+                ack_delay_us: ack_delay_us(now_us, received_us),
+            });
+        }
+        pending.drain(..taken);
+        acked
     }
 
     fn flush_acks(&mut self, now_us: u64, path_id: u8) {
@@ -370,8 +436,7 @@ impl Connection {
                 .iter()
                 .map(|&(packet_number, received_us)| Acked {
                     packet_number,
-                    ack_delay_us: now_us.saturating_sub(received_us).min(u64::from(u32::MAX))
-                        as u32,
+                    ack_delay_us: ack_delay_us(now_us, received_us),
                 })
                 .collect();
             self.stats.acks_sent += 1;
@@ -552,12 +617,20 @@ impl Connection {
     }
 
     /// The least-loaded healthy path, not `exclude`, preferring paths that are not slow. Load is
-    /// the time to drain what the path has in flight: (in-flight + 1) x smoothed RTT.
+    /// the time to drain what the path has in flight: (in-flight + 1) x smoothed RTT. A path
+    /// with acknowledgements pending counts its load at 2/3 (`PIGGYBACK_LOAD_*`): a fragment
+    /// sent there carries them, which saves the ACK datagram and tells the peer sooner, worth a
+    /// somewhat busier path (a reply then goes back on its request's path).
     fn choose_path(&self, exclude: Option<u8>) -> Option<u8> {
         let reference = self.rtt_us_reference();
         let load = |p: &Path| {
-            (p.in_flight_packets() as u64 + 1)
-                * p.rtt.smoothed_us().unwrap_or(self.config.rto_us_floor)
+            let load = (p.in_flight_packets() as u64 + 1)
+                * p.rtt.smoothed_us().unwrap_or(self.config.rto_us_floor);
+            if self.pending_acks[usize::from(p.id)].is_empty() {
+                load * PIGGYBACK_LOAD_DENOMINATOR
+            } else {
+                load * PIGGYBACK_LOAD_NUMERATOR
+            }
         };
         let healthy = || self.paths.iter().filter(|p| p.health() == Health::Healthy);
         let pick = |slow_ok: bool, exclude: Option<u8>| {
@@ -634,22 +707,35 @@ impl Connection {
         let packet_number = self.take_packet_number();
         let payload_len_max = self.config.payload_len_max;
         let connection_id = self.connection_id;
-        let message = self.messages.get_mut(&message_id)?;
+        let message_len = self.messages.get(&message_id)?.data.len();
         let start = usize::from(index) * payload_len_max;
-        let end = (start + payload_len_max).min(message.data.len());
+        let end = (start + payload_len_max).min(message_len);
+        // The acknowledgements pending on this path ride along if they fit in what the fragment
+        // leaves of a full payload, so a DATA_ACK is never larger than the largest DATA (the
+        // MTU reasoning of `payload_len_max` holds for both).
+        let room_bytes = payload_len_max - (end - start);
+        let acked = self.take_piggyback(now_us, path_id, room_bytes);
+        let message = self.messages.get_mut(&message_id)?;
         let data = Data {
             message_id,
-            message_len: message.data.len() as u32,
+            message_len: message_len as u32,
             fragment_offset: start as u32,
             fragment_index: index,
             fragment_count: message.fragments.len() as u16,
             payload: &message.data[start..end],
         };
+        let body = if acked.is_empty() {
+            Body::Data(data)
+        } else {
+            self.stats.acks_piggybacked += 1;
+            self.stats.packets_acked_piggybacked += acked.len() as u64;
+            Body::DataAck { acked, data }
+        };
         let datagram = Packet {
             connection_id,
             packet_number,
             path_id,
-            body: Body::Data(data),
+            body,
         }
         .encode();
         if is_retransmit {
@@ -812,6 +898,12 @@ impl Connection {
     }
 }
 
+/// The ack delay of a packet that arrived at `received_us`, acknowledged by a packet sent at
+/// `now_us`.
+fn ack_delay_us(now_us: u64, received_us: u64) -> u32 {
+    now_us.saturating_sub(received_us).min(u64::from(u32::MAX)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,7 +940,7 @@ mod tests {
         let sent = drain(&mut a, 0);
         assert!(!sent.is_empty());
         for t in &sent {
-            assert_eq!(t.datagram[4], 2, "sealed packets are version 2");
+            assert_eq!(t.datagram[4], 4, "sealed packets are version 4");
             assert!(
                 packet::parse(&t.datagram).is_err(),
                 "v1 parser refuses sealed bytes"
@@ -922,6 +1014,106 @@ mod tests {
         }
         assert_eq!(a.stats().probes_answered, 4);
         assert_eq!(a.stats().acks_unknown, 0);
+    }
+
+    #[test]
+    fn reordered_and_duplicate_data_is_acknowledged_at_once() {
+        let config = Config {
+            path_count: 1,
+            ..Config::default()
+        };
+        let (mut a, mut b) = pair(&config);
+        for i in 0..3u8 {
+            a.send_message(vec![i]).expect("send");
+        }
+        let sent = drain(&mut a, 0);
+        assert_eq!(sent.len(), 3);
+        let acked_in = |t: &Transmit| match packet::parse(&t.datagram).expect("parses").body {
+            Body::Ack(acked) => acked.iter().map(|a| a.packet_number).collect::<Vec<_>>(),
+            other => panic!("not an ACK: {other:?}"),
+        };
+        // In order: held for the delay.
+        b.handle_datagram(10, 0, &sent[1].datagram);
+        assert!(drain(&mut b, 10).is_empty());
+        assert_eq!(b.next_timeout_us(), Some(10 + config.ack_delay_us_max));
+        // Below the highest seen on the path: acknowledged at once, with what was held.
+        b.handle_datagram(11, 0, &sent[0].datagram);
+        let out = drain(&mut b, 11);
+        assert_eq!(
+            out.iter().map(acked_in).collect::<Vec<_>>(),
+            vec![vec![0, 1]]
+        );
+        // A duplicate: the first ACK may be lost, so again at once.
+        b.handle_datagram(12, 0, &sent[0].datagram);
+        let out = drain(&mut b, 12);
+        assert_eq!(out.iter().map(acked_in).collect::<Vec<_>>(), vec![vec![0]]);
+        assert_eq!(b.stats().acks_sent, 2);
+        // The held ACK's delay is the time it was held.
+        b.handle_datagram(20, 0, &sent[2].datagram);
+        b.handle_timeout(20 + config.ack_delay_us_max);
+        let out = drain(&mut b, 20 + config.ack_delay_us_max);
+        let Body::Ack(acked) = packet::parse(&out[0].datagram).expect("parses").body else {
+            panic!("not an ACK")
+        };
+        assert_eq!(acked[0].ack_delay_us as u64, config.ack_delay_us_max);
+    }
+
+    #[test]
+    fn a_reply_carries_the_ack_on_its_request_path_and_the_delay_in_it() {
+        let (mut a, mut b) = pair(&Config::default());
+        a.send_message(vec![1; 100]).expect("send");
+        let request = drain(&mut a, 0);
+        assert_eq!(request.len(), 1);
+        b.handle_datagram(30, request[0].path_id, &request[0].datagram);
+        assert!(b.poll_delivered().is_some());
+        b.send_message(vec![2; 4096]).expect("send");
+        let reply = drain(&mut b, 42);
+        assert_eq!(reply.len(), 1, "no separate ACK");
+        assert_eq!(
+            reply[0].path_id, request[0].path_id,
+            "on the request's path"
+        );
+        let parsed = packet::parse(&reply[0].datagram).expect("parses");
+        let Body::DataAck { acked, data } = parsed.body else {
+            panic!("not a DATA_ACK: {:?}", parsed.body)
+        };
+        assert_eq!(data.payload, &[2; 4096][..]);
+        assert_eq!(acked.len(), 1);
+        assert_eq!(acked[0].ack_delay_us, 12, "arrival to the reply's send");
+        assert_eq!(b.stats().acks_piggybacked, 1);
+        assert_eq!(b.stats().acks_sent, 0);
+        assert_eq!(b.next_timeout_us().map(|t| t > 42), Some(true));
+        a.handle_datagram(60, reply[0].path_id, &reply[0].datagram);
+        assert_eq!(a.stats().messages_acked, 1);
+        assert_eq!(a.poll_delivered().map(|d| d.payload.len()), Some(4096));
+        // The sample is 60 - 0 - 12 us.
+        let path = &a.paths()[usize::from(request[0].path_id)];
+        assert_eq!(path.rtt.smoothed_us(), Some(48));
+    }
+
+    #[test]
+    fn a_full_fragment_leaves_no_room_and_the_ack_waits() {
+        let config = Config::default();
+        let (mut a, mut b) = pair(&config);
+        a.send_message(vec![1; 10]).expect("send");
+        let request = drain(&mut a, 0);
+        b.handle_datagram(5, request[0].path_id, &request[0].datagram);
+        b.send_message(vec![3; config.payload_len_max])
+            .expect("send");
+        let out = drain(&mut b, 6);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].datagram[5], 1,
+            "plain DATA: no room for an ACK block"
+        );
+        assert_eq!(b.stats().acks_piggybacked, 0);
+        b.handle_timeout(5 + config.ack_delay_us_max);
+        let out = drain(&mut b, 5 + config.ack_delay_us_max);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].datagram[5], 2,
+            "the ACK alone, when the delay ran out"
+        );
     }
 
     #[test]
@@ -1110,6 +1302,8 @@ mod tests {
             payload: Vec<u8>,
         },
         Ack(Vec<u64>),
+        /// A DATA fragment (of message `.1`, one fragment of `.2`) behind an ACK block.
+        DataAck(Vec<u64>, u64, Vec<u8>),
         Probe,
         ProbeAck(u64),
     }
@@ -1140,6 +1334,23 @@ mod tests {
                     })
                     .collect(),
             ),
+            Forged::DataAck(pns, message_id, payload) => Body::DataAck {
+                acked: pns
+                    .iter()
+                    .map(|&packet_number| Acked {
+                        packet_number,
+                        ack_delay_us: 1,
+                    })
+                    .collect(),
+                data: Data {
+                    message_id: *message_id,
+                    message_len: payload.len() as u32,
+                    fragment_offset: 0,
+                    fragment_index: 0,
+                    fragment_count: 1,
+                    payload,
+                },
+            },
             Forged::Probe => Body::Probe,
             Forged::ProbeAck(packet_number) => Body::ProbeAck(Acked {
                 packet_number: *packet_number,
@@ -1177,9 +1388,16 @@ mod tests {
             });
         let ack = proptest::collection::btree_set(0u64..64, 1..20)
             .prop_map(|s| Forged::Ack(s.into_iter().collect()));
+        let data_ack = (
+            proptest::collection::btree_set(0u64..64, 1..20),
+            0u64..20,
+            proptest::collection::vec(any::<u8>(), 1..64),
+        )
+            .prop_map(|(s, id, payload)| Forged::DataAck(s.into_iter().collect(), id, payload));
         let body = prop_oneof![
             data,
             ack,
+            data_ack,
             Just(Forged::Probe),
             (0u64..64).prop_map(Forged::ProbeAck)
         ];

@@ -1,4 +1,5 @@
-//! The v2 handshake: HELLO and HELLO_ACK, which key a connection before any DATA.
+//! The handshake (format version 4): HELLO and HELLO_ACK, which key a connection before any
+//! DATA, and VERSION_REFUSED, the answer to a HELLO of a version this side does not speak.
 //!
 //! The client sends HELLO with an ephemeral X25519 public key, a random and the volume it will
 //! attach. The server looks the volume up, takes its stored credential hash as the pre-shared
@@ -9,11 +10,20 @@
 //! length before it reads.
 //!
 //! ```text
-//! HELLO      0 magic "FSRD" | 4 version 2 | 5 kind 5 | 6..8 zero | 8 connection id u64 LE
+//! HELLO      0 magic "FSRD" | 4 version 4 | 5 kind 5 | 6..8 zero | 8 connection id u64 LE
 //!            16 client public key [32] | 48 client random [32] | 80 volume name length u16 LE
 //!            82 volume name (UTF-8, 1..=255 bytes) | then CRC-32 of all before it, u32 LE
-//! HELLO_ACK  0 magic | 4 version 2 | 5 kind 6 | 6..8 zero | 8 connection id u64 LE
+//! HELLO_ACK  0 magic | 4 version 4 | 5 kind 6 | 6..8 zero | 8 connection id u64 LE
 //!            16 server public key [32] | 48 server random [32] | 80 confirm [32] | 112 CRC-32
+//! VERSION_REFUSED (the same 20 bytes in every version, so any later one can read it)
+//!            0 magic | 4 refusing side's version | 5 kind 8 | 6 version of the HELLO refused
+//!            7 zero | 8 connection id u64 LE | 16 CRC-32
+//! ```
+//!
+//! Version history (the version byte of HELLO, HELLO_ACK and sealed packets):
+//! ```text
+//! 2  sealed packets without piggybacked acknowledgements; no VERSION_REFUSED
+//! 4  DATA_ACK (kind 7) carries acknowledgements; VERSION_REFUSED
 //! ```
 
 use aws_lc_rs::{agreement, rand as lc_rand, rand::SecureRandom};
@@ -24,19 +34,26 @@ use super::seal::{
     CONFIRM_LEN, KEY_EPOCH_SEALED, PSK_LEN, PUBLIC_KEY_LEN, RANDOM_LEN, SessionKeys, Transcript,
 };
 
-/// The format version of sealed packets and of the handshake.
-pub const VERSION_SEALED: u8 = 2;
+/// The format version of sealed packets and of the handshake. 2 had no DATA_ACK: a peer of
+/// version 2 is refused at the HELLO (VERSION_REFUSED), before any packet could be misread.
+pub const VERSION_SEALED: u8 = 4;
+/// Bytes of a VERSION_REFUSED.
+pub const VERSION_REFUSED_LEN: usize = 20;
 /// Longest volume name a HELLO carries.
 pub const VOLUME_NAME_LEN_MAX: usize = 255;
 /// Bytes of a HELLO before the volume name.
 pub const HELLO_FIXED_LEN: usize = 82;
 /// Bytes of a HELLO_ACK.
 pub const HELLO_ACK_LEN: usize = 116;
+/// Shortest HELLO (a one-byte volume name), in version 2 as in this one.
+pub const HELLO_LEN_MIN: usize = HELLO_FIXED_LEN + 1 + CRC_LEN;
 /// Largest HELLO.
 pub const HELLO_LEN_MAX: usize = HELLO_FIXED_LEN + VOLUME_NAME_LEN_MAX + CRC_LEN;
 
 const KIND_HELLO: u8 = 5;
 const KIND_HELLO_ACK: u8 = 6;
+/// Not 7: that is DATA_ACK inside sealed packets.
+const KIND_VERSION_REFUSED: u8 = 8;
 const CRC_LEN: usize = 4;
 
 /// Why a handshake message was refused or the handshake failed.
@@ -44,7 +61,7 @@ const CRC_LEN: usize = 4;
 pub enum HandshakeError {
     #[error("handshake message of {len} bytes has the wrong length")]
     Length { len: usize },
-    #[error("not a v2 handshake message of the expected kind")]
+    #[error("not a handshake message of this version and the expected kind")]
     Malformed,
     #[error("handshake crc mismatch")]
     BadChecksum,
@@ -60,26 +77,55 @@ pub enum HandshakeError {
     BadConfirm,
     #[error("the system random source failed")]
     Random,
+    #[error(
+        "the server speaks SRD version {theirs}, this client version {ours}: upgrade the older side"
+    )]
+    VersionMismatch { ours: u8, theirs: u8 },
 }
 
 /// What a received datagram is, from its first bytes alone (nothing is authenticated yet): how
 /// an I/O loop routes it before any connection state is touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Incoming {
-    /// A v2 HELLO (not yet parsed or checked).
+    /// A HELLO of this version (not yet parsed or checked).
     Hello,
-    /// A v2 HELLO_ACK (not yet parsed or checked).
+    /// A HELLO_ACK of this version (not yet parsed or checked).
     HelloAck,
-    /// A sealed v2 packet (version 2, key epoch 1) naming this connection in its header.
+    /// A sealed packet of this version (key epoch 1) naming this connection in its header.
     Sealed { connection_id: u64 },
-    /// Anything else: version 1 (unsealed), another protocol, or too short to tell.
+    /// A HELLO of another version (a peer older or newer than this build): answered with
+    /// VERSION_REFUSED, never keyed.
+    HelloOtherVersion { version: u8, connection_id: u64 },
+    /// A VERSION_REFUSED, of any version (not yet parsed or checked).
+    VersionRefused,
+    /// Anything else: unsealed packets, another protocol, or too short to tell.
     Other,
 }
 
 /// Classifies a datagram by magic, version, kind and key epoch. Never panics.
 pub fn classify(datagram: &[u8]) -> Incoming {
-    if datagram.len() < 16 || datagram[..4] != MAGIC || datagram[4] != VERSION_SEALED {
+    if datagram.len() < 16 || datagram[..4] != MAGIC {
         return Incoming::Other;
+    }
+    // Kinds 5 and 8 mean HELLO and VERSION_REFUSED in every version that has a handshake (2
+    // and up); version 1 had no kind beyond 4.
+    if datagram[4] >= 2 && datagram[4] != VERSION_SEALED {
+        return match datagram[5] {
+            // Only as long as the shortest HELLO of any version: the refusal sent back is then
+            // never larger than what asked for it, so it cannot amplify a spoofed source.
+            KIND_HELLO if datagram.len() >= HELLO_LEN_MIN => Incoming::HelloOtherVersion {
+                version: datagram[4],
+                connection_id: u64_at(datagram, 8),
+            },
+            KIND_VERSION_REFUSED => Incoming::VersionRefused,
+            _ => Incoming::Other,
+        };
+    }
+    if datagram[4] != VERSION_SEALED {
+        return Incoming::Other;
+    }
+    if datagram[5] == KIND_VERSION_REFUSED {
+        return Incoming::VersionRefused;
     }
     match datagram[5] {
         KIND_HELLO => Incoming::Hello,
@@ -177,7 +223,7 @@ impl Hello {
     /// Parses untrusted bytes; never panics.
     pub fn parse(datagram: &[u8]) -> Result<Hello, HandshakeError> {
         let len = datagram.len();
-        if !(HELLO_FIXED_LEN + 1 + CRC_LEN..=HELLO_LEN_MAX).contains(&len) {
+        if !(HELLO_LEN_MIN..=HELLO_LEN_MAX).contains(&len) {
             return Err(HandshakeError::Length { len });
         }
         let b = check(datagram, KIND_HELLO)?;
@@ -196,6 +242,70 @@ impl Hello {
             client_random: array32(b, 48),
             volume: volume.to_owned(),
         })
+    }
+}
+
+/// The answer to a HELLO of another version: which version refused it and which it was, for
+/// the connection the HELLO named. Unkeyed (there are no keys across versions), CRC-checked;
+/// its 20-byte layout is the same in every version so that any peer can show the mismatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRefused {
+    /// The version of the side that refused.
+    pub version: u8,
+    /// The version of the HELLO it refused.
+    pub refused_version: u8,
+    pub connection_id: u64,
+}
+
+impl VersionRefused {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(VERSION_REFUSED_LEN);
+        out.extend_from_slice(&MAGIC);
+        out.push(self.version);
+        out.push(KIND_VERSION_REFUSED);
+        out.push(self.refused_version);
+        out.push(0);
+        out.extend_from_slice(&self.connection_id.to_le_bytes());
+        push_crc(&mut out);
+        out
+    }
+
+    /// Parses untrusted bytes of any version; never panics.
+    pub fn parse(datagram: &[u8]) -> Result<VersionRefused, HandshakeError> {
+        let len = datagram.len();
+        if len != VERSION_REFUSED_LEN {
+            return Err(HandshakeError::Length { len });
+        }
+        let (covered, stored) = datagram.split_at(len - CRC_LEN);
+        let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        if crc32fast::hash(covered) != stored {
+            return Err(HandshakeError::BadChecksum);
+        }
+        if covered[..4] != MAGIC || covered[5] != KIND_VERSION_REFUSED || covered[7] != 0 {
+            return Err(HandshakeError::Malformed);
+        }
+        Ok(VersionRefused {
+            version: covered[4],
+            refused_version: covered[6],
+            connection_id: u64_at(covered, 8),
+        })
+    }
+
+    /// The refusal of a HELLO of `version` for `connection_id` by this build.
+    pub fn of(version: u8, connection_id: u64) -> VersionRefused {
+        VersionRefused {
+            version: VERSION_SEALED,
+            refused_version: version,
+            connection_id,
+        }
+    }
+
+    /// The client's error for this refusal.
+    pub fn error(&self) -> HandshakeError {
+        HandshakeError::VersionMismatch {
+            ours: VERSION_SEALED,
+            theirs: self.version,
+        }
     }
 }
 
@@ -432,7 +542,7 @@ mod tests {
         let b = hello.encode().expect("encode");
         assert_eq!(b.len(), HELLO_FIXED_LEN + 2 + 4);
         assert_eq!(&b[0..4], b"FSRD");
-        assert_eq!(b[4], 2);
+        assert_eq!(b[4], 4);
         assert_eq!(b[5], 5);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_le_bytes());
@@ -455,7 +565,7 @@ mod tests {
         let b = ack.encode();
         assert_eq!(b.len(), HELLO_ACK_LEN);
         assert_eq!(&b[0..4], b"FSRD");
-        assert_eq!(b[4], 2);
+        assert_eq!(b[4], 4);
         assert_eq!(b[5], 6);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..16], &9u64.to_le_bytes());
@@ -464,6 +574,80 @@ mod tests {
         assert_eq!(&b[80..112], &[3; 32]);
         assert_eq!(&b[112..116], &crc32fast::hash(&b[..112]).to_le_bytes());
         assert_eq!(HelloAck::parse(&b), Ok(ack));
+    }
+
+    #[test]
+    fn version_refused_offsets_are_pinned() {
+        let refused = VersionRefused {
+            version: 4,
+            refused_version: 2,
+            connection_id: 0x0102_0304_0506_0708,
+        };
+        let b = refused.encode();
+        assert_eq!(b.len(), VERSION_REFUSED_LEN);
+        assert_eq!(&b[0..4], b"FSRD");
+        assert_eq!(b[4], 4, "refusing version");
+        assert_eq!(b[5], 8, "kind VERSION_REFUSED");
+        assert_eq!(b[6], 2, "refused version");
+        assert_eq!(b[7], 0);
+        assert_eq!(&b[8..16], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&b[16..20], &crc32fast::hash(&b[..16]).to_le_bytes());
+        assert_eq!(VersionRefused::parse(&b), Ok(refused));
+        assert_eq!(classify(&b), Incoming::VersionRefused);
+        // A refusal from a later version (6, say) reads the same, and names both versions.
+        let later = VersionRefused {
+            version: 6,
+            refused_version: 4,
+            connection_id: 1,
+        };
+        let b = later.encode();
+        assert_eq!(classify(&b), Incoming::VersionRefused);
+        let parsed = VersionRefused::parse(&b).expect("parse");
+        assert_eq!(
+            parsed.error(),
+            HandshakeError::VersionMismatch { ours: 4, theirs: 6 }
+        );
+        let mut bad = b.clone();
+        bad[7] = 1;
+        assert_eq!(
+            VersionRefused::parse(&bad),
+            Err(HandshakeError::BadChecksum)
+        );
+        let at = bad.len() - 4;
+        let crc = crc32fast::hash(&bad[..at]);
+        bad[at..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(VersionRefused::parse(&bad), Err(HandshakeError::Malformed));
+        assert!(matches!(
+            VersionRefused::parse(&b[..19]),
+            Err(HandshakeError::Length { len: 19 })
+        ));
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_told_apart() {
+        let hello = Hello {
+            connection_id: 77,
+            client_public_key: [5; 32],
+            client_random: [6; 32],
+            volume: "ab".into(),
+        };
+        let mut b = hello.encode().expect("encode");
+        assert_eq!(classify(&b), Incoming::Hello);
+        for old in [2u8, 3, 5, 200] {
+            b[4] = old;
+            assert_eq!(
+                classify(&b),
+                Incoming::HelloOtherVersion {
+                    version: old,
+                    connection_id: 77
+                },
+                "version {old}"
+            );
+            assert!(Hello::parse(&b).is_err(), "never parsed as ours");
+        }
+        // Version 1 had no handshake: its kind 5 is nothing.
+        b[4] = 1;
+        assert_eq!(classify(&b), Incoming::Other);
     }
 
     #[test]
@@ -490,6 +674,8 @@ mod tests {
         ) {
             let _ = Hello::parse(&bytes);
             let _ = HelloAck::parse(&bytes);
+            let _ = VersionRefused::parse(&bytes);
+            let _ = classify(&bytes);
         }
 
         /// Corrupting any byte of a valid HELLO is caught (by the CRC or a bound).

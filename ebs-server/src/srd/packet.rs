@@ -1,4 +1,5 @@
-//! The SRD wire format, version 1: one packet per UDP datagram. `docs/ebs-srd.md` gives every byte;
+//! The SRD wire format, version 3 (unsealed; sealed it is version 4, see seal.rs): one packet per
+//! UDP datagram. `docs/ebs-srd.md` gives every byte;
 //! the tests at the bottom pin each offset given there.
 //!
 //! Every datagram is a 28-byte common header, a kind-specific body of `body_len` bytes and a 4-byte
@@ -13,8 +14,9 @@ use thiserror::Error;
 
 /// The first four bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"FSRD";
-/// The format version this module reads and writes.
-pub const VERSION: u8 = 1;
+/// The format version this module reads and writes. Version 1 (and its sealed form, 2) had no
+/// DATA_ACK kind; it is refused rather than half understood.
+pub const VERSION: u8 = 3;
 /// Bytes of the common header, before the body.
 pub const HEADER_LEN: usize = 28;
 /// Bytes of the CRC trailer, after the body.
@@ -47,6 +49,9 @@ const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_PROBE: u8 = 3;
 const KIND_PROBE_ACK: u8 = 4;
+/// DATA with a piggybacked ACK block. Not 5 or 6: those are HELLO and HELLO_ACK, which
+/// `handshake::classify` routes by kind alone.
+const KIND_DATA_ACK: u8 = 7;
 
 /// Why a datagram was rejected. Each check of untrusted bytes has its own variant so the
 /// connection can count what it drops.
@@ -123,12 +128,19 @@ pub enum Body<'a> {
     Ack(Vec<Acked>),
     Probe,
     ProbeAck(Acked),
+    /// A DATA fragment that also acknowledges packets that arrived on the path it is sent on
+    /// (1..=ACK_PACKETS_MAX, ascending, as `Ack`), so a reply carries the ACK of its request.
+    DataAck {
+        acked: Vec<Acked>,
+        data: Data<'a>,
+    },
 }
 
 impl Body<'_> {
     fn kind(&self) -> u8 {
         match self {
             Body::Data(_) => KIND_DATA,
+            Body::DataAck { .. } => KIND_DATA_ACK,
             Body::Ack(_) => KIND_ACK,
             Body::Probe => KIND_PROBE,
             Body::ProbeAck(_) => KIND_PROBE_ACK,
@@ -150,14 +162,18 @@ pub struct Packet<'a> {
 fn body_len(body: &Body<'_>) -> usize {
     match body {
         Body::Data(d) => DATA_BODY_HEADER_LEN + d.payload.len(),
-        Body::Ack(acked) => {
-            ACK_BODY_HEADER_LEN
-                + ack_ranges(acked).len() * ACK_RANGE_LEN
-                + acked.len() * ACK_DELAY_LEN
+        Body::Ack(acked) => ack_block_len(acked),
+        Body::DataAck { acked, data } => {
+            ack_block_len(acked) + DATA_BODY_HEADER_LEN + data.payload.len()
         }
         Body::Probe => 0,
         Body::ProbeAck(_) => PROBE_ACK_BODY_LEN,
     }
+}
+
+/// Bytes of the ACK block (an ACK body, or the front of a DATA_ACK body) acknowledging `acked`.
+pub fn ack_block_len(acked: &[Acked]) -> usize {
+    ACK_BODY_HEADER_LEN + ack_ranges(acked).len() * ACK_RANGE_LEN + acked.len() * ACK_DELAY_LEN
 }
 
 /// Runs of consecutive packet numbers as (first, length).
@@ -200,36 +216,11 @@ impl Packet<'_> {
         out.extend_from_slice(&(body_len as u16).to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // flags
         match &self.body {
-            Body::Data(d) => {
-                assert!(d.payload.len() <= PAYLOAD_LEN_MAX);
-                out.extend_from_slice(&d.message_id.to_le_bytes());
-                out.extend_from_slice(&d.message_len.to_le_bytes());
-                out.extend_from_slice(&d.fragment_offset.to_le_bytes());
-                out.extend_from_slice(&d.fragment_index.to_le_bytes());
-                out.extend_from_slice(&d.fragment_count.to_le_bytes());
-                out.extend_from_slice(d.payload);
-            }
-            Body::Ack(acked) => {
-                assert!(
-                    (1..=ACK_PACKETS_MAX).contains(&acked.len()),
-                    "{} acks",
-                    acked.len()
-                );
-                assert!(
-                    acked
-                        .windows(2)
-                        .all(|w| w[0].packet_number < w[1].packet_number)
-                );
-                let ranges = ack_ranges(acked);
-                out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
-                out.extend_from_slice(&(acked.len() as u16).to_le_bytes());
-                for (first, len) in &ranges {
-                    out.extend_from_slice(&first.to_le_bytes());
-                    out.extend_from_slice(&len.to_le_bytes());
-                }
-                for a in acked {
-                    out.extend_from_slice(&a.ack_delay_us.to_le_bytes());
-                }
+            Body::Data(d) => encode_data(&mut out, d),
+            Body::Ack(acked) => encode_ack_block(&mut out, acked),
+            Body::DataAck { acked, data } => {
+                encode_ack_block(&mut out, acked);
+                encode_data(&mut out, data);
             }
             Body::Probe => {}
             Body::ProbeAck(a) => {
@@ -240,6 +231,39 @@ impl Packet<'_> {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
+    }
+}
+
+fn encode_data(out: &mut Vec<u8>, d: &Data<'_>) {
+    assert!(d.payload.len() <= PAYLOAD_LEN_MAX);
+    out.extend_from_slice(&d.message_id.to_le_bytes());
+    out.extend_from_slice(&d.message_len.to_le_bytes());
+    out.extend_from_slice(&d.fragment_offset.to_le_bytes());
+    out.extend_from_slice(&d.fragment_index.to_le_bytes());
+    out.extend_from_slice(&d.fragment_count.to_le_bytes());
+    out.extend_from_slice(d.payload);
+}
+
+fn encode_ack_block(out: &mut Vec<u8>, acked: &[Acked]) {
+    assert!(
+        (1..=ACK_PACKETS_MAX).contains(&acked.len()),
+        "{} acks",
+        acked.len()
+    );
+    assert!(
+        acked
+            .windows(2)
+            .all(|w| w[0].packet_number < w[1].packet_number)
+    );
+    let ranges = ack_ranges(acked);
+    out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(acked.len() as u16).to_le_bytes());
+    for (first, len) in &ranges {
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    for a in acked {
+        out.extend_from_slice(&a.ack_delay_us.to_le_bytes());
     }
 }
 
@@ -310,8 +334,9 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, PacketError> {
     let packet_number = u64_at(datagram, 16).ok_or(truncated(HEADER_LEN))?;
     let body = &datagram[HEADER_LEN..crc_at];
     let body = match kind {
-        KIND_DATA => Body::Data(parse_data(body)?),
+        KIND_DATA => Body::Data(parse_data(body, "DATA")?),
         KIND_ACK => Body::Ack(parse_ack(body)?),
+        KIND_DATA_ACK => parse_data_ack(body)?,
         KIND_PROBE if body.is_empty() => Body::Probe,
         KIND_PROBE => {
             return Err(PacketError::BodyLength {
@@ -339,9 +364,9 @@ pub fn parse(datagram: &[u8]) -> Result<Packet<'_>, PacketError> {
     })
 }
 
-fn parse_data(body: &[u8]) -> Result<Data<'_>, PacketError> {
+fn parse_data<'a>(body: &'a [u8], kind: &'static str) -> Result<Data<'a>, PacketError> {
     let short = PacketError::BodyLength {
-        kind: "DATA",
+        kind,
         len: body.len(),
     };
     if body.len() < DATA_BODY_HEADER_LEN {
@@ -393,8 +418,39 @@ fn parse_data(body: &[u8]) -> Result<Data<'_>, PacketError> {
 }
 
 fn parse_ack(body: &[u8]) -> Result<Vec<Acked>, PacketError> {
+    let (acked, block_len) = parse_ack_block(body, "ACK")?;
+    if block_len != body.len() {
+        return Err(PacketError::BodyLength {
+            kind: "ACK",
+            len: body.len(),
+        });
+    }
+    Ok(acked)
+}
+
+/// A DATA_ACK body: an ACK block, then a DATA body. The block's counts give its length, checked
+/// against the body before any range is read; the fragment after it is checked as a DATA body,
+/// and the two together may not exceed a full DATA payload (so a DATA_ACK is never a larger
+/// datagram than the largest DATA).
+fn parse_data_ack(body: &[u8]) -> Result<Body<'_>, PacketError> {
+    let (acked, block_len) = parse_ack_block(body, "DATA_ACK")?;
+    let rest = &body[block_len..];
+    let data = parse_data(rest, "DATA_ACK")?;
+    let carried = block_len + data.payload.len();
+    if carried > PAYLOAD_LEN_MAX {
+        return Err(PacketError::PayloadTooLong {
+            len: carried,
+            max: PAYLOAD_LEN_MAX,
+        });
+    }
+    Ok(Body::DataAck { acked, data })
+}
+
+/// Parses the ACK block at the start of `body`; returns the acknowledged packets and the
+/// block's length. `kind` names the packet in a length error.
+fn parse_ack_block(body: &[u8], kind: &'static str) -> Result<(Vec<Acked>, usize), PacketError> {
     let wrong_len = PacketError::BodyLength {
-        kind: "ACK",
+        kind,
         len: body.len(),
     };
     if body.len() < ACK_BODY_HEADER_LEN {
@@ -414,8 +470,8 @@ fn parse_ack(body: &[u8]) -> Result<Vec<Acked>, PacketError> {
     {
         return Err(count_error);
     }
-    if body.len() != ACK_BODY_HEADER_LEN + range_count * ACK_RANGE_LEN + delay_count * ACK_DELAY_LEN
-    {
+    let block_len = ACK_BODY_HEADER_LEN + range_count * ACK_RANGE_LEN + delay_count * ACK_DELAY_LEN;
+    if body.len() < block_len {
         return Err(wrong_len);
     }
     let delays_at = ACK_BODY_HEADER_LEN + range_count * ACK_RANGE_LEN;
@@ -448,7 +504,7 @@ fn parse_ack(body: &[u8]) -> Result<Vec<Acked>, PacketError> {
     if acked.len() != delay_count {
         return Err(count_error);
     }
-    Ok(acked)
+    Ok((acked, block_len))
 }
 
 #[cfg(test)]
@@ -481,7 +537,7 @@ mod tests {
             HEADER_LEN + DATA_BODY_HEADER_LEN + 7 + TRAILER_LEN
         );
         assert_eq!(&bytes[0..4], b"FSRD");
-        assert_eq!(bytes[4], 1, "version");
+        assert_eq!(bytes[4], 3, "version");
         assert_eq!(bytes[5], 1, "kind DATA");
         assert_eq!(bytes[6], 5, "path id");
         assert_eq!(bytes[7], 0, "key epoch");
@@ -772,6 +828,178 @@ mod tests {
         ));
     }
 
+    fn data_ack_packet(payload: &[u8]) -> Packet<'_> {
+        let acked = vec![
+            Acked {
+                packet_number: 40,
+                ack_delay_us: 0x0102_0304,
+            },
+            Acked {
+                packet_number: 41,
+                ack_delay_us: 5,
+            },
+            Acked {
+                packet_number: 50,
+                ack_delay_us: 6,
+            },
+        ];
+        let Body::Data(data) = data_packet(payload).body else {
+            unreachable!("data_packet builds DATA")
+        };
+        Packet {
+            connection_id: 0x0102_0304_0506_0708,
+            packet_number: 0x1112_1314_1516_1718,
+            path_id: 5,
+            body: Body::DataAck { acked, data },
+        }
+    }
+
+    #[test]
+    fn data_ack_offsets_match_the_doc() {
+        let payload = [0xCD; 5];
+        let packet = data_ack_packet(&payload);
+        let bytes = packet.encode();
+        assert_eq!(bytes[4], 3, "version");
+        assert_eq!(bytes[5], 7, "kind DATA_ACK");
+        assert_eq!(bytes[26..28], [0, 0], "flags");
+        let block = 4 + 2 * 10 + 3 * 4;
+        let body = &bytes[HEADER_LEN..bytes.len() - TRAILER_LEN];
+        assert_eq!(body.len(), block + 20 + 5);
+        assert_eq!(
+            bytes[24..26],
+            (body.len() as u16).to_le_bytes(),
+            "body length"
+        );
+        assert_eq!(body[0..2], 2u16.to_le_bytes(), "range count");
+        assert_eq!(body[2..4], 3u16.to_le_bytes(), "delay count");
+        assert_eq!(body[4..12], 40u64.to_le_bytes(), "range 0 first");
+        assert_eq!(body[12..14], 2u16.to_le_bytes(), "range 0 length");
+        assert_eq!(body[14..22], 50u64.to_le_bytes(), "range 1 first");
+        assert_eq!(body[22..24], 1u16.to_le_bytes(), "range 1 length");
+        assert_eq!(body[24..28], 0x0102_0304u32.to_le_bytes(), "delay of 40");
+        assert_eq!(body[28..32], 5u32.to_le_bytes(), "delay of 41");
+        assert_eq!(body[32..36], 6u32.to_le_bytes(), "delay of 50");
+        let d = &body[block..];
+        assert_eq!(
+            d[0..8],
+            0x2122_2324_2526_2728u64.to_le_bytes(),
+            "message id"
+        );
+        assert_eq!(d[8..12], 0x3132u32.to_le_bytes(), "message length");
+        assert_eq!(d[12..16], 0x100u32.to_le_bytes(), "fragment offset");
+        assert_eq!(d[16..18], 0x0102u16.to_le_bytes(), "fragment index");
+        assert_eq!(d[18..20], 0x0203u16.to_le_bytes(), "fragment count");
+        assert_eq!(d[20..25], payload, "payload");
+        let Body::DataAck { acked, .. } = &packet.body else {
+            unreachable!()
+        };
+        assert_eq!(ack_block_len(acked), block);
+        assert_eq!(parse(&bytes), Ok(packet));
+    }
+
+    /// Malformed piggybacked ACK blocks: each gives the error its ACK-body twin gives, and a
+    /// block that runs into (or past) the fragment is a length error, never a misread.
+    #[test]
+    fn data_ack_rejects_malformed_ranges() {
+        let payload = [1u8; 3];
+        let good = data_ack_packet(&payload).encode();
+        let body = HEADER_LEN;
+        let edit = |at: usize, bytes: &[u8]| {
+            let mut b = good.clone();
+            b[body + at..body + at + bytes.len()].copy_from_slice(bytes);
+            reseal(&mut b);
+            parse(&b).map(|p| p.packet_number)
+        };
+        assert!(matches!(
+            edit(0, &0u16.to_le_bytes()),
+            Err(PacketError::AckCount { ranges: 0, .. })
+        ));
+        assert!(matches!(
+            edit(2, &0u16.to_le_bytes()),
+            Err(PacketError::AckCount { delays: 0, .. })
+        ));
+        assert!(matches!(
+            edit(2, &65u16.to_le_bytes()),
+            Err(PacketError::AckCount { delays: 65, .. })
+        ));
+        // Range 1 starts inside range 0 (40..=41), or right after it (they would have merged).
+        assert_eq!(
+            edit(14, &41u64.to_le_bytes()),
+            Err(PacketError::AckRangeInvalid { first: 41 })
+        );
+        assert_eq!(
+            edit(14, &42u64.to_le_bytes()),
+            Err(PacketError::AckRangeInvalid { first: 42 })
+        );
+        assert_eq!(
+            edit(12, &0u16.to_le_bytes()),
+            Err(PacketError::AckRangeInvalid { first: 40 })
+        );
+        let mut overflow = 1u16.to_le_bytes().to_vec();
+        overflow.extend_from_slice(&u64::MAX.to_le_bytes());
+        overflow.extend_from_slice(&2u16.to_le_bytes());
+        assert_eq!(
+            edit(12, &overflow),
+            Err(PacketError::AckRangeInvalid { first: u64::MAX })
+        );
+        // Ranges covering more packets than there are delays.
+        assert!(matches!(
+            edit(12, &3u16.to_le_bytes()),
+            Err(PacketError::AckCount { .. })
+        ));
+        // Counts that claim a block longer than the body.
+        assert!(matches!(
+            edit(2, &60u16.to_le_bytes()),
+            Err(PacketError::BodyLength {
+                kind: "DATA_ACK",
+                ..
+            })
+        ));
+        // A block that leaves too little for the fragment's header.
+        let mut b = good[..HEADER_LEN + 36 + 10].to_vec();
+        b[24..26].copy_from_slice(&46u16.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        reseal(&mut b);
+        assert_eq!(
+            parse(&b),
+            Err(PacketError::BodyLength {
+                kind: "DATA_ACK",
+                len: 10
+            })
+        );
+        // The fragment behind the block is checked as any DATA is.
+        assert!(matches!(
+            edit(36 + 18, &0u16.to_le_bytes()),
+            Err(PacketError::FragmentOutOfRange { .. })
+        ));
+        // Block and payload together may not exceed the largest DATA payload.
+        let big = vec![0u8; PAYLOAD_LEN_MAX];
+        let Body::DataAck { acked, data } = data_ack_packet(&big).body else {
+            unreachable!()
+        };
+        let data = Data {
+            message_len: PAYLOAD_LEN_MAX as u32,
+            fragment_offset: 0,
+            fragment_index: 0,
+            fragment_count: 1,
+            ..data
+        };
+        let bytes = Packet {
+            connection_id: 1,
+            packet_number: 1,
+            path_id: 0,
+            body: Body::DataAck { acked, data },
+        }
+        .encode();
+        assert_eq!(
+            parse(&bytes),
+            Err(PacketError::PayloadTooLong {
+                len: 36 + PAYLOAD_LEN_MAX,
+                max: PAYLOAD_LEN_MAX
+            })
+        );
+    }
+
     #[test]
     fn probe_bodies_must_have_their_exact_length() {
         let mut b = Packet {
@@ -812,7 +1040,7 @@ mod tests {
 
         /// Arbitrary bodies behind a valid header and CRC reach the body parsers.
         #[test]
-        fn arbitrary_sealed_bodies_never_panic(kind in 0u8..6, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_sealed_bodies_never_panic(kind in 0u8..9, body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut b = Packet { connection_id: 1, packet_number: 1, path_id: 0, body: Body::Probe }.encode();
             b.truncate(HEADER_LEN);
             b[5] = kind;
@@ -821,6 +1049,26 @@ mod tests {
             b.extend_from_slice(&[0; 4]);
             reseal(&mut b);
             let _ = parse(&b);
+        }
+
+        #[test]
+        fn data_acks_round_trip(
+            numbers in proptest::collection::btree_set(0u64..500, 1..ACK_PACKETS_MAX),
+            payload in proptest::collection::vec(any::<u8>(), 1..100),
+        ) {
+            let acked: Vec<Acked> = numbers.into_iter()
+                .map(|n| Acked { packet_number: n, ack_delay_us: (n * 3) as u32 }).collect();
+            let data = Data {
+                message_id: 4,
+                message_len: payload.len() as u32,
+                fragment_offset: 0,
+                fragment_index: 0,
+                fragment_count: 1,
+                payload: &payload,
+            };
+            let packet = Packet { connection_id: 1, packet_number: 2, path_id: 3, body: Body::DataAck { acked, data } };
+            let bytes = packet.encode();
+            prop_assert_eq!(parse(&bytes), Ok(packet));
         }
 
         #[test]

@@ -1,4 +1,4 @@
-//! Sealing SRD packets (format version 2): the key schedule of a session and AES-256-GCM over
+//! Sealing SRD packets (format version 4): the key schedule of a session and AES-256-GCM over
 //! each packet.
 //!
 //! A sealed datagram is the 28-byte common header of `packet.rs`, the body encrypted, and a
@@ -34,7 +34,7 @@ pub const CONFIRM_LEN: usize = 32;
 /// over a petabyte of 4 KiB blocks) and well inside the nonce's 64 bits.
 pub const PACKET_NUMBER_LIMIT: u64 = 1 << 48;
 /// The protocol label at the start of the HKDF info and the confirmation transcript.
-pub const LABEL: &[u8] = b"ferrite-srd v2";
+pub const LABEL: &[u8] = b"ferrite-srd v4";
 
 const KEY_LEN: usize = 32;
 
@@ -164,7 +164,7 @@ pub enum OpenError {
     LengthMismatch { body_len: usize, len: usize },
     #[error("authentication tag does not verify")]
     Forged,
-    #[error("not a sealed (version 2, key epoch 1) packet")]
+    #[error("not a sealed (version 4, key epoch 1) packet")]
     NotSealed,
 }
 
@@ -277,7 +277,7 @@ impl Sealer {
 
 impl Sealer {
     /// Seals an encoded version-1 datagram (`packet::Packet::encode`): the header becomes
-    /// version 2 with key epoch 1, the CRC trailer is replaced by the tag. Connections build
+    /// version 4 with key epoch 1, the CRC trailer is replaced by the tag. Connections build
     /// packets with the v1 encoder and seal them on the way out, so one encoder serves both.
     pub fn seal_v1(&self, v1: &[u8]) -> Result<Vec<u8>, SealError> {
         let len = v1.len();
@@ -339,7 +339,7 @@ mod tests {
     fn header(packet_number: u64, body_len: u16) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..4].copy_from_slice(b"FSRD");
-        h[4] = 2;
+        h[4] = 4;
         h[5] = 1;
         h[7] = 1;
         h[8..16].copy_from_slice(&7u64.to_le_bytes());
