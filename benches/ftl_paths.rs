@@ -1,8 +1,8 @@
 //! Criterion benches of the FTL's host paths over 8 RAM devices: 4 KiB reads (mapped and
-//! unmapped), random overwrites of a full FTL (GC at steady state), sequential overwrites, trims.
+//! unmapped, and mapped 16 at a time through `read_many`), random overwrites of a full FTL (GC at steady state), sequential overwrites, trims.
 //!
-//! Every bench counts one operation per iteration (`Throughput::Elements(1)`), so criterion prints
-//! operations per second. The FTL is filled once per group; `iter_custom` keeps the untimed work
+//! Every bench counts its operations per iteration (`Throughput::Elements`: 1, or 16 for
+//! `read_many`), so criterion prints operations per second. The FTL is filled once per group; `iter_custom` keeps the untimed work
 //! (refills before trims) out of the measurement.
 //!
 //! `cargo bench --bench ftl_paths` measures on 8 devices x 2 x 2 dies x 32 blocks x 256 pages
@@ -60,6 +60,9 @@ fn filled() -> Ftl {
     ftl
 }
 
+/// Reads given to `read_many` at once in its bench.
+const READ_MANY: usize = 16;
+
 fn reads(c: &mut Criterion) {
     let full = filled();
     let empty = Ftl::format(devices(), FtlConfig::default()).expect("format");
@@ -75,6 +78,26 @@ fn reads(c: &mut Criterion) {
             black_box(buf[0]);
         });
     });
+    g.finish();
+    // 16 mapped reads given together (`Ftl::read_many`), per read: what a queue depth of 16 gets.
+    let mut g = c.benchmark_group("ftl_read_many");
+    g.throughput(Throughput::Elements(READ_MANY as u64));
+    let mut lpas = vec![0u64; READ_MANY];
+    let mut out = vec![0u8; READ_MANY * PAGE];
+    let mut results = Vec::with_capacity(READ_MANY);
+    g.bench_function("read_many_mapped_4k_x16", |b| {
+        b.iter(|| {
+            for lpa in &mut lpas {
+                *lpa = rng.random_range(0..logical);
+            }
+            full.read_many(&lpas, &mut out, &mut results);
+            assert!(results.iter().all(Result::is_ok), "read_many failed");
+            black_box(out[0]);
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("ftl_read");
+    g.throughput(Throughput::Elements(1));
     let logical = empty.logical_pages();
     g.bench_function("read_unmapped_4k", |b| {
         b.iter(|| {
