@@ -149,16 +149,66 @@ impl RemoteNamespace {
     }
 
     fn call(&self, request: Request) -> Result<Completion, NamespaceError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let sent = match self.ops.lock().as_ref() {
-            Some(ops) => ops.clone(),
-            None => return Err(NamespaceError::Backend("remote volume detached".into())),
-        };
-        sent.send(Op { request, reply })
-            .map_err(|_| NamespaceError::Backend("remote volume thread ended".into()))?;
-        answer
-            .recv()
-            .map_err(|_| NamespaceError::Backend("remote volume thread ended".into()))?
+        self.call_many(std::iter::once(request))
+            .pop()
+            .unwrap_or_else(|| Err(NamespaceError::Backend("no answer".into())))
+    }
+
+    /// Sends every request to the backend thread before waiting for any answer, so a batch of a
+    /// queue's requests is in flight on the network together (up to the client's queue depth)
+    /// instead of one round trip after another. The answers come back in request order. The
+    /// client keeps their order where it matters (a write overlapping one in flight waits for it,
+    /// a flush is a barrier: `ebs_server::client`'s order rules), since they reach it in order.
+    fn call_many(
+        &self,
+        requests: impl Iterator<Item = Request>,
+    ) -> Vec<Result<Completion, NamespaceError>> {
+        let ended = || NamespaceError::Backend("remote volume thread ended".into());
+        let sent = self.ops.lock().as_ref().cloned();
+        let answers: Vec<_> = requests
+            .map(|request| {
+                let sent = sent
+                    .as_ref()
+                    .ok_or_else(|| NamespaceError::Backend("remote volume detached".into()))?;
+                let (reply, answer) = mpsc::sync_channel(1);
+                sent.send(Op { request, reply }).map_err(|_| ended())?;
+                Ok(answer)
+            })
+            .collect();
+        answers
+            .into_iter()
+            .map(|answer| answer?.recv().map_err(|_| ended())?)
+            .collect()
+    }
+
+    /// The data of a one-block READ's completion, into `buf`.
+    fn read_answer(
+        &self,
+        lba: u64,
+        answer: Result<Completion, NamespaceError>,
+        buf: &mut [u8],
+    ) -> Result<(), NamespaceError> {
+        match answer? {
+            Completion::Data(data) if data.len() == buf.len() => {
+                buf.copy_from_slice(&data);
+                self.counters
+                    .bytes_read
+                    .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            other => Err(NamespaceError::Backend(format!(
+                "READ of block {lba} answered with {other:?}"
+            ))),
+        }
+    }
+
+    fn write_request(lba: u64, data: &[u8], durable: bool) -> Request {
+        Request::Write {
+            lba,
+            fua: durable,
+            seal: [0; BLOCK_SEAL_BYTES],
+            data: data.to_vec(),
+        }
     }
 
     fn check(&self, lba: u64, count: u64) -> Result<(), NamespaceError> {
@@ -186,32 +236,66 @@ impl Namespace for RemoteNamespace {
 
     fn read_block(&self, lba: u64, buf: &mut [u8]) -> Result<(), NamespaceError> {
         self.check(lba, 1)?;
-        match self.call(Request::Read { lba, blocks: 1 })? {
-            Completion::Data(data) if data.len() == buf.len() => {
-                buf.copy_from_slice(&data);
-                self.counters
-                    .bytes_read
-                    .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            other => Err(NamespaceError::Backend(format!(
-                "READ of block {lba} answered with {other:?}"
-            ))),
+        let answer = self.call(Request::Read { lba, blocks: 1 });
+        self.read_answer(lba, answer, buf)
+    }
+
+    /// All in flight at once (`call_many`); a block out of range fails alone.
+    fn read_blocks(
+        &self,
+        lbas: &[u64],
+        out: &mut [u8],
+        results: &mut Vec<Result<(), NamespaceError>>,
+    ) {
+        results.clear();
+        let checked: Vec<_> = lbas.iter().map(|&lba| self.check(lba, 1)).collect();
+        let requests = lbas
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(&lba, _)| Request::Read { lba, blocks: 1 });
+        let mut answers = self.call_many(requests).into_iter();
+        for ((&lba, check), buf) in lbas.iter().zip(checked).zip(out.chunks_mut(BLOCK_BYTES)) {
+            results.push(check.and_then(|()| {
+                let answer = answers
+                    .next()
+                    .unwrap_or_else(|| Err(NamespaceError::Backend("no answer".into())));
+                self.read_answer(lba, answer, buf)
+            }));
         }
     }
 
     fn write_block(&self, lba: u64, data: &[u8], durable: bool) -> Result<(), NamespaceError> {
         self.check(lba, 1)?;
-        self.call(Request::Write {
-            lba,
-            fua: durable,
-            seal: [0; BLOCK_SEAL_BYTES],
-            data: data.to_vec(),
-        })?;
+        self.call(Self::write_request(lba, data, durable))?;
         self.counters
             .bytes_written
             .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// All in flight at once (`call_many`), in order: the client holds back a write that
+    /// overlaps one in flight, so a block written twice keeps the later data.
+    fn write_blocks(&self, writes: &[(u64, &[u8])], results: &mut Vec<Result<(), NamespaceError>>) {
+        results.clear();
+        let checked: Vec<_> = writes.iter().map(|&(lba, _)| self.check(lba, 1)).collect();
+        let requests = writes
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(&(lba, data), _)| Self::write_request(lba, data, false));
+        let mut answers = self.call_many(requests).into_iter();
+        for check in checked {
+            results.push(check.and_then(|()| {
+                answers
+                    .next()
+                    .unwrap_or_else(|| Err(NamespaceError::Backend("no answer".into())))?;
+                self.counters
+                    .bytes_written
+                    .fetch_add(BLOCK_BYTES as u64, Ordering::Relaxed);
+                Ok(())
+            }));
+        }
     }
 
     fn flush(&self) -> Result<(), NamespaceError> {

@@ -202,3 +202,62 @@ fn a_server_restart_fails_the_io_in_flight_clearly_then_the_backend_reconnects()
     drop(srv);
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// A queue's batch goes out together (`write_blocks`, `read_blocks`): blocks written several times
+/// in one batch keep the last write (the client holds back an overlapping write), every block of
+/// a batch read returns its data, a block out of range fails alone, and after a close the whole
+/// batch fails with a clear error.
+#[test]
+fn batches_are_in_flight_together_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = test_kek();
+    let st = store(dir.path(), &kek);
+    let any = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); PATHS];
+    let srv = server(Arc::clone(&st), &any);
+    let ns = RemoteNamespace::attach(target(srv.local_addrs(), 10_000)).unwrap();
+    // 48 writes: blocks 0..16 three times over, in rounds, plus one past the end in the middle.
+    let data: Vec<(u64, Vec<u8>)> = (1..=3u64)
+        .flat_map(|round| (0..16u64).map(move |lba| (lba, block(lba, round))))
+        .collect();
+    let mut writes: Vec<(u64, &[u8])> = data.iter().map(|(l, d)| (*l, d.as_slice())).collect();
+    let past_end = vec![7u8; 4096];
+    writes.insert(20, (BLOCKS, &past_end));
+    let mut results = Vec::new();
+    ns.write_blocks(&writes, &mut results);
+    assert_eq!(results.len(), writes.len());
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (20, Err(NamespaceError::OutOfRange { lba, .. })) => assert_eq!(*lba, BLOCKS),
+            (20, other) => panic!("the write past the end: {other:?}"),
+            (_, r) => assert!(r.is_ok(), "write {i}: {r:?}"),
+        }
+    }
+    // Read them back in one batch, in reverse, with one past the end among them.
+    let mut lbas: Vec<u64> = (0..16u64).rev().collect();
+    lbas.insert(5, BLOCKS + 3);
+    let mut out = vec![0u8; lbas.len() * 4096];
+    ns.read_blocks(&lbas, &mut out, &mut results);
+    for (i, (&lba, got)) in lbas.iter().zip(out.chunks(4096)).enumerate() {
+        if lba >= BLOCKS {
+            assert!(
+                matches!(results[i], Err(NamespaceError::OutOfRange { .. })),
+                "{:?}",
+                results[i]
+            );
+        } else {
+            assert!(results[i].is_ok(), "read of {lba}: {:?}", results[i]);
+            assert!(
+                got == block(lba, 3).as_slice(),
+                "block {lba} is not its last write"
+            );
+        }
+    }
+    ns.close();
+    ns.read_blocks(&[1, 2], &mut out[..2 * 4096], &mut results);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(NamespaceError::Backend(_)))),
+        "{results:?}"
+    );
+}
