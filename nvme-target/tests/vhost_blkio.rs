@@ -186,6 +186,12 @@ fn a_new_frontend_can_connect_after_the_last_one_left() {
         c.write(0, 0, &pattern(generation, 4096), false).unwrap();
         drop(c);
     }
+    // The serving thread counts a connection once `daemon.start` has returned, which may be
+    // after its handler thread has served the whole connection (seen once in test-all): wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.stop.connections() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(server.stop.connections(), 3);
     assert!(server.socket().exists());
 }
