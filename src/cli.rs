@@ -186,13 +186,16 @@ pub enum EbsCommand {
         long_about = "Runs, in this process, 4 KiB random writes and reads at queue depth 1 and 32 \
                       for each scenario (clean; loss: 1% on every path, both directions; \
                       blackhole: path PATHS/2 black-holed from mid-run on, link still up) and each \
-                      system (srd: an EBS server on a RAM FTL, the seeded impairment relay and a \
-                      sealed RemoteVolume; nbd_tcp: Ferrite's NBD export of the same FTL over one \
-                      TCP connection, across a veth pair with nftables drops when run as root \
-                      with ip and nft, else loopback with the lossy scenarios skipped). Reports \
+                      system (srd: an EBS server on a RAM FTL and a sealed RemoteVolume; nbd_tcp: \
+                      Ferrite's NBD export of the same FTL over one TCP connection). Run as root \
+                      with ip and nft, both cross a veth pair between two network namespaces and \
+                      nftables imposes the loss and the black holes on both alike; otherwise srd \
+                      goes through the seeded user-space impairment relay on loopback and nbd_tcp \
+                      runs the clean scenario only, over loopback. Reports \
                       errors, IOPS, p50/p99/p99.9/max latency and the longest stall per case, and \
                       the issue's targets as ratios (docs/ebs-bench.md). Progress on stderr.\n\n\
-                      --impair SPEC is added after each scenario's own relay spec (srd only): \
+                      --impair SPEC is added after each scenario's own relay spec (srd only, and \
+                      it sends srd through the relay): \
                       `--impair delay=200us` makes every scenario 200 us slower per hop; times \
                       after @ count from the start of each measured case."
     )]
@@ -205,7 +208,7 @@ pub struct EbsBenchArgs {
     #[arg(long, default_value_t = 4)]
     pub paths: usize,
     /// Extra relay impairments (the `--impair` grammar of docs/ebs-bench.md), on top of each
-    /// scenario's; srd only.
+    /// scenario's; srd only, through the relay.
     #[arg(long, value_name = "SPEC", default_value = "")]
     pub impair: String,
     /// Measured time per case (100ms..=60s); each case also prefills its region first.
@@ -225,8 +228,8 @@ pub struct EbsBenchArgs {
         default_value = "clean,loss,blackhole"
     )]
     pub scenarios: Vec<crate::ebs::bench::Scenario>,
-    /// Systems to run (comma-separated); `srd_direct` (clean only) is srd without the relay,
-    /// to see what the relay's own hops cost.
+    /// Systems to run (comma-separated); `srd_relay` is srd always through the relay (what its
+    /// hops and threads cost), `srd_direct` (clean only) srd straight over loopback.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "srd,nbd_tcp")]
     pub systems: Vec<crate::ebs::bench::System>,
     /// Print one JSON object instead of a table.

@@ -81,6 +81,15 @@ fn every_case_is_reported_and_srd_has_no_errors() {
                     } else {
                         assert!(r.get("max_stall_ms_at_event").is_none(), "{case}");
                     }
+                    if system == "srd" {
+                        // Over the kernel network where the bench could build it (root, ip,
+                        // nft: the same place nbd_tcp's loss comes from), else the relay.
+                        let note = r["note"].as_str().unwrap();
+                        assert!(note.contains("veth") || note.contains("relay"), "{case}");
+                        if note.contains("veth") && scenario != "clean" {
+                            assert!(f("impair_drops") >= 0.0, "{case}");
+                        }
+                    }
                     if scenario == "blackhole" && system == "nbd_tcp" {
                         assert!(r["note"].as_str().unwrap().contains("ECMP"), "{case}");
                     }
@@ -138,6 +147,36 @@ fn the_table_is_printed_without_json() {
         "{table}"
     );
     assert!(table.contains("srd_errors: 0"), "{table}");
+}
+
+#[test]
+fn srd_relay_always_goes_through_the_relay_and_impair_sends_srd_there() {
+    for (systems, impair) in [("srd_relay", ""), ("srd", "delay=20us")] {
+        let out = bench(&[
+            "--duration",
+            "100ms",
+            "--region",
+            "256K",
+            "--scenarios",
+            "blackhole",
+            "--systems",
+            systems,
+            "--impair",
+            impair,
+            "--json",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{systems}: {stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let results = report["results"].as_array().unwrap();
+        assert_eq!(results.len(), 4, "{systems}");
+        for r in results {
+            assert_eq!(r["system"], systems, "{r}");
+            assert_eq!(r["errors"], 0, "{r}");
+            assert!(r["note"].as_str().unwrap().contains("relay"), "{r}");
+            assert!(r["impair_drops"].as_u64().is_some(), "{r}");
+        }
+    }
 }
 
 #[test]

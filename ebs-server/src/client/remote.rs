@@ -191,7 +191,7 @@ impl RemoteVolume {
             )));
         }
         let id = connection_id()?;
-        let mut endpoint = UdpEndpoint::bind_loopback(config.srd.clone(), id)?;
+        let mut endpoint = UdpEndpoint::bind_for_peer(config.srd.clone(), id, server)?;
         endpoint.connect(server.to_vec())?;
         let SessionKeys {
             client_to_server,

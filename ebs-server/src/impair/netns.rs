@@ -195,6 +195,11 @@ impl NetnsPair {
         &self.netns[side.index()]
     }
 
+    /// The veth end in the namespace of `side`.
+    pub fn veth(&self, side: Side) -> &str {
+        &self.veth[side.index()]
+    }
+
     pub fn addr(&self, side: Side) -> Ipv4Addr {
         self.addrs[side.index()]
     }

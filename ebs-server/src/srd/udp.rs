@@ -8,7 +8,7 @@ use super::seal::TAG_LEN;
 use super::wait::{self, ReadyMask};
 use super::{Config, Connection, Delivered};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 /// The receive buffer: the largest datagram a connection sends (sealing replaces the 4-byte CRC
@@ -44,13 +44,46 @@ pub struct UdpEndpoint {
 impl UdpEndpoint {
     /// Binds `config.path_count` sockets on ephemeral ports of 127.0.0.1.
     pub fn bind_loopback(config: Config, connection_id: u64) -> io::Result<Self> {
+        Self::bind_on(config, connection_id, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Binds `config.path_count` sockets on ephemeral ports from which `peer` is reachable: the
+    /// loopback address for a peer on loopback (nothing else can then send to them), else the
+    /// unspecified address of the peer's family, so the routing table picks the interface and
+    /// source address as it would for any client. A peer of mixed families is refused.
+    pub fn bind_for_peer(
+        config: Config,
+        connection_id: u64,
+        peer: &[SocketAddr],
+    ) -> io::Result<Self> {
+        let Some(first) = peer.first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no peer address to bind for",
+            ));
+        };
+        if peer.iter().any(|a| a.is_ipv4() != first.is_ipv4()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the peer's addresses mix IPv4 and IPv6",
+            ));
+        }
+        let local = match first.ip() {
+            ip if peer.iter().all(|a| a.ip().is_loopback()) => ip,
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        Self::bind_on(config, connection_id, local)
+    }
+
+    fn bind_on(config: Config, connection_id: u64, local: IpAddr) -> io::Result<Self> {
         let path_count = config.path_count;
         let wait_spin_us = config.wait_spin_us;
         let connection = Connection::new(config, connection_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let sockets = (0..path_count)
             .map(|_| {
-                let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+                let socket = UdpSocket::bind((local, 0))?;
                 socket.set_nonblocking(true)?;
                 Ok(socket)
             })
@@ -226,5 +259,44 @@ impl UdpEndpoint {
     pub fn wait_for_datagram(&mut self, timeout_us: u64) -> io::Result<()> {
         self.ready = Some(wait::wait_readable(&self.sockets, timeout_us)?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path_count: usize) -> Config {
+        Config {
+            path_count,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_loopback_peer_gets_loopback_sockets_and_a_remote_one_the_unspecified_address() {
+        let on = |peer: Vec<SocketAddr>| {
+            let e = UdpEndpoint::bind_for_peer(config(peer.len()), 1, &peer).expect("bind");
+            let addrs = e.local_addrs().expect("addrs");
+            assert_eq!(addrs.len(), peer.len());
+            assert!(addrs.iter().all(|a| a.port() != 0));
+            addrs[0].ip()
+        };
+        let lo: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        assert_eq!(on(vec![lo, lo]), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let remote: SocketAddr = "10.1.2.3:4000".parse().expect("addr");
+        assert_eq!(on(vec![remote, remote]), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        // One path elsewhere than loopback: the sockets must reach it.
+        assert_eq!(on(vec![lo, remote]), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+
+    #[test]
+    fn mixed_families_and_no_peer_are_refused() {
+        let v4: SocketAddr = "10.1.2.3:4000".parse().expect("addr");
+        let v6: SocketAddr = "[fd00::1]:4000".parse().expect("addr");
+        let e = UdpEndpoint::bind_for_peer(config(2), 1, &[v4, v6]).unwrap_err();
+        assert!(e.to_string().contains("mix IPv4 and IPv6"), "{e}");
+        let e = UdpEndpoint::bind_for_peer(config(1), 1, &[]).unwrap_err();
+        assert!(e.to_string().contains("no peer"), "{e}");
     }
 }

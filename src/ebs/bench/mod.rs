@@ -9,12 +9,14 @@
 //!  mod.rs       options, scenarios, the run of every case
 //!  workload.rs  the closed-loop workload over a `Target`, and the prefill
 //!  srd.rs       the srd system
-//!  nbd.rs       the nbd_tcp system and its network (namespaces, nftables)
+//!  net.rs       the kernel network: namespaces, nftables loss and black holes
+//!  nbd.rs       the nbd_tcp system
 //!  stats.rs     latency histogram and stall tracking
 //!  report.rs    results, target ratios, JSON and the table
 //! ```
 
 pub mod nbd;
+pub mod net;
 pub mod report;
 pub mod srd;
 pub mod stats;
@@ -92,12 +94,17 @@ pub fn black_hole_path(paths: usize) -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum System {
+    /// srd over the kernel network (namespaces, nftables) where the bench has one and no
+    /// `--impair` asks for what only the relay does; through the relay otherwise.
     Srd,
     #[value(name = "nbd_tcp")]
     NbdTcp,
-    /// srd without the relay (clean only): what the relay's hops add to `srd`.
+    /// srd straight over loopback (clean only): the transport without any impairment machinery.
     #[value(name = "srd_direct")]
     SrdDirect,
+    /// srd through the user-space impairment relay, always.
+    #[value(name = "srd_relay")]
+    SrdRelay,
 }
 
 impl System {
@@ -109,6 +116,7 @@ impl System {
             System::Srd => "srd",
             System::NbdTcp => "nbd_tcp",
             System::SrdDirect => "srd_direct",
+            System::SrdRelay => "srd_relay",
         }
     }
 }
@@ -259,8 +267,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     let geometry = geometry_for(opts.region_blocks);
     let net = opts
         .systems
-        .contains(&System::NbdTcp)
-        .then(nbd::Network::detect);
+        .iter()
+        .any(|s| matches!(s, System::NbdTcp | System::Srd))
+        .then(net::Network::detect);
     let cases: Vec<(Op, usize)> = [Op::Write, Op::Read]
         .iter()
         .flat_map(|&op| QUEUE_DEPTHS.iter().map(move |&qd| (op, qd)))
@@ -279,7 +288,17 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
                     seed: opts.seed.wrapping_mul(31).wrapping_add(i as u64),
                 };
                 let result = match (system, &net) {
-                    (System::Srd, _) => srd_case(opts, geometry, case, true),
+                    (System::Srd, Some(net))
+                        if net.loss_unavailable().is_none() && opts.impair.trim().is_empty() =>
+                    {
+                        srd_case(opts, geometry, case, System::Srd, srd::Route::Kernel(net))
+                    }
+                    (System::Srd, _) => {
+                        srd_case(opts, geometry, case, System::Srd, srd::Route::Relay)
+                    }
+                    (System::SrdRelay, _) => {
+                        srd_case(opts, geometry, case, System::SrdRelay, srd::Route::Relay)
+                    }
                     (System::SrdDirect, _) if scenario != Scenario::Clean => {
                         Ok(CaseResult::skipped(
                             scenario,
@@ -289,7 +308,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
                             "srd_direct has no relay, so no impairment: clean only".into(),
                         ))
                     }
-                    (System::SrdDirect, _) => srd_case(opts, geometry, case, false),
+                    (System::SrdDirect, _) => {
+                        srd_case(opts, geometry, case, System::SrdDirect, srd::Route::Direct)
+                    }
                     (System::NbdTcp, Some(net)) => nbd_case(opts, geometry, net, case),
                     (System::NbdTcp, None) => Err("no network for nbd_tcp".into()),
                 };
@@ -339,11 +360,12 @@ fn srd_case(
     opts: &BenchOptions,
     geometry: Geometry,
     case: Case,
-    relayed: bool,
+    system: System,
+    route: srd::Route<'_>,
 ) -> Result<CaseResult, String> {
     let schedule = opts.schedule(case.scenario)?;
     let mut sys = srd::SrdSystem::start(
-        relayed,
+        route,
         opts.paths,
         opts.region_blocks,
         geometry,
@@ -364,29 +386,65 @@ fn srd_case(
             events.push((Duration::from_micros(e.at_us), apply));
         }
     }
+    if let srd::Route::Kernel(net) = route {
+        // The scenarios as nftables rules: the same loss as nbd_tcp's, and the black hole of the
+        // same path at the same time as the relay's (Scenario::srd_spec).
+        let loss = match case.scenario {
+            Scenario::Loss => LOSS_PERCENT,
+            Scenario::Clean | Scenario::Blackhole => 0,
+        };
+        net.set_loss_percent(loss)?;
+        if case.scenario == Scenario::Blackhole {
+            let path = black_hole_path(opts.paths);
+            let port = sys
+                .server_port(path)
+                .ok_or_else(|| format!("the server has no path {path}"))?;
+            let armed = net.arm_udp_black_hole(port)?;
+            events.push((opts.duration / 2, Box::new(move || armed.fire())));
+        }
+    }
     let start = Instant::now();
     let (outcome, event_errors) = with_timeline(start, events, || {
         run_case(&mut sys as &mut dyn Target, case_spec(opts, case), start)
     });
+    let kernel_drops = match route {
+        srd::Route::Kernel(net) => {
+            let drops = net
+                .dropped_packets()
+                .zip(net.black_hole_drops())
+                .map(|(loss, hole)| loss + hole);
+            // Lifted before the detach, so it can be answered.
+            net.set_black_hole(false)
+                .and_then(|()| net.set_loss_percent(0))?;
+            drops
+        }
+        srd::Route::Relay | srd::Route::Direct => None,
+    };
     if let Some(e) = event_errors.first() {
         return Err(format!("applying the scenario: {e}"));
     }
-    let system = if relayed {
-        System::Srd
-    } else {
-        System::SrdDirect
-    };
     let mut r = CaseResult::measured(case.scenario, system, case.op, case.qd, &outcome);
     r.retransmissions = Some(sys.retransmissions() - retransmissions_before);
-    if relayed {
-        r.impair_drops = Some(sys.relay_dropped().saturating_sub(dropped_before));
-    } else {
-        r.note = Some("srd without the relay: client and server sockets talk directly".into());
-    }
+    r.note = Some(match route {
+        srd::Route::Kernel(net) => {
+            r.impair_drops = kernel_drops;
+            format!(
+                "over {}: nftables drops the loss and the black-holed path's port",
+                net.describe()
+            )
+        }
+        srd::Route::Relay => {
+            r.impair_drops = Some(sys.relay_dropped().saturating_sub(dropped_before));
+            "through the user-space impairment relay on loopback".into()
+        }
+        srd::Route::Direct => {
+            "srd without the relay: client and server sockets talk directly".into()
+        }
+    });
     r.first_error = sys.first_error.take().or(outcome.failure.clone());
     if !opts.impair.trim().is_empty() {
         r.note = Some(format!(
-            "with --impair {:?} on top of the scenario",
+            "through the relay, with --impair {:?} on top of the scenario",
             opts.impair
         ));
     }
@@ -397,7 +455,7 @@ fn srd_case(
 fn nbd_case(
     opts: &BenchOptions,
     geometry: Geometry,
-    net: &nbd::Network,
+    net: &net::Network,
     case: Case,
 ) -> Result<CaseResult, String> {
     let skipped = |why: String| {
@@ -452,7 +510,7 @@ fn nbd_case(
     Ok(r)
 }
 
-fn nbd_note(scenario: Scenario, opts: &BenchOptions, net: &nbd::Network, errors: u64) -> String {
+fn nbd_note(scenario: Scenario, opts: &BenchOptions, net: &net::Network, errors: u64) -> String {
     let mut note = match scenario {
         Scenario::Clean => format!("one connection, {}", net.describe()),
         Scenario::Loss => format!(

@@ -9,14 +9,11 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ebs_server::impair::netns::{NetnsPair, Side, effective_uid};
+use ebs_server::impair::netns::Side;
 use ftl::FtlConfig;
 use nvme_target::nbd::wire::{
     CMD_DISC, CMD_READ, CMD_WRITE, FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, FLAG_FIXED_NEWSTYLE,
@@ -26,6 +23,7 @@ use nvme_target::nbd::wire::{
 use nvme_target::nbd::{Export, Listen, NbdServer, NbdStopHandle};
 use nvme_target::{ActiveNamespace, FtlNamespace, NamespaceIdentity};
 
+use super::net::{Network, in_netns};
 use super::workload::{Op, Target};
 
 const EXPORT: &str = "bench";
@@ -36,171 +34,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connections may drain when a case's server stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(300);
-/// The nftables table of the black hole (the loss rule has its own, `ferrite_loss`).
-const BLACK_HOLE_TABLE: &str = "ferrite_bench_hole";
-/// Which /24 the veth pair uses (10.SUBNET.0.0/24): one nothing else here uses.
-const SUBNET: u8 = 214;
-
-/// Where the NBD connection runs, found once per bench.
-#[derive(Debug)]
-pub enum Network {
-    /// Plain loopback TCP; loss cannot be imposed, for this reason.
-    Loopback { why_no_loss: String },
-    /// Across a veth pair between two namespaces; `nft` is `Err(reason)` if loss cannot be set.
-    Netns {
-        pair: NetnsPair,
-        nft: Result<(), String>,
-    },
-}
-
-impl Network {
-    /// Builds the namespaces if this process can (root, `ip`), and checks that `nft` works.
-    pub fn detect() -> Network {
-        match effective_uid() {
-            Some(0) => {}
-            uid => {
-                let uid = uid.map_or("unknown".to_string(), |u| u.to_string());
-                return Network::Loopback {
-                    why_no_loss: format!("network namespaces need root (uid {uid})"),
-                };
-            }
-        }
-        let tag = format!("feb{}", std::process::id() % 1_000_000);
-        let pair = match NetnsPair::create(&tag, SUBNET) {
-            Ok(p) => p,
-            Err(e) => {
-                return Network::Loopback {
-                    why_no_loss: format!("cannot build network namespaces: {e}"),
-                };
-            }
-        };
-        let nft = pair
-            .set_loss_percent(0)
-            .map_err(|e| format!("nftables is not usable: {e}"));
-        Network::Netns { pair, nft }
-    }
-
-    /// Why loss cannot be imposed, if it cannot.
-    pub fn loss_unavailable(&self) -> Option<String> {
-        match self {
-            Network::Loopback { why_no_loss } => Some(why_no_loss.clone()),
-            Network::Netns { nft: Err(e), .. } => Some(e.clone()),
-            Network::Netns { nft: Ok(()), .. } => None,
-        }
-    }
-
-    /// Drops `percent` of the packets arriving on each veth end (100: a black hole).
-    pub fn set_loss_percent(&self, percent: u8) -> Result<(), String> {
-        match self {
-            Network::Netns { pair, nft: Ok(()) } => {
-                pair.set_loss_percent(percent).map_err(|e| e.to_string())
-            }
-            _ if percent == 0 => Ok(()),
-            other => Err(other.loss_unavailable().unwrap_or_default()),
-        }
-    }
-
-    /// Drops every packet arriving in either namespace from outside (both directions of the
-    /// flow), with the link still up: the black hole of one path. A table of its own, so the
-    /// loss rule and its counters are untouched; `on = false` deletes it.
-    pub fn set_black_hole(&self, on: bool) -> Result<(), String> {
-        let Network::Netns { pair, nft: Ok(()) } = self else {
-            return match on {
-                false => Ok(()),
-                true => Err(self.loss_unavailable().unwrap_or_default()),
-            };
-        };
-        // Declaring the table first makes the delete succeed whether or not it existed.
-        let mut script =
-            format!("table inet {BLACK_HOLE_TABLE}\ndelete table inet {BLACK_HOLE_TABLE}\n");
-        if on {
-            script.push_str(&format!(
-                "table inet {BLACK_HOLE_TABLE} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname != \"lo\" counter drop\n  }}\n}}\n"
-            ));
-        }
-        for side in [Side::A, Side::B] {
-            let mut command = pair.command(side, "nft");
-            command
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let mut child = command
-                .spawn()
-                .map_err(|e| format!("running nft in {}: {e}", pair.netns(side)))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(script.as_bytes())
-                    .map_err(|e| format!("writing to nft: {e}"))?;
-            }
-            let out = child
-                .wait_with_output()
-                .map_err(|e| format!("running nft in {}: {e}", pair.netns(side)))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "nft in {} ({}): {}",
-                    pair.netns(side),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Packets the loss rule dropped since it was last set.
-    pub fn dropped_packets(&self) -> Option<u64> {
-        match self {
-            Network::Netns { pair, nft: Ok(()) } => {
-                pair.loss_counters().ok().map(|c| c.dropped_packets)
-            }
-            _ => None,
-        }
-    }
-
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Network::Loopback { .. } => "loopback TCP",
-            Network::Netns { .. } => "TCP over a veth pair between two network namespaces",
-        }
-    }
-
-    /// Deletes the namespaces (also done on drop).
-    pub fn teardown(self) {
-        if let Network::Netns { pair, .. } = self
-            && let Err(e) = pair.teardown()
-        {
-            eprintln!("warning: network namespaces not deleted: {e}");
-        }
-    }
-
-    fn side(&self, side: Side) -> Option<(PathBuf, Ipv4Addr)> {
-        match self {
-            Network::Netns { pair, .. } => Some((pair.netns_path(side), pair.addr(side))),
-            Network::Loopback { .. } => None,
-        }
-    }
-}
-
-/// Runs `f` on a thread that first enters the network namespace at `netns` (sockets made there
-/// stay in it, whichever thread uses them later).
-fn in_netns<T: Send + 'static>(
-    netns: PathBuf,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    std::thread::spawn(move || {
-        let file =
-            std::fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .map_err(|e| format!("setns {}: {e}", netns.display()))?;
-        f()
-    })
-    .join()
-    .map_err(|_| "the namespace thread panicked".to_string())?
-}
 
 /// A server thread and a connected pipelined client, for one case.
 #[derive(Debug)]

@@ -280,14 +280,17 @@ impl Ratios {
             .filter(|r| r.system.starts_with("srd") && r.skipped.is_none())
             .map(|r| {
                 (
-                    format!("{}_{}", r.scenario, r.key()),
+                    match r.system {
+                        "srd" => format!("{}_{}", r.scenario, r.key()),
+                        other => format!("{other}_{}_{}", r.scenario, r.key()),
+                    },
                     r.errors.map(|e| e as f64),
                 )
             })
             .collect();
         Ratios {
             srd_errors: target(
-                "I/O errors of srd (and srd_direct) in any case",
+                "I/O errors of srd (and srd_direct, srd_relay) in any case",
                 "= 0",
                 Bound::AtMost(0.0),
                 srd_errors,

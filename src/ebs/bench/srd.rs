@@ -1,7 +1,10 @@
 //! The `srd` system: an in-process `EbsServer` over a RAM FTL with one sealed volume (a KEK and
-//! a wrapped data key, as `ferrite ebs volume create --kek-file` makes), the seeded impairment
-//! relay in front of it, and a `RemoteVolume` through the relay (`submit` / `wait_any` for queue
-//! depth). Every case gets a fresh one, so no case inherits another's suspect paths or GC debt.
+//! a wrapped data key, as `ferrite ebs volume create --kek-file` makes) and a `RemoteVolume`
+//! attached to it (`submit` / `wait_any` for queue depth), joined by one of three [`Route`]s:
+//! the kernel network of the bench (the server in one namespace, the client in the other, with
+//! nftables for loss and black holes: no thread between them), the seeded user-space impairment
+//! relay (any `--impair` spec, at the cost of its hops and threads), or plain loopback. Every
+//! case gets a fresh one, so no case inherits another's suspect paths or GC debt.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +18,9 @@ use ebs_server::srd;
 use ebs_server::volumes::{VolumeSpec, VolumeStore};
 use ftl::FtlConfig;
 
+use super::net::{Network, in_netns};
 use super::workload::{Op, Target};
+use ebs_server::impair::netns::Side;
 
 const VOLUME: &str = "bench";
 const CREDENTIAL: &[u8] = b"ferrite-bench-credential";
@@ -25,7 +30,18 @@ const EXTENT_BLOCKS: u64 = 64;
 /// should need, so a failure here is a finding, not a tuning artefact.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 
-/// A server, a relay (or none: `srd_direct`) and an attached client, torn down on drop (temp
+/// How the client reaches the server.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// Server in the network's namespace B, client in A, across the veth pair.
+    Kernel(&'a Network),
+    /// Through the impairment relay on loopback.
+    Relay,
+    /// Straight over loopback (no impairment possible).
+    Direct,
+}
+
+/// A server, a relay (only for `Route::Relay`) and an attached client, torn down on drop (temp
 /// dir last).
 pub struct SrdSystem {
     client: RemoteVolume,
@@ -54,12 +70,11 @@ fn srd_config(paths: usize) -> srd::Config {
 }
 
 impl SrdSystem {
-    /// Starts everything for a volume of `region_blocks` blocks with `paths` paths, the relay
-    /// clean (the case applies its scenario when it starts) and seeded with `seed`; with
-    /// `relayed` false the client talks to the server directly (no impairment possible: what the
-    /// relay's own hops cost).
+    /// Starts everything for a volume of `region_blocks` blocks with `paths` paths over
+    /// `route`, the network clean (the case applies its scenario when it starts); a relay is
+    /// seeded with `seed`.
     pub fn start(
-        relayed: bool,
+        route: Route<'_>,
         paths: usize,
         region_blocks: u64,
         geometry: ftl::nand::Geometry,
@@ -86,17 +101,31 @@ impl SrdSystem {
                 wrapped_key: wrapped.as_bytes().to_vec(),
             })
             .map_err(|e| format!("creating the volume: {e}"))?;
-        let addrs = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); paths];
-        let server = EbsServer::start(
-            &addrs,
-            Arc::new(store),
-            ServerConfig {
-                srd: srd_config(paths),
-                ..ServerConfig::default()
-            },
-        )
-        .map_err(|e| format!("starting the server: {e}"))?;
-        let relay = relayed
+        let store = Arc::new(store);
+        let server_config = ServerConfig {
+            srd: srd_config(paths),
+            ..ServerConfig::default()
+        };
+        let server = match route {
+            Route::Kernel(net) => {
+                let (netns, addr) = net.side(Side::B).ok_or("the network has no namespaces")?;
+                in_netns(netns, move || {
+                    EbsServer::start(
+                        &vec![SocketAddr::from((addr, 0)); paths],
+                        store,
+                        server_config,
+                    )
+                    .map_err(|e| format!("starting the server: {e}"))
+                })?
+            }
+            Route::Relay | Route::Direct => EbsServer::start(
+                &vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0)); paths],
+                store,
+                server_config,
+            )
+            .map_err(|e| format!("starting the server: {e}"))?,
+        };
+        let relay = matches!(route, Route::Relay)
             .then(|| {
                 Relay::start(RelayConfig {
                     seed,
@@ -115,8 +144,18 @@ impl SrdSystem {
             request_timeout_ms: REQUEST_TIMEOUT_MS,
             ..ClientConfig::default()
         };
-        let client = RemoteVolume::connect(&to, VOLUME, CREDENTIAL, Some(&kek), config)
-            .map_err(|e| format!("attaching the volume: {e}"))?;
+        let connect = move || {
+            RemoteVolume::connect(&to, VOLUME, CREDENTIAL, Some(&kek), config)
+                .map_err(|e| format!("attaching the volume: {e}"))
+        };
+        // The client's sockets are made in namespace A, so its datagrams cross the veth.
+        let client = match route {
+            Route::Kernel(net) => {
+                let (netns, _) = net.side(Side::A).ok_or("the network has no namespaces")?;
+                in_netns(netns, connect)?
+            }
+            Route::Relay | Route::Direct => connect()?,
+        };
         if !client.is_sealed() {
             return Err("the volume attached unsealed".into());
         }
@@ -128,6 +167,11 @@ impl SrdSystem {
             first_error: None,
             _dir: dir,
         })
+    }
+
+    /// The server's UDP port of path `path`.
+    pub fn server_port(&self, path: usize) -> Option<u16> {
+        self.server.local_addrs().get(path).map(SocketAddr::port)
     }
 
     pub fn relay(&self) -> Option<RelayHandle> {
