@@ -245,6 +245,11 @@ impl RemoteVolume {
         self.endpoint.connection().stats()
     }
 
+    /// The transport's paths: health, RTT estimate and counters of each.
+    pub fn transport_paths(&self) -> &[srd::path::Path] {
+        self.endpoint.connection().paths()
+    }
+
     /// Submits one request; returns its tag for `wait`. Waits (driving I/O) while
     /// `queue_depth_max` requests are outstanding.
     pub fn submit(&mut self, request: Request) -> Result<u64, ClientError> {

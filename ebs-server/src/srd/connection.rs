@@ -471,7 +471,7 @@ impl Connection {
         let rtt_us = now_us
             .saturating_sub(sent.sent_us)
             .saturating_sub(u64::from(a.ack_delay_us));
-        self.paths[usize::from(sent.path_id)].on_acked(sent.path_seq, rtt_us);
+        self.paths[usize::from(sent.path_id)].on_acked(sent.path_seq, rtt_us, sent.sent_us);
         if sent.live {
             self.deadlines.remove(&(sent.deadline_us, a.packet_number));
             self.delivered_bytes += sent.bytes as u64;
@@ -633,18 +633,26 @@ impl Connection {
             }
         };
         let healthy = || self.paths.iter().filter(|p| p.health() == Health::Healthy);
-        let pick = |slow_ok: bool, exclude: Option<u8>| {
+        // A path with an unanswered timeout comes after every path without one: at low queue
+        // depth the least-loaded path is the fastest, the one that just went dark, and taking it
+        // again would cost a doubled timer each time until it turned suspect.
+        let pick = |slow_ok: bool, timed_out_ok: bool, exclude: Option<u8>| {
             healthy()
-                .filter(|p| Some(p.id) != exclude && (slow_ok || !self.is_slow(p, reference)))
+                .filter(|p| {
+                    Some(p.id) != exclude
+                        && (slow_ok || !self.is_slow(p, reference))
+                        && (timed_out_ok || !p.has_unanswered_timeout())
+                })
                 .min_by_key(|p| (load(p), p.id))
                 .map(|p| p.id)
         };
-        pick(false, exclude)
-            .or_else(|| pick(true, exclude))
+        pick(false, false, exclude)
+            .or_else(|| pick(true, false, exclude))
+            .or_else(|| pick(true, true, exclude))
             .or_else(|| {
                 // A retransmission goes on a different path whenever one is healthy; with a single
                 // healthy path it has to go where it is.
-                pick(true, None)
+                pick(true, true, None)
             })
     }
 
@@ -802,15 +810,22 @@ impl Connection {
             if deadline > now_us {
                 break;
             }
-            let Some(path_id) = self.sent.get(&pn).map(|s| s.path_id) else {
+            let Some((path_id, sent_us)) = self.sent.get(&pn).map(|s| (s.path_id, s.sent_us))
+            else {
                 self.deadlines.remove(&(deadline, pn));
                 continue;
             };
             self.stats.losses_by_timeout += 1;
             self.declare_lost(pn);
+            // Cross-path evidence: a packet sent after this one went through on another path,
+            // so the network worked, and this path did not.
+            let evidence = self
+                .paths
+                .iter()
+                .any(|q| q.id != path_id && q.newest_acked_sent_us().is_some_and(|t| t > sent_us));
             let suspect_after = self.config.suspect_after_timeouts;
             let path = &mut self.paths[usize::from(path_id)];
-            if path.on_timeout(suspect_after, now_us) {
+            if path.on_timeout(suspect_after, now_us, evidence) {
                 // Everything still in flight on a suspect path is presumed lost: waiting for each
                 // timer in turn would stall those messages for no benefit.
                 self.stats.paths_made_suspect += 1;
@@ -863,11 +878,14 @@ impl Connection {
         }
     }
 
-    /// When the next probe is due on a path that needs one: suspect paths, and slow paths (which
-    /// get no data, so probes are what tells that they recovered).
+    /// When the next probe is due on a path that needs one: suspect paths, slow paths, and paths
+    /// with an unanswered timeout and nothing in flight (all three get no data, or little, so
+    /// probes are what tells that they recovered).
     fn probe_due_us(&self, path_id: usize) -> Option<u64> {
         let path = &self.paths[path_id];
-        let needs = path.health() == Health::Suspect || self.is_slow(path, self.rtt_us_reference());
+        let needs = path.health() == Health::Suspect
+            || (path.has_unanswered_timeout() && path.in_flight_packets() == 0)
+            || self.is_slow(path, self.rtt_us_reference());
         needs.then_some(path.next_probe_us)
     }
 
@@ -1216,11 +1234,29 @@ mod tests {
             Config::default().rto_us_initial + Config::default().ack_delay_us_max
         );
         a.handle_timeout(deadline);
-        let again = drain(&mut a, deadline);
+        let out = drain(&mut a, deadline);
+        let again: Vec<&Transmit> = out.iter().filter(|t| kind(t) == 1).collect();
         assert_eq!(again.len(), 1);
         assert_ne!(again[0].path_id, first[0].path_id);
         assert_eq!(a.stats().retransmissions, 1);
         assert_eq!(a.stats().losses_by_timeout, 1);
+        // Nothing shows the timeout was the path's own (no other path acknowledged anything),
+        // so the path stays healthy, but it is probed at once and new data avoids it.
+        let timed_out = &a.paths()[usize::from(first[0].path_id)];
+        assert_eq!(timed_out.health(), Health::Healthy);
+        assert!(timed_out.has_unanswered_timeout());
+        let probes: Vec<&Transmit> = out.iter().filter(|t| kind(t) == 3).collect();
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].path_id, first[0].path_id);
+        for i in 0..3u8 {
+            a.send_message(vec![i]).expect("send");
+        }
+        assert!(
+            drain(&mut a, deadline + 1)
+                .iter()
+                .all(|t| t.path_id != first[0].path_id),
+            "new data on the path with an unanswered timeout while others are clean"
+        );
         b.handle_datagram(deadline + 10, again[0].path_id, &again[0].datagram);
         assert_eq!(
             b.poll_delivered().map(|d| d.payload),
@@ -1243,6 +1279,19 @@ mod tests {
         a.send_message(vec![1]).expect("send");
         let lost = drain(&mut a, 0);
         let dark = lost[0].path_id;
+        // A later message goes through on the other path: the evidence that the first one's
+        // timeout is its path's fault.
+        a.send_message(vec![2]).expect("send");
+        let through = drain(&mut a, 1);
+        assert_eq!(through.len(), 1);
+        assert_ne!(through[0].path_id, dark);
+        b.handle_datagram(5, through[0].path_id, &through[0].datagram);
+        let ack_at = 5 + config.ack_delay_us_max;
+        b.handle_timeout(ack_at);
+        for t in drain(&mut b, ack_at) {
+            a.handle_datagram(ack_at + 5, t.path_id, &t.datagram);
+        }
+        assert!(a.paths()[usize::from(through[0].path_id)].newest_acked_sent_us() == Some(1));
         let t = a.next_timeout_us().expect("timer");
         a.handle_timeout(t);
         assert_eq!(a.paths()[usize::from(dark)].health(), Health::Suspect);

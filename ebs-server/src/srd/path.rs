@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     Healthy,
-    /// Repeated timeouts: only probes go on it until one is answered.
+    /// Repeated timeouts that other paths show are this path's own: only probes go on it until
+    /// one is answered.
     Suspect,
 }
 
@@ -24,7 +25,17 @@ pub struct Path {
     pub id: u8,
     pub rtt: RttEstimator,
     health: Health,
+    /// Timeouts since the path last showed life (an acknowledgement or an answered probe): they
+    /// double its RTO, and while there is one the path takes new data only when no path without
+    /// one can (`Connection::choose_path`) and is probed, so a dead path costs one timer, not a
+    /// series of doubling ones.
     consecutive_timeouts: u32,
+    /// Those of them that another path showed to be this path's: a packet sent later elsewhere
+    /// was acknowledged. A host or a peer that stalls delays every path alike, and its timeouts
+    /// carry no such evidence: they never make a path suspect.
+    evidenced_timeouts: u32,
+    /// The send time of the newest packet acknowledged on this path.
+    newest_acked_sent_us: Option<u64>,
     /// Unacknowledged, not yet lost data packets on this path: path sequence -> packet number.
     live: BTreeMap<u64, u64>,
     next_path_seq: u64,
@@ -54,6 +65,8 @@ impl Path {
             rtt: RttEstimator::default(),
             health: Health::Healthy,
             consecutive_timeouts: 0,
+            evidenced_timeouts: 0,
+            newest_acked_sent_us: None,
             live: BTreeMap::new(),
             next_path_seq: 0,
             largest_acked_path_seq: None,
@@ -91,12 +104,27 @@ impl Path {
         self.live.remove(&path_seq);
     }
 
-    /// A data packet sent on this path was acknowledged: the path works.
-    pub fn on_acked(&mut self, path_seq: u64, rtt_us: u64) {
+    /// Whether a timeout on this path is still unanswered by any sign of life.
+    pub fn has_unanswered_timeout(&self) -> bool {
+        self.consecutive_timeouts > 0
+    }
+
+    /// The send time of the newest packet acknowledged on this path, if any.
+    pub fn newest_acked_sent_us(&self) -> Option<u64> {
+        self.newest_acked_sent_us
+    }
+
+    /// A data packet sent on this path at `sent_us` was acknowledged: the path works.
+    pub fn on_acked(&mut self, path_seq: u64, rtt_us: u64, sent_us: u64) {
         self.live.remove(&path_seq);
         self.rtt.on_sample(rtt_us);
         self.stats.packets_acked += 1;
         self.consecutive_timeouts = 0;
+        self.evidenced_timeouts = 0;
+        self.newest_acked_sent_us = Some(
+            self.newest_acked_sent_us
+                .map_or(sent_us, |t| t.max(sent_us)),
+        );
         self.largest_acked_path_seq = Some(
             self.largest_acked_path_seq
                 .map_or(path_seq, |l| l.max(path_seq)),
@@ -122,11 +150,18 @@ impl Path {
             .collect()
     }
 
-    /// A packet on this path timed out. Returns true when this made the path suspect.
-    pub fn on_timeout(&mut self, suspect_after: u32, now_us: u64) -> bool {
+    /// A packet on this path timed out; `evidence`: another path has since acknowledged a packet
+    /// sent after it. The first timeout asks for a probe at once. Returns true when this made
+    /// the path suspect: `suspect_after` evidenced timeouts in a row.
+    pub fn on_timeout(&mut self, suspect_after: u32, now_us: u64, evidence: bool) -> bool {
         self.stats.timeouts += 1;
         self.consecutive_timeouts += 1;
-        if self.health == Health::Healthy && self.consecutive_timeouts >= suspect_after {
+        if self.consecutive_timeouts == 1 {
+            self.next_probe_us = now_us;
+            self.probe = None;
+        }
+        self.evidenced_timeouts += u32::from(evidence);
+        if self.health == Health::Healthy && self.evidenced_timeouts >= suspect_after {
             self.health = Health::Suspect;
             self.stats.times_suspect += 1;
             self.next_probe_us = now_us;
@@ -146,6 +181,7 @@ impl Path {
         self.rtt.on_sample(rtt_us);
         self.probe = None;
         self.consecutive_timeouts = 0;
+        self.evidenced_timeouts = 0;
         self.health = Health::Healthy;
     }
 }
@@ -158,12 +194,12 @@ mod tests {
     fn packet_threshold_counts_only_this_path() {
         let mut p = Path::new(0);
         let seqs: Vec<u64> = (100..105).map(|pn| p.on_sent(pn)).collect();
-        p.on_acked(seqs[2], 50);
+        p.on_acked(seqs[2], 50, 0);
         assert!(
             p.detect_lost(10, |_| 10).is_empty(),
             "two newer is reordering, not loss"
         );
-        p.on_acked(seqs[3], 50);
+        p.on_acked(seqs[3], 50, 0);
         assert_eq!(p.detect_lost(10, |_| 10), vec![(seqs[0], 100)]);
     }
 
@@ -172,7 +208,7 @@ mod tests {
         let mut p = Path::new(0);
         let a = p.on_sent(1);
         let b = p.on_sent(2);
-        p.on_acked(b, 80);
+        p.on_acked(b, 80, 0);
         // 9/8 of 80 us = 90 us after the send at t=0.
         assert!(p.detect_lost(90, |_| 0).is_empty());
         assert_eq!(p.detect_lost(91, |_| 0), vec![(a, 1)]);
@@ -181,14 +217,55 @@ mod tests {
     #[test]
     fn repeated_timeouts_make_a_path_suspect_until_probed() {
         let mut p = Path::new(3);
-        assert!(!p.on_timeout(3, 0));
+        assert!(!p.on_timeout(3, 0, true));
+        assert!(p.has_unanswered_timeout());
         assert_eq!(p.rto_us(200, 50_000, 1_000), 2_000, "backoff");
-        assert!(!p.on_timeout(3, 0));
-        assert!(p.on_timeout(3, 7));
+        assert!(!p.on_timeout(3, 0, true));
+        assert!(p.on_timeout(3, 7, true));
         assert_eq!(p.health(), Health::Suspect);
         assert_eq!(p.next_probe_us, 7);
         p.on_probe_answered(60);
         assert_eq!(p.health(), Health::Healthy);
+        assert!(!p.has_unanswered_timeout());
         assert_eq!(p.rto_us(200, 50_000, 1_000), 200);
+    }
+
+    #[test]
+    fn timeouts_without_evidence_back_off_but_never_make_a_path_suspect() {
+        let mut p = Path::new(1);
+        for t in 0..10 {
+            assert!(!p.on_timeout(3, t, false));
+        }
+        assert_eq!(p.health(), Health::Healthy);
+        assert_eq!(
+            p.rto_us(200, 50_000, 1_000),
+            50_000,
+            "backed off to the ceiling"
+        );
+        // Two evidenced ones after the unevidenced: not yet three in a row with evidence.
+        assert!(!p.on_timeout(3, 20, true));
+        assert!(!p.on_timeout(3, 21, true));
+        // An acknowledgement clears both counts.
+        let seq = p.on_sent(9);
+        p.on_acked(seq, 40, 15);
+        assert_eq!(p.newest_acked_sent_us(), Some(15));
+        assert!(!p.has_unanswered_timeout());
+        assert!(!p.on_timeout(3, 30, true));
+        assert!(!p.on_timeout(3, 31, true));
+        assert!(p.on_timeout(3, 32, true));
+    }
+
+    #[test]
+    fn the_first_timeout_asks_for_a_probe_at_once() {
+        let mut p = Path::new(2);
+        p.next_probe_us = 5_000;
+        p.on_timeout(3, 40, false);
+        assert_eq!(p.next_probe_us, 40);
+        p.next_probe_us = 1_040;
+        p.on_timeout(3, 50, false);
+        assert_eq!(
+            p.next_probe_us, 1_040,
+            "later timeouts keep the probe interval"
+        );
     }
 }

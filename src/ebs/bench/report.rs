@@ -41,6 +41,10 @@ pub struct CaseResult {
     /// (`max_stall_ms` may be a host hiccup elsewhere in the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stall_ms_at_event: Option<f64>,
+    /// When the longest stall began, in ms since the case started (the black hole falls at
+    /// half the duration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stall_began_ms: Option<f64>,
     /// srd: the transport's retransmissions in the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmissions: Option<u64>,
@@ -83,6 +87,7 @@ impl CaseResult {
             max_us: None,
             max_stall_ms: None,
             max_stall_ms_at_event: None,
+            max_stall_began_ms: None,
             retransmissions: None,
             impair_drops: None,
             first_error: None,
@@ -117,6 +122,7 @@ impl CaseResult {
             max_us: Some(us(h.max_ns())),
             max_stall_ms: Some(ms(o.max_stall_ns)),
             max_stall_ms_at_event: o.max_stall_ns_at_event.map(ms),
+            max_stall_began_ms: Some(ms(o.max_stall_since_ns)),
             cdf_ns: h.cdf_points_ns(CDF_POINTS),
             ..Self::empty(scenario, system, op, qd)
         }

@@ -118,6 +118,8 @@ pub struct StallTracker {
     /// Since when requests have been outstanding with no completion (None: none outstanding).
     waiting_since_ns: Option<u64>,
     max_ns: u64,
+    /// When the longest stall began.
+    max_since_ns: u64,
     window_ns: Option<(u64, u64)>,
     max_in_window_ns: u64,
 }
@@ -133,7 +135,10 @@ impl StallTracker {
 
     fn interval(&mut self, since: u64, now: u64) {
         let length = now.saturating_sub(since);
-        self.max_ns = self.max_ns.max(length);
+        if length > self.max_ns {
+            self.max_ns = length;
+            self.max_since_ns = since;
+        }
         if let Some((from, to)) = self.window_ns
             && since <= to
             && now >= from
@@ -171,6 +176,11 @@ impl StallTracker {
 
     pub fn max_ns(&self) -> u64 {
         self.max_ns
+    }
+
+    /// When the longest stall began, since the case started (0 without one).
+    pub fn max_since_ns(&self) -> u64 {
+        self.max_since_ns
     }
 }
 
@@ -258,6 +268,7 @@ mod tests {
         s.on_submit(15, 1);
         s.on_complete(115, 1);
         assert_eq!(s.max_ns(), 100);
+        assert_eq!(s.max_since_ns(), 15);
         s.on_complete(120, 0);
         // Idle (nothing outstanding) does not count as a stall.
         s.on_submit(10_000, 0);
@@ -267,6 +278,7 @@ mod tests {
         s.on_submit(20_000, 0);
         s.finish(20_500);
         assert_eq!(s.max_ns(), 500);
+        assert_eq!(s.max_since_ns(), 20_000);
         // finish with nothing outstanding changes nothing.
         s.finish(99_999);
         assert_eq!(s.max_ns(), 500);

@@ -48,6 +48,8 @@ pub struct CaseOutcome {
     pub elapsed: Duration,
     pub latency: Histogram,
     pub max_stall_ns: u64,
+    /// When the longest stall began, since the case started.
+    pub max_stall_since_ns: u64,
     /// The longest stall overlapping the event window, if the case had one.
     pub max_stall_ns_at_event: Option<u64>,
     /// Why the case ended early or requests were given up on, if they were.
@@ -153,6 +155,7 @@ pub fn run_case(target: &mut dyn Target, spec: CaseSpec, start: Instant) -> Case
 
 fn record_stalls(out: &mut CaseOutcome, stall: &StallTracker) {
     out.max_stall_ns = stall.max_ns();
+    out.max_stall_since_ns = stall.max_since_ns();
     if out.max_stall_ns_at_event.is_some() {
         out.max_stall_ns_at_event = Some(stall.max_in_window_ns());
     }
