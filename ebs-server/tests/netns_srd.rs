@@ -141,7 +141,7 @@ fn a_sealed_volume_round_trips_across_a_veth_clean_and_under_one_percent_loss() 
             srd: srd_config(),
             ..ServerConfig::default()
         };
-        EbsServer::start(&vec![SocketAddr::from((addr_b, 0)); PATHS], st, config).unwrap()
+        EbsServer::start(&[SocketAddr::from((addr_b, 0)); PATHS], st, config).unwrap()
     });
     let addrs = server.local_addrs().to_vec();
     assert!(addrs.iter().all(|a| a.ip() == addr_b));
