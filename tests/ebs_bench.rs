@@ -76,6 +76,7 @@ fn every_case_is_reported_and_srd_has_no_errors() {
                     assert!(f("p999_us") <= f("max_us"), "{case}");
                     assert!(f("max_stall_ms") >= 0.0, "{case}");
                     assert!(f("requests") > 0.0, "{case}");
+                    assert!(f("cpu_us_per_request") >= 0.0, "{case}");
                     if scenario == "blackhole" {
                         assert!(f("max_stall_ms_at_event") <= f("max_stall_ms"), "{case}");
                     } else {

@@ -45,6 +45,11 @@ pub struct CaseResult {
     /// half the duration).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stall_began_ms: Option<f64>,
+    /// CPU time of the whole bench process (client, server and, for srd_relay, the relay's
+    /// threads) during the measured run, per completed request: unlike IOPS it hardly moves
+    /// when another job shares the machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_request: Option<f64>,
     /// srd: the transport's retransmissions in the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmissions: Option<u64>,
@@ -88,6 +93,7 @@ impl CaseResult {
             max_stall_ms: None,
             max_stall_ms_at_event: None,
             max_stall_began_ms: None,
+            cpu_us_per_request: None,
             retransmissions: None,
             impair_drops: None,
             first_error: None,
@@ -123,6 +129,10 @@ impl CaseResult {
             max_stall_ms: Some(ms(o.max_stall_ns)),
             max_stall_ms_at_event: o.max_stall_ns_at_event.map(ms),
             max_stall_began_ms: Some(ms(o.max_stall_since_ns)),
+            cpu_us_per_request: o
+                .cpu_ms
+                .filter(|_| o.completed > 0)
+                .map(|cpu| (cpu as f64 * 1000.0 / o.completed as f64 * 10.0).round() / 10.0),
             cdf_ns: h.cdf_points_ns(CDF_POINTS),
             ..Self::empty(scenario, system, op, qd)
         }
@@ -449,7 +459,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<10} {:<10} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<10} {:<10} {:<10} {:>3} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "scenario",
             "system",
             "workload",
@@ -461,7 +471,8 @@ impl fmt::Display for Report {
             "p99.9 us",
             "max us",
             "stall ms",
-            "@hole ms"
+            "@hole ms",
+            "CPU us/op"
         )?;
         for r in &self.results {
             write!(
@@ -473,7 +484,7 @@ impl fmt::Display for Report {
                 Some(why) => writeln!(f, "skipped: {why}")?,
                 None => writeln!(
                     f,
-                    "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                     r.errors.unwrap_or(0),
                     cell(r.iops),
                     cell(r.p50_us),
@@ -481,7 +492,8 @@ impl fmt::Display for Report {
                     cell(r.p999_us),
                     cell(r.max_us),
                     cell(r.max_stall_ms),
-                    cell(r.max_stall_ms_at_event)
+                    cell(r.max_stall_ms_at_event),
+                    cell(r.cpu_us_per_request)
                 )?,
             }
         }

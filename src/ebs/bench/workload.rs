@@ -50,6 +50,8 @@ pub struct CaseOutcome {
     pub max_stall_ns: u64,
     /// When the longest stall began, since the case started.
     pub max_stall_since_ns: u64,
+    /// CPU time of this process during the run, if /proc tells (`process_cpu_ms`).
+    pub cpu_ms: Option<u64>,
     /// The longest stall overlapping the event window, if the case had one.
     pub max_stall_ns_at_event: Option<u64>,
     /// Why the case ended early or requests were given up on, if they were.
@@ -76,6 +78,26 @@ pub struct CaseSpec {
 /// Runs the case from `start` (the instant a timeline of impairments is aligned with) for its
 /// duration, then drains for at most [`DRAIN_TIMEOUT`].
 pub fn run_case(target: &mut dyn Target, spec: CaseSpec, start: Instant) -> CaseOutcome {
+    let cpu_ms_before = process_cpu_ms();
+    let mut out = run_case_inner(target, spec, start);
+    out.cpu_ms = cpu_ms_before
+        .zip(process_cpu_ms())
+        .map(|(before, after)| after.saturating_sub(before));
+    out
+}
+
+/// User and system CPU time of this process so far, in ms (/proc/self/stat counts clock ticks
+/// of 1/100 s, Linux's USER_HZ); None where /proc does not tell.
+pub fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (state); utime is field 14, stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((field(14)? + field(15)?) * 10)
+}
+
+fn run_case_inner(target: &mut dyn Target, spec: CaseSpec, start: Instant) -> CaseOutcome {
     let CaseSpec {
         op,
         qd,
@@ -275,6 +297,19 @@ mod tests {
             fail_every: 1_000_000,
             dead_after,
         }
+    }
+
+    #[test]
+    fn process_cpu_time_is_read_and_grows_with_work() {
+        let before = process_cpu_ms().expect("/proc/self/stat");
+        let spin_until = Instant::now() + Duration::from_millis(60);
+        let mut x = 0u64;
+        while Instant::now() < spin_until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = process_cpu_ms().expect("/proc/self/stat");
+        // 60 ms of spinning is at least 4 ticks of 10 ms, whatever else the process did.
+        assert!(after >= before + 40, "{before} -> {after}");
     }
 
     #[test]
