@@ -232,6 +232,11 @@ pub struct EbsBenchArgs {
     /// hops and threads cost), `srd_direct` (clean only) srd straight over loopback.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "srd,nbd_tcp")]
     pub systems: Vec<crate::ebs::bench::System>,
+    /// MTU of the veth pair both systems cross (root with ip and nft): 9000, jumbo frames as in
+    /// a data center, carries an srd block in one packet; 1500 makes IP fragment it in 3.
+    #[arg(long, default_value_t = crate::ebs::bench::MTU_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    pub mtu: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -137,6 +137,7 @@ fn ebs_bench_cmd(a: &EbsBenchArgs) -> anyhow::Result<()> {
         region_blocks: a.region,
         scenarios: a.scenarios.clone(),
         systems: a.systems.clone(),
+        mtu: a.mtu,
         progress: true,
     };
     let report = ebs::bench::run(&options).map_err(|e| anyhow::anyhow!("ebs bench: {e}"))?;

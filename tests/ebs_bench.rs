@@ -45,6 +45,12 @@ fn every_case_is_reported_and_srd_has_no_errors() {
     assert_eq!(report["duration_s"], 0.3);
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), 24);
+    // Where the namespaces could be built, the veth pair has jumbo frames by default.
+    let network = report["network"].as_str().unwrap();
+    assert!(
+        network == "loopback" || network.ends_with("MTU 9000"),
+        "{network}"
+    );
     for scenario in ["clean", "loss", "blackhole"] {
         for system in ["srd", "nbd_tcp"] {
             for workload in ["randwrite", "randread"] {
@@ -192,6 +198,7 @@ fn bad_flags_are_clear_errors() {
         (&["--impair", "lose=1%"], "unknown setting"),
         (&["--scenarios", "chaos"], "invalid value"),
         (&["--systems", "iscsi"], "invalid value"),
+        (&["--mtu", "576"], "1280..=65535"),
     ] {
         let out = bench(args);
         assert!(!out.status.success(), "{args:?}");

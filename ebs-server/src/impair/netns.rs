@@ -191,6 +191,34 @@ impl NetnsPair {
         Ok(pair)
     }
 
+    /// Sets the MTU of both veth ends (68..=65535 bytes): 9000 gives jumbo frames, which carry
+    /// an SRD datagram of one 4 KiB block whole (docs/ebs-srd.md), as a data-center network does.
+    pub fn set_mtu(&self, bytes: u32) -> Result<(), NetnsError> {
+        if !(68..=65_535).contains(&bytes) {
+            return Err(NetnsError::Invalid(format!(
+                "MTU {bytes} is not in 68..=65535"
+            )));
+        }
+        let mtu = bytes.to_string();
+        for side in [Side::A, Side::B] {
+            let i = side.index();
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &self.netns[i],
+                    "link",
+                    "set",
+                    &self.veth[i],
+                    "mtu",
+                    &mtu,
+                ],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn netns(&self, side: Side) -> &str {
         &self.netns[side.index()]
     }

@@ -32,12 +32,14 @@ pub enum Network {
     Netns {
         pair: NetnsPair,
         nft: Result<(), String>,
+        mtu: u32,
     },
 }
 
 impl Network {
-    /// Builds the namespaces if this process can (root, `ip`), and checks that `nft` works.
-    pub fn detect() -> Network {
+    /// Builds the namespaces if this process can (root, `ip`), with the veth pair's MTU at `mtu`,
+    /// and checks that `nft` works.
+    pub fn detect(mtu: u32) -> Network {
         match effective_uid() {
             Some(0) => {}
             uid => {
@@ -56,10 +58,15 @@ impl Network {
                 };
             }
         };
+        if let Err(e) = pair.set_mtu(mtu) {
+            return Network::Loopback {
+                why_no_loss: format!("cannot set the veth MTU to {mtu}: {e}"),
+            };
+        }
         let nft = pair
             .set_loss_percent(0)
             .map_err(|e| format!("nftables is not usable: {e}"));
-        Network::Netns { pair, nft }
+        Network::Netns { pair, nft, mtu }
     }
 
     /// Why loss cannot be imposed, if it cannot.
@@ -74,9 +81,9 @@ impl Network {
     /// Drops `percent` of the packets arriving on each veth end (100: a black hole).
     pub fn set_loss_percent(&self, percent: u8) -> Result<(), String> {
         match self {
-            Network::Netns { pair, nft: Ok(()) } => {
-                pair.set_loss_percent(percent).map_err(|e| e.to_string())
-            }
+            Network::Netns {
+                pair, nft: Ok(()), ..
+            } => pair.set_loss_percent(percent).map_err(|e| e.to_string()),
             _ if percent == 0 => Ok(()),
             other => Err(other.loss_unavailable().unwrap_or_default()),
         }
@@ -86,7 +93,10 @@ impl Network {
     /// flow), with the link still up: the black hole of one path. A table of its own, so the
     /// loss rule and its counters are untouched; `on = false` deletes it.
     pub fn set_black_hole(&self, on: bool) -> Result<(), String> {
-        let Network::Netns { pair, nft: Ok(()) } = self else {
+        let Network::Netns {
+            pair, nft: Ok(()), ..
+        } = self
+        else {
             return match on {
                 false => Ok(()),
                 true => Err(self.loss_unavailable().unwrap_or_default()),
@@ -134,7 +144,10 @@ impl Network {
     /// and from the server's UDP `port` on the veth (one srd path, both directions, the link
     /// still up); it lands when the returned [`ArmedNft`] fires. `set_black_hole(false)` lifts it.
     pub fn arm_udp_black_hole(&self, port: u16) -> Result<ArmedNft, String> {
-        let Network::Netns { pair, nft: Ok(()) } = self else {
+        let Network::Netns {
+            pair, nft: Ok(()), ..
+        } = self
+        else {
             return Err(self.loss_unavailable().unwrap_or_default());
         };
         let netns = pair.netns(Side::B).to_string();
@@ -163,7 +176,10 @@ impl Network {
 
     /// Packets the black hole (of either kind) dropped: 0 with none set.
     pub fn black_hole_drops(&self) -> Option<u64> {
-        let Network::Netns { pair, nft: Ok(()) } = self else {
+        let Network::Netns {
+            pair, nft: Ok(()), ..
+        } = self
+        else {
             return None;
         };
         let mut total = 0;
@@ -185,17 +201,19 @@ impl Network {
     /// Packets the loss rule dropped since it was last set.
     pub fn dropped_packets(&self) -> Option<u64> {
         match self {
-            Network::Netns { pair, nft: Ok(()) } => {
-                pair.loss_counters().ok().map(|c| c.dropped_packets)
-            }
+            Network::Netns {
+                pair, nft: Ok(()), ..
+            } => pair.loss_counters().ok().map(|c| c.dropped_packets),
             _ => None,
         }
     }
 
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match self {
-            Network::Loopback { .. } => "loopback",
-            Network::Netns { .. } => "a veth pair between two network namespaces",
+            Network::Loopback { .. } => "loopback".into(),
+            Network::Netns { mtu, .. } => {
+                format!("a veth pair between two network namespaces, MTU {mtu}")
+            }
         }
     }
 

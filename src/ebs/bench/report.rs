@@ -199,9 +199,10 @@ pub struct Report {
     pub seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impair: Option<String>,
-    /// How nbd_tcp's connection ran (loopback, or veth between namespaces).
+    /// The kernel network nbd_tcp (and srd, unless through the relay) ran over: loopback, or a
+    /// veth pair between namespaces and its MTU.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub nbd_network: Option<String>,
+    pub network: Option<String>,
     pub results: Vec<CaseResult>,
     pub ratios: Ratios,
 }
@@ -411,14 +412,14 @@ impl Ratios {
 }
 
 impl Report {
-    pub fn new(opts: &BenchOptions, nbd_network: Option<String>, results: Vec<CaseResult>) -> Self {
+    pub fn new(opts: &BenchOptions, network: Option<String>, results: Vec<CaseResult>) -> Self {
         Report {
             paths: opts.paths,
             duration_s: opts.duration.as_secs_f64(),
             region_bytes: opts.region_blocks * 4096,
             seed: opts.seed,
             impair: (!opts.impair.trim().is_empty()).then(|| opts.impair.clone()),
-            nbd_network,
+            network,
             ratios: Ratios::of(&results),
             results,
         }
@@ -512,8 +513,8 @@ impl fmt::Display for Report {
                 t.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
             )?;
         }
-        if let Some(n) = &self.nbd_network {
-            writeln!(f, "nbd_tcp ran over {n}")?;
+        if let Some(n) = &self.network {
+            writeln!(f, "the kernel network: {n}")?;
         }
         Ok(())
     }
