@@ -90,3 +90,20 @@ fn thousands_of_messages_over_loopback_arrive_exactly_once() {
         sender.stats,
     );
 }
+
+#[test]
+fn a_connected_endpoint_never_reads_a_datagram_from_another_address() {
+    let config = Config::default();
+    let mut a = UdpEndpoint::bind_loopback(config.clone(), CONNECTION_ID).expect("bind");
+    let b = UdpEndpoint::bind_loopback(config, CONNECTION_ID).expect("bind");
+    a.connect(b.local_addrs().expect("addrs")).expect("connect");
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for to in a.local_addrs().expect("addrs") {
+        stranger.send_to(b"not from the peer", to).expect("send");
+    }
+    // Loopback delivers at once; the kernel drops them at the connected sockets.
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!a.turn().expect("turn"), "a stranger's datagram was read");
+    assert_eq!(a.stats.datagrams_received, 0);
+    assert_eq!(a.connection().stats().datagrams_received, 0);
+}

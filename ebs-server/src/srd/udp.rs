@@ -104,7 +104,9 @@ impl UdpEndpoint {
         self.sockets.iter().map(UdpSocket::local_addr).collect()
     }
 
-    /// Sets the peer's sockets, one per path, in path order.
+    /// Sets the peer's sockets, one per path, in path order, and connects each socket to its
+    /// peer socket: the kernel then keeps the route (no lookup per datagram sent) and drops
+    /// datagrams from any other address before they are read.
     pub fn connect(&mut self, peer: Vec<SocketAddr>) -> io::Result<()> {
         if peer.len() != self.sockets.len() {
             return Err(io::Error::new(
@@ -115,6 +117,9 @@ impl UdpEndpoint {
                     self.sockets.len()
                 ),
             ));
+        }
+        for (socket, to) in self.sockets.iter().zip(&peer) {
+            socket.connect(to)?;
         }
         self.peer = peer;
         Ok(())
@@ -141,7 +146,8 @@ impl UdpEndpoint {
                 format!("no path {path} (connect first)"),
             ));
         };
-        socket.send_to(datagram, to)?;
+        debug_assert_eq!(socket.peer_addr().ok(), Some(to));
+        socket.send(datagram)?;
         self.stats.datagrams_sent += 1;
         Ok(())
     }
@@ -217,11 +223,12 @@ impl UdpEndpoint {
         }
         while let Some(t) = self.connection.poll_transmit(now) {
             active = true;
-            let Some(&to) = self.peer.get(usize::from(t.path_id)) else {
+            let Some(socket) = self.sockets.get(usize::from(t.path_id)) else {
                 self.stats.send_failures += 1;
                 continue;
             };
-            match self.sockets[usize::from(t.path_id)].send_to(&t.datagram, to) {
+            // Connected to the peer's socket of this path (`connect`).
+            match socket.send(&t.datagram) {
                 Ok(_) => self.stats.datagrams_sent += 1,
                 Err(_) => self.stats.send_failures += 1,
             }
