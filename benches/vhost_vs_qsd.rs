@@ -212,13 +212,13 @@ fn ferrite(dir: &Path, bytes: u64, encrypt: bool, secs: Duration) -> anyhow::Res
         oob_size: 64,
     };
     let nand_dir = dir.join(if encrypt { "ferrite-enc" } else { "ferrite" });
-    // As `ferrite serve` does: sealed instance storage syncs to the page cache only and its erases
-    // leave the ciphertext in place (a host failure takes its key, so its data, anyway); unsealed
-    // data flushes to disk at every barrier and its erases drop the data.
+    // As `ferrite serve` does: sealed instance storage syncs to the page cache only (a host
+    // failure takes its key, so its data, anyway); unsealed data flushes to disk at every
+    // barrier. Both leave an erased block's data bytes in place until programmed over.
     let modes = if encrypt {
         ferrite::glue::FileModes::SEALED
     } else {
-        ferrite::glue::FileModes::default()
+        ferrite::glue::FileModes::UNSEALED
     };
     let devices = ferrite::glue::file_devices_with(&nand_dir, g, 4, modes)?;
     let key = encrypt

@@ -196,6 +196,17 @@ impl FileModes {
         erase: FileErase::KeepData,
     };
 
+    /// Unsealed data served by `ferrite serve`: it outlives the host, so syncs reach the disk; its
+    /// erases leave the data bytes until programmed over, as sealed ones do. Zeroing a block's
+    /// megabyte at each erase, and allocating its page cache again at the next programs, was 40%
+    /// of a random write's CPU (`benches/vhost_vs_qsd`, docs/nvme-target.md). The device never
+    /// shows an erased page whatever the mode, and a terminate drops the data of every erased
+    /// block (`serve::erase::erase_all`), so a terminated file still holds nothing.
+    pub const UNSEALED: Self = Self {
+        durability: FileDurability::Host,
+        erase: FileErase::KeepData,
+    };
+
     fn apply(self, dev: &FileNand) {
         dev.store().set_durability(self.durability);
         dev.store().set_erase(self.erase);

@@ -8,10 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Model, Op, Rng, apply, fill, geometry, is_power_lost, random_op};
-use ftl::nand::{FaultConfig, FileNand, Nand, PowerRail};
+use ftl::nand::{FaultConfig, FileErase, FileNand, Nand, PowerRail};
 use ftl::{Ftl, FtlConfig};
 
 fn create(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
+    create_with(dir, n, FileErase::DropData)
+}
+
+/// `create` with erases in `erase` mode.
+fn create_with(dir: &Path, n: u32, erase: FileErase) -> Vec<Arc<dyn Nand>> {
     (0..n)
         .map(|i| {
             let d = FileNand::create(
@@ -21,6 +26,7 @@ fn create(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
                 None,
             )
             .unwrap();
+            d.store().set_erase(erase);
             Arc::new(d) as Arc<dyn Nand>
         })
         .collect()
@@ -28,6 +34,11 @@ fn create(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
 
 /// Opens the device files again, as a new process would.
 fn reopen(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
+    reopen_with(dir, n, FileErase::DropData)
+}
+
+/// `reopen` with erases in `erase` mode (the mode is not in the file: each open sets it).
+fn reopen_with(dir: &Path, n: u32, erase: FileErase) -> Vec<Arc<dyn Nand>> {
     (0..n)
         .map(|i| {
             let d = FileNand::open(
@@ -36,6 +47,7 @@ fn reopen(dir: &Path, n: u32) -> Vec<Arc<dyn Nand>> {
                 None,
             )
             .unwrap();
+            d.store().set_erase(erase);
             Arc::new(d) as Arc<dyn Nand>
         })
         .collect()
@@ -74,14 +86,29 @@ fn close_and_reopen_from_files_is_identical() {
 
 #[test]
 fn flushed_data_survives_drop_without_close() {
+    flushed_data_survives_drop_without_close_with(FileErase::DropData);
+}
+
+/// Erases that leave the data bytes in the file (what `ferrite serve` does for every namespace):
+/// an erased page's old bytes with a dropped OOB must never come back as data.
+#[test]
+fn flushed_data_survives_drop_without_close_keeping_erased_data() {
+    flushed_data_survives_drop_without_close_with(FileErase::KeepData);
+}
+
+fn flushed_data_survives_drop_without_close_with(erase: FileErase) {
     let dir = tempfile::tempdir().unwrap();
-    let ftl = Ftl::format(create(dir.path(), 2), FtlConfig::default()).unwrap();
+    let ftl = Ftl::format(create_with(dir.path(), 2, erase), FtlConfig::default()).unwrap();
     let mut model = Model::new(ftl.logical_pages());
     workload(&ftl, &mut model, 2);
     ftl.flush().unwrap();
     model.flushed();
+    assert!(
+        ftl.stats().erase_count_max > 0,
+        "the workload erased nothing"
+    );
     drop(ftl);
-    let (ftl, report) = Ftl::open(reopen(dir.path(), 2), FtlConfig::default()).unwrap();
+    let (ftl, report) = Ftl::open(reopen_with(dir.path(), 2, erase), FtlConfig::default()).unwrap();
     assert!(!report.clean, "{report:?}");
     assert!(report.blocks_folded > 0);
     assert_eq!(report.pointers_unresolved, 0);
@@ -89,7 +116,7 @@ fn flushed_data_survives_drop_without_close() {
     // And it goes on: more writes, clean close, reopen.
     workload(&ftl, &mut model, 3);
     ftl.close().unwrap();
-    let (ftl, report) = Ftl::open(reopen(dir.path(), 2), FtlConfig::default()).unwrap();
+    let (ftl, report) = Ftl::open(reopen_with(dir.path(), 2, erase), FtlConfig::default()).unwrap();
     assert!(report.clean);
     model.verify_exact(&ftl);
 }
@@ -99,6 +126,17 @@ fn flushed_data_survives_drop_without_close() {
 /// new process opens the files and recovers. Every page must read a value it may legitimately hold.
 #[test]
 fn power_cuts_on_file_devices_recover_from_the_files() {
+    power_cuts_on_file_devices_recover_with(FileErase::DropData);
+}
+
+/// The same with erases that leave the data bytes in the file: a page a power cut drops keeps
+/// its old bytes and loses its OOB.
+#[test]
+fn power_cuts_on_file_devices_recover_keeping_erased_data() {
+    power_cuts_on_file_devices_recover_with(FileErase::KeepData);
+}
+
+fn power_cuts_on_file_devices_recover_with(erase: FileErase) {
     let dir = tempfile::tempdir().unwrap();
     let n = 2;
     let rail = Arc::new(PowerRail::new());
@@ -113,7 +151,9 @@ fn power_cuts_on_file_devices_recover_from_the_files() {
     let mut devices: Vec<Arc<FileNand>> = (0..n)
         .map(|i| {
             let d = FileNand::create(&path(i), geometry(2, 16, 16), faults(i), Some(rail.clone()));
-            Arc::new(d.unwrap())
+            let d = d.unwrap();
+            d.store().set_erase(erase);
+            Arc::new(d)
         })
         .collect();
     let as_dyn = |d: &[Arc<FileNand>]| d.iter().map(|x| x.clone() as Arc<dyn Nand>).collect();
@@ -148,7 +188,11 @@ fn power_cuts_on_file_devices_recover_from_the_files() {
         rail.restore();
         drop(devices);
         devices = (0..n)
-            .map(|i| Arc::new(FileNand::open(&path(i), faults(i), Some(rail.clone())).unwrap()))
+            .map(|i| {
+                let d = FileNand::open(&path(i), faults(i), Some(rail.clone())).unwrap();
+                d.store().set_erase(erase);
+                Arc::new(d)
+            })
             .collect();
         let (reopened, report) = Ftl::open(as_dyn(&devices), FtlConfig::default()).unwrap();
         assert_eq!(report.pointers_unresolved, 0, "round {round}: {report:?}");

@@ -27,12 +27,17 @@
 //! space of every block it ever programmed, up to its full length.
 //!
 //! **Erase mode.** With `FileErase::KeepData` an erase drops only the OOB and leaves the pages'
-//! data bytes in the file until they are programmed over. Punching a hole costs an `fallocate`,
-//! and the next program into that hole makes the file system allocate again (a page-cache folio,
-//! buffer heads, a delayed block): a third of a 4 KiB write's time in `ferrite serve`. Only for
-//! sealed devices, whose data bytes are ciphertext under a RAM-only instance key: what is left is
-//! as unreadable as the rest of the file once the key is destroyed, and a terminate then drops it
-//! too (`Device::drop_erased_data`). The device never shows an erased page whatever the mode.
+//! data bytes in the file until they are programmed over. Zeroing (or punching) a block's data
+//! costs an `fallocate` that frees the range's page cache, and the next programs into it allocate
+//! that again (folios, buffer heads) and convert the extents at writeback: 40% of a 4 KiB random
+//! write's CPU in `ferrite serve` without encryption (`benches/vhost_vs_qsd`: 59-60K -> 80-91K
+//! IOPS at QD32), a third of it with. `ferrite serve` uses it for sealed and unsealed devices: a
+//! sealed device's leftover bytes are ciphertext under a RAM-only instance key; an unsealed one's
+//! are plaintext, in the same file as all its live plaintext, and only until the block is
+//! programmed over. A terminate drops them (`Device::drop_erased_data`), so a terminated file holds
+//! nothing either way. The device never shows an erased page whatever the mode, and durability is
+//! the same in both: a dropped OOB makes the page erased, and a page whose OOB survived a crash
+//! but whose data did not fails its crc (which covers the data).
 //!
 //! The store is thread-safe without a lock: every write is a positional write (`pwrite`) of a
 //! distinct range, every read a copy out of a read-only mapping of the file (`file_map.rs`; a
