@@ -200,8 +200,9 @@ impl FileModes {
     /// erases leave the data bytes until programmed over, as sealed ones do. Zeroing a block's
     /// megabyte at each erase, and allocating its page cache again at the next programs, was 40%
     /// of a random write's CPU (`benches/vhost_vs_qsd`, docs/nvme-target.md). The device never
-    /// shows an erased page whatever the mode, and a terminate drops the data of every erased
-    /// block (`serve::erase::erase_all`), so a terminated file still holds nothing.
+    /// shows an erased page whatever the mode; a clean stop drops the data of every erased block
+    /// (`serve::volume::drop_erased_data`), and a terminate too (`serve::erase::erase_all`), so a
+    /// terminated file still holds nothing.
     pub const UNSEALED: Self = Self {
         durability: FileDurability::Host,
         erase: FileErase::KeepData,

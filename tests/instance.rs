@@ -644,12 +644,13 @@ fn terminating_a_stopped_instance_erases_in_the_background() {
     let server = Server::start(dir.path(), &[]);
     let old_id = cleanup.watch();
     // Enough rewrites for GC to erase blocks while serving: sealed devices' erases leave the
-    // ciphertext in the file, which the terminate must drop as well.
+    // ciphertext in the file, which the terminate must drop as well. A crash, not a stop: a clean
+    // stop drops it itself (`a_clean_stop_leaves_no_data_in_erased_blocks`).
     for round in 0..64 {
         write_flushed(dir.path(), &pattern(100 + round));
     }
     write_flushed(dir.path(), &pattern(6));
-    server.stop();
+    server.crash();
     let kept = device_files(dir.path())
         .iter()
         .map(|f| DeviceFile::read(f).erased_blocks_with_data())
@@ -800,4 +801,36 @@ fn a_terminate_cut_short_is_finished_by_the_next_start() {
         output.contains(&format!("instance {new_id} (new)")),
         "{output}"
     );
+}
+
+#[test]
+fn a_clean_stop_leaves_no_data_in_erased_blocks() {
+    // Unsealed, where what an erased block kept is plaintext.
+    let dir = setup(false);
+    let server = Server::start(dir.path(), &[]);
+    let mut c = client(dir.path());
+    // 40 rounds over the same 256 KiB, ~10 MiB through 8 MiB of raw NAND: GC erases blocks, and
+    // erases while serving leave their data bytes (`FileErase::KeepData`).
+    for round in 0..40 {
+        c.write(0, OFFSET_BYTES, &pattern(round), false).unwrap();
+    }
+    c.flush(1).unwrap();
+    drop(c);
+    let out = server.stop();
+    assert!(out.contains("erased blocks dropped"), "{out}");
+    let files = device_files(dir.path());
+    assert_eq!(files.len(), 2);
+    for file in &files {
+        let left = DeviceFile::read(file).erased_blocks_with_data();
+        assert_eq!(
+            left,
+            0,
+            "{}: {left} erased blocks hold data",
+            file.display()
+        );
+    }
+    // The live data is untouched.
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), pattern(39));
+    server.stop();
 }

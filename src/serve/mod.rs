@@ -238,8 +238,14 @@ pub fn run(
     for v in volumes {
         volume::close_volume(v)?;
     }
+    // Erased blocks keep their data bytes while serving (`FileErase::KeepData`); a clean stop
+    // leaves no such bytes in the files, as a terminate does not either.
+    let mut dropped_blocks = 0;
+    for ns in config.namespaces.iter().filter(|ns| ns.remote.is_none()) {
+        dropped_blocks += volume::drop_erased_data(config, ns)?;
+    }
     termination.save_power_on(power_on.seconds())?;
-    println!("closed cleanly");
+    println!("closed cleanly (the data of {dropped_blocks} erased blocks dropped)");
     result
 }
 

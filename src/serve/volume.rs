@@ -16,13 +16,15 @@ use zeroize::Zeroizing;
 use super::config::{NamespaceConfig, RemoteConfig, ServeConfig};
 use super::{generations, journal};
 use crate::glue::{self, FileModes};
+use ftl::nand::Nand;
 
 /// What a device file's `sync` must survive and what its erases leave. Sealed instance storage is
 /// unreadable after a host failure (its key is RAM-only), so it needs to survive only a crash of
 /// this process, which loses nothing already written to the page cache: no disk flush per
 /// barrier. Unsealed data outlives the host, so its barriers and flushes reach the disk. Either
 /// way erases leave the data bytes in place until programmed over (zeroing them was 40% of a
-/// plain random write's CPU), and a terminate drops what erased blocks kept.
+/// plain random write's CPU), and a clean stop (`drop_erased_data`) or a terminate drops what
+/// erased blocks kept.
 fn file_modes(config: &ServeConfig) -> FileModes {
     if config.encryption {
         FileModes::SEALED
@@ -217,6 +219,33 @@ pub fn activate(
         read_only: ns.read_only,
     };
     ActiveNamespace::with_power_on(identity, volume.namespace(), power_on.clone())
+}
+
+/// Drops the data bytes that erased blocks of a closed local namespace kept in its device files
+/// (`file_modes`: erases leave them until the block is programmed over), so that a cleanly
+/// stopped instance's files hold no byte of erased data, plaintext or ciphertext; returns how
+/// many blocks. Only blocks with no programmed page are touched, so the namespace's data and its
+/// recovery are as they were; a crash before this leaves the bytes until the next clean stop or
+/// a terminate.
+pub fn drop_erased_data(config: &ServeConfig, ns: &NamespaceConfig) -> anyhow::Result<u64> {
+    let dir = config.namespace_dir(ns.nsid);
+    if !glue::device_path(&dir, 0).exists() {
+        return Ok(0);
+    }
+    let mut dropped = 0;
+    for (index, device) in glue::open_file_nands(&dir, ns.devices, FileModes::default())?
+        .iter()
+        .enumerate()
+    {
+        let path = glue::device_path(&dir, index as u32);
+        dropped += device
+            .drop_erased_data()
+            .with_context(|| format!("dropping erased data of {}", path.display()))?;
+        device
+            .sync()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
+    Ok(dropped)
 }
 
 /// Closes a volume once nothing else holds it: a local one with a flush and checkpoint, a
