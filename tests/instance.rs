@@ -834,3 +834,34 @@ fn a_clean_stop_leaves_no_data_in_erased_blocks() {
     assert_eq!(read_back(dir.path()), pattern(39));
     server.stop();
 }
+
+#[test]
+fn a_start_after_a_crash_drops_what_erased_blocks_kept() {
+    let dir = setup(false);
+    let server = Server::start(dir.path(), &[]);
+    let mut c = client(dir.path());
+    for round in 0..40 {
+        c.write(0, OFFSET_BYTES, &pattern(round), false).unwrap();
+    }
+    c.flush(1).unwrap();
+    drop(c);
+    server.crash();
+    let kept = device_files(dir.path())
+        .iter()
+        .map(|f| DeviceFile::read(f).erased_blocks_with_data())
+        .sum::<usize>();
+    assert!(kept > 0, "no erased block kept its data: GC did not run");
+    // Nothing is written after the start, so no erase of this run can have left anything.
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(read_back(dir.path()), pattern(39));
+    for file in device_files(dir.path()) {
+        let left = DeviceFile::read(&file).erased_blocks_with_data();
+        assert_eq!(
+            left,
+            0,
+            "{}: {left} erased blocks hold data",
+            file.display()
+        );
+    }
+    server.stop();
+}

@@ -164,6 +164,9 @@ pub fn open_volume(
         })?;
         (ftl, None)
     } else if exists {
+        // What erased blocks kept when the last run did not stop cleanly (a crash): dropped
+        // before the devices open, so that no run begins with leftovers of an earlier one.
+        drop_erased_data(config, ns)?;
         let devices = glue::open_file_devices_with(&dir, ns.devices, modes)?;
         let (ftl, report) = Ftl::open_sealed(devices, config.ftl.clone(), sealer)
             .with_context(|| format!("recovering namespace {} from {}", ns.nsid, dir.display()))?;
@@ -225,8 +228,8 @@ pub fn activate(
 /// (`file_modes`: erases leave them until the block is programmed over), so that a cleanly
 /// stopped instance's files hold no byte of erased data, plaintext or ciphertext; returns how
 /// many blocks. Only blocks with no programmed page are touched, so the namespace's data and its
-/// recovery are as they were; a crash before this leaves the bytes until the next clean stop or
-/// a terminate.
+/// recovery are as they were. Run after a clean close and before a namespace is opened again
+/// (after a crash, the bytes stay until then).
 pub fn drop_erased_data(config: &ServeConfig, ns: &NamespaceConfig) -> anyhow::Result<u64> {
     let dir = config.namespace_dir(ns.nsid);
     if !glue::device_path(&dir, 0).exists() {

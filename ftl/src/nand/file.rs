@@ -34,9 +34,9 @@
 //! IOPS at QD32), a third of it with. `ferrite serve` uses it for sealed and unsealed devices: a
 //! sealed device's leftover bytes are ciphertext under a RAM-only instance key; an unsealed one's
 //! are plaintext, in the same file as all its live plaintext, and only until the block is
-//! programmed over. `ferrite serve` drops them at a clean stop and at a terminate
-//! (`Device::drop_erased_data`), so a stopped instance's file holds only its live pages (unless
-//! it crashed) and a terminated one nothing either way. The device never shows an erased page whatever the mode, and durability is
+//! programmed over. `ferrite serve` drops them at a clean stop, at the start after a crash and at
+//! a terminate (`Device::drop_erased_data`), so a stopped instance's file holds only its live
+//! pages (unless it crashed and has not started since) and a terminated one nothing either way. The device never shows an erased page whatever the mode, and durability is
 //! the same in both: a dropped OOB makes the page erased, and a page whose OOB survived a crash
 //! but whose data did not fails its crc (which covers the data).
 //!
