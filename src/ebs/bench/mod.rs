@@ -100,6 +100,8 @@ pub enum System {
     /// srd over the kernel network (namespaces, nftables) where the bench has one and no
     /// `--impair` asks for what only the relay does; through the relay otherwise.
     Srd,
+    /// Ferrite's NBD export of the same RAM FTL over one TCP connection, pipelined to the queue
+    /// depth.
     #[value(name = "nbd_tcp")]
     NbdTcp,
     /// srd straight over loopback (clean only): the transport without any impairment machinery.
