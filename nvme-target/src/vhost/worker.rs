@@ -337,7 +337,7 @@ impl QueueWorker {
                 self.staged_reads.push(StagedRead { head, request, at });
                 continue;
             }
-            if self.batchable(&request) {
+            if self.batchable_write(&request) {
                 // Reads popped before a write see the data from before it.
                 self.apply_reads(memory, state, &mut signal)?;
                 if self.staged.len() == MAX_BATCH_WRITES
@@ -363,23 +363,21 @@ impl QueueWorker {
 
     /// A write that can wait in the batch: write-back cache mode (a FUA write completes alone),
     /// whole blocks, and small enough to stage.
-    fn batchable(&self, r: &Request) -> bool {
-        let block_bytes = self.io.namespace().block_size() as u64;
+    fn batchable_write(&self, r: &Request) -> bool {
         r.kind == RequestKind::Write
             && self.writeback.load(Ordering::Relaxed)
-            && r.data_len > 0
-            && u64::from(r.data_len).is_multiple_of(block_bytes)
-            && r.sector
-                .checked_mul(SECTOR_BYTES)
-                .is_some_and(|b| b.is_multiple_of(block_bytes))
-            && r.data_len as usize <= MAX_BATCH_BYTES
+            && self.stageable(r)
     }
 
     /// A read that can wait in the batch: whole blocks, small enough to stage.
     fn batchable_read(&self, r: &Request) -> bool {
+        r.kind == RequestKind::Read && self.stageable(r)
+    }
+
+    /// Whole blocks at a block boundary, and no more than a batch buffer holds.
+    fn stageable(&self, r: &Request) -> bool {
         let block_bytes = self.io.namespace().block_size() as u64;
-        r.kind == RequestKind::Read
-            && r.data_len > 0
+        r.data_len > 0
             && u64::from(r.data_len).is_multiple_of(block_bytes)
             && r.sector
                 .checked_mul(SECTOR_BYTES)
@@ -456,7 +454,7 @@ impl QueueWorker {
         let at = self.staged_bytes;
         let len = r.data_len as usize;
         let Some(out) = self.batch_buf.get_mut(at..at + len) else {
-            // Not reached: `batchable` and the batch limit keep it in the buffer.
+            // Not reached: `batchable_write` and the batch limit keep it in the buffer.
             self.apply_staged(memory, state, signal)?;
             let used_len = self.put_status(memory, r.status_addr, VIRTIO_BLK_S_IOERR as u8);
             state.add_used(head, used_len)?;
