@@ -6,14 +6,12 @@
 //! and `nft`; where any of that is missing the test says why on stdout and passes (with `ip` but
 //! no `nft`, the clean part still runs).
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ebs_server::client::{ClientConfig, RemoteVolume};
-use ebs_server::impair::netns::{NetnsError, NetnsPair, Side, effective_uid};
+use ebs_server::impair::netns::{NetnsError, NetnsPair, Side, effective_uid, spawn_in_netns};
 use ebs_server::proto::BLOCK_BYTES;
 use ebs_server::server::{EbsServer, ServerConfig};
 use ebs_server::srd;
@@ -26,19 +24,9 @@ const PATHS: usize = 4;
 const BLOCKS: u64 = 256;
 const CREDENTIAL: &[u8] = b"netns srd test credential";
 
-/// Runs `f` on a new thread that has entered the network namespace at `netns`.
+/// Runs `f` inside the network namespace at `netns` and waits for it.
 fn in_netns<T: Send + 'static>(netns: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let file = File::open(&netns).unwrap();
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
+    spawn_in_netns(netns, f).join().unwrap().unwrap()
 }
 
 fn store(dir: &Path, kek: &Kek) -> Arc<VolumeStore> {

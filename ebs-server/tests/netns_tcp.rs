@@ -4,33 +4,14 @@
 //! `nft`; where any of that is missing the test says why on stdout and passes (the part that
 //! could run still ran: with `ip` but no `nft`, the clean transfer).
 
-use ebs_server::impair::netns::{NetnsError, NetnsPair, Side, effective_uid};
-use std::fs::File;
+use ebs_server::impair::netns::{NetnsError, NetnsPair, Side, effective_uid, spawn_in_netns};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const TRANSFER_BYTES: usize = 2 << 20;
 const GIVE_UP: Duration = Duration::from_secs(60);
-
-/// Runs `f` on a new thread that has entered the network namespace at `netns`.
-fn in_netns<T: Send + 'static>(
-    netns: PathBuf,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    std::thread::spawn(move || {
-        let file = File::open(&netns).unwrap();
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap();
-        f()
-    })
-}
 
 fn pattern(i: usize) -> u8 {
     (i as u8).wrapping_mul(31) ^ (i >> 11) as u8
@@ -40,7 +21,7 @@ fn pattern(i: usize) -> u8 {
 fn transfer(pair: &NetnsPair) -> Duration {
     let (tx, rx) = mpsc::channel();
     let addr_b = pair.addr(Side::B);
-    let server = in_netns(pair.netns_path(Side::B), move || {
+    let server = spawn_in_netns(pair.netns_path(Side::B), move || {
         let listener = TcpListener::bind((addr_b, 0)).unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();
         let (mut s, _) = listener.accept().unwrap();
@@ -51,14 +32,14 @@ fn transfer(pair: &NetnsPair) -> Duration {
     });
     let to: SocketAddr = rx.recv_timeout(GIVE_UP).unwrap();
     let started = Instant::now();
-    let client = in_netns(pair.netns_path(Side::A), move || {
+    let client = spawn_in_netns(pair.netns_path(Side::A), move || {
         let mut s = TcpStream::connect_timeout(&to, GIVE_UP).unwrap();
         s.set_write_timeout(Some(GIVE_UP)).unwrap();
         let data: Vec<u8> = (0..TRANSFER_BYTES).map(pattern).collect();
         s.write_all(&data).unwrap();
     });
-    client.join().unwrap();
-    let got = server.join().unwrap();
+    client.join().unwrap().unwrap();
+    let got = server.join().unwrap().unwrap();
     let took = started.elapsed();
     assert_eq!(got.len(), TRANSFER_BYTES);
     assert!(

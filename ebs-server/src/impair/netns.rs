@@ -15,8 +15,10 @@
 use std::fmt;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use thiserror::Error;
 
 /// The nftables table each namespace gets; deleting it removes the loss.
@@ -72,6 +74,31 @@ impl fmt::Debug for NetnsPair {
             .field("addrs", &self.addrs)
             .finish()
     }
+}
+
+/// Runs `f` on a new thread that first enters the network namespace at `netns` (a
+/// [`NetnsPair::netns_path`]): sockets it makes stay in that namespace, whichever thread uses
+/// them later. The thread's result is `Err` if it could not enter.
+pub fn spawn_in_netns<T: Send + 'static>(
+    netns: PathBuf,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<Result<T, NetnsError>> {
+    std::thread::spawn(move || {
+        let entered = std::fs::File::open(&netns).and_then(|file| {
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(std::io::Error::from)
+        });
+        match entered {
+            Ok(()) => Ok(f()),
+            Err(e) => Err(NetnsError::Spawn {
+                command: format!("setns {}", netns.display()),
+                reason: e.to_string(),
+            }),
+        }
+    })
 }
 
 /// The effective uid, from /proc (std has no getuid, and this crate has no unsafe).

@@ -364,9 +364,7 @@ impl QueueWorker {
     /// A write that can wait in the batch: write-back cache mode (a FUA write completes alone),
     /// whole blocks, and small enough to stage.
     fn batchable_write(&self, r: &Request) -> bool {
-        r.kind == RequestKind::Write
-            && self.writeback.load(Ordering::Relaxed)
-            && self.stageable(r)
+        r.kind == RequestKind::Write && self.writeback.load(Ordering::Relaxed) && self.stageable(r)
     }
 
     /// A read that can wait in the batch: whole blocks, small enough to stage.

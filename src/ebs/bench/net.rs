@@ -11,11 +11,10 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 
-use ebs_server::impair::netns::{NetnsPair, Side, effective_uid};
+use ebs_server::impair::netns::{NetnsPair, Side, effective_uid, spawn_in_netns};
 
 /// The nftables table of the black hole (the loss rule has its own, `ferrite_loss`).
 const BLACK_HOLE_TABLE: &str = "ferrite_bench_hole";
@@ -235,24 +234,16 @@ impl Network {
     }
 }
 
-/// Runs `f` on a thread that first enters the network namespace at `netns` (sockets made there
-/// stay in it, whichever thread uses them later).
+/// Runs `f` on a thread inside the network namespace at `netns` (sockets made there stay in it,
+/// whichever thread uses them later) and waits for it.
 pub fn in_netns<T: Send + 'static>(
     netns: PathBuf,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    std::thread::spawn(move || {
-        let file =
-            std::fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .map_err(|e| format!("setns {}: {e}", netns.display()))?;
-        f()
-    })
-    .join()
-    .map_err(|_| "the namespace thread panicked".to_string())?
+    spawn_in_netns(netns, f)
+        .join()
+        .map_err(|_| "the namespace thread panicked".to_string())?
+        .map_err(|e| e.to_string())?
 }
 
 /// The batch of an srd path's black hole, for the server's namespace (its veth is `veth`).
