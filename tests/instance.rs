@@ -803,19 +803,23 @@ fn a_terminate_cut_short_is_finished_by_the_next_start() {
     );
 }
 
+/// 40 rounds over the same 256 KiB (the last `pattern(39)`), flushed: ~10 MiB through 8 MiB of
+/// raw NAND, so GC erases blocks, and erases while serving leave their data bytes
+/// (`FileErase::KeepData`).
+fn rewrite_until_gc_erases(dir: &Path) {
+    let mut c = client(dir);
+    for round in 0..40 {
+        c.write(0, OFFSET_BYTES, &pattern(round), false).unwrap();
+    }
+    c.flush(1).unwrap();
+}
+
 #[test]
 fn a_clean_stop_leaves_no_data_in_erased_blocks() {
     // Unsealed, where what an erased block kept is plaintext.
     let dir = setup(false);
     let server = Server::start(dir.path(), &[]);
-    let mut c = client(dir.path());
-    // 40 rounds over the same 256 KiB, ~10 MiB through 8 MiB of raw NAND: GC erases blocks, and
-    // erases while serving leave their data bytes (`FileErase::KeepData`).
-    for round in 0..40 {
-        c.write(0, OFFSET_BYTES, &pattern(round), false).unwrap();
-    }
-    c.flush(1).unwrap();
-    drop(c);
+    rewrite_until_gc_erases(dir.path());
     let out = server.stop();
     assert!(out.contains("erased blocks dropped"), "{out}");
     let files = device_files(dir.path());
@@ -839,12 +843,7 @@ fn a_clean_stop_leaves_no_data_in_erased_blocks() {
 fn a_start_after_a_crash_drops_what_erased_blocks_kept() {
     let dir = setup(false);
     let server = Server::start(dir.path(), &[]);
-    let mut c = client(dir.path());
-    for round in 0..40 {
-        c.write(0, OFFSET_BYTES, &pattern(round), false).unwrap();
-    }
-    c.flush(1).unwrap();
-    drop(c);
+    rewrite_until_gc_erases(dir.path());
     server.crash();
     let kept = device_files(dir.path())
         .iter()
