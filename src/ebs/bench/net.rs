@@ -110,31 +110,7 @@ impl Network {
             ));
         }
         for side in [Side::A, Side::B] {
-            let mut command = pair.command(side, "nft");
-            command
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let mut child = command
-                .spawn()
-                .map_err(|e| format!("running nft in {}: {e}", pair.netns(side)))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin
-                    .write_all(script.as_bytes())
-                    .map_err(|e| format!("writing to nft: {e}"))?;
-            }
-            let out = child
-                .wait_with_output()
-                .map_err(|e| format!("running nft in {}: {e}", pair.netns(side)))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "nft in {} ({}): {}",
-                    pair.netns(side),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
+            arm_nft(pair, side, &script)?.fire()?;
         }
         Ok(())
     }
@@ -149,28 +125,7 @@ impl Network {
         else {
             return Err(self.loss_unavailable().unwrap_or_default());
         };
-        let netns = pair.netns(Side::B).to_string();
-        let mut child = pair
-            .command(Side::B, "nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("running nft in {netns}: {e}"))?;
-        let stdin = child.stdin.take();
-        // Made before the write, so a failed write kills the child (Drop).
-        let mut armed = ArmedNft {
-            child: Some(child),
-            stdin,
-            netns,
-        };
-        let script = udp_hole_script(pair.veth(Side::B), port);
-        if let Some(pipe) = armed.stdin.as_mut() {
-            pipe.write_all(script.as_bytes())
-                .map_err(|e| format!("writing to nft: {e}"))?;
-        }
-        Ok(armed)
+        arm_nft(pair, Side::B, &udp_hole_script(pair.veth(Side::B), port))
     }
 
     /// Packets the black hole (of either kind) dropped: 0 with none set.
@@ -244,6 +199,32 @@ pub fn in_netns<T: Send + 'static>(
         .join()
         .map_err(|_| "the namespace thread panicked".to_string())?
         .map_err(|e| e.to_string())?
+}
+
+/// Starts `nft -f -` in the namespace of `side` and writes `script` to it; the batch commits
+/// when the returned [`ArmedNft`] fires (closes nft's stdin).
+fn arm_nft(pair: &NetnsPair, side: Side, script: &str) -> Result<ArmedNft, String> {
+    let netns = pair.netns(side).to_string();
+    let mut child = pair
+        .command(side, "nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft in {netns}: {e}"))?;
+    let stdin = child.stdin.take();
+    // Made before the write, so a failed write kills the child (Drop).
+    let mut armed = ArmedNft {
+        child: Some(child),
+        stdin,
+        netns,
+    };
+    if let Some(pipe) = armed.stdin.as_mut() {
+        pipe.write_all(script.as_bytes())
+            .map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    Ok(armed)
 }
 
 /// The batch of an srd path's black hole, for the server's namespace (its veth is `veth`).
